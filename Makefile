@@ -1,0 +1,27 @@
+# The two set-up commands: `make repro` and `make test`. Both create .venv/ when needed.
+PY := .venv/bin/python
+STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: env repro test lint bench
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f .venv/.installed-*
+	touch $@
+
+repro: env
+	PATH="$(CURDIR)/.venv/bin:$$PATH" dvc repro
+
+test: env
+	$(PY) -m pytest -q
+
+lint: env
+	.venv/bin/ruff check pipelines model evaluation tests
+
+bench: env
+	mkdir -p bench/results
+	set -e; for f in bench/bench_*.py; do echo "== $$f"; PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) $$f; done
