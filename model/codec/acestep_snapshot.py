@@ -1,0 +1,114 @@
+"""Loading ACE-Step v1's codec weights from a local snapshot of ACE-Step/ACE-Step-v1-3.5B.
+
+Layout (as on the hub): ``<dir>/music_dcae_f8c8/{config.json, diffusion_pytorch_model.safetensors}`` (diffusers
+``AutoencoderDC``) and ``<dir>/music_vocoder/{config.json, diffusion_pytorch_model.safetensors}`` (our
+``AceStepVocoder``). ``.bin`` weights are accepted too. Nothing is ever downloaded here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from model.codec.acestep_vocoder import AceStepVocoder, VocoderConfig
+
+log = logging.getLogger(__name__)
+
+DCAE_SUBDIR = "music_dcae_f8c8"
+VOCODER_SUBDIR = "music_vocoder"
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
+                "pytorch_model.bin")
+# Deterministic front-end buffers: rebuilt from the config if a checkpoint predates persisting them.
+REBUILDABLE_BUFFERS = {"mel_transform.spectrogram.window", "mel_transform.mel_scale.fb"}
+DOWNLOAD_HINT = (
+    "get the snapshot with: huggingface-cli download ACE-Step/ACE-Step-v1-3.5B "
+    '--include "music_dcae_f8c8/*" "music_vocoder/*" --local-dir <dir>, then set codec.acestep_dir: <dir> '
+    "in params.yaml"
+)
+
+
+class SnapshotError(FileNotFoundError):
+    """The ACE-Step snapshot directory is unset, missing, or incomplete."""
+
+
+def require_snapshot(acestep_dir: str | Path | None) -> Path:
+    """Check ``codec.acestep_dir`` holds both subfolders with a config and weights; return it as a Path."""
+    if not acestep_dir:
+        raise SnapshotError(f"params.yaml: codec.acestep_dir is empty but codec.name is acestep; {DOWNLOAD_HINT}")
+    root = Path(acestep_dir).expanduser()
+    if not root.is_dir():
+        raise SnapshotError(f"params.yaml: codec.acestep_dir = {str(acestep_dir)!r} is not a directory; {DOWNLOAD_HINT}")
+    for sub in (DCAE_SUBDIR, VOCODER_SUBDIR):
+        folder = root / sub
+        if not (folder / "config.json").is_file():
+            raise SnapshotError(f"codec.acestep_dir: {folder / 'config.json'} is missing; {DOWNLOAD_HINT}")
+        weights_file(folder)
+    return root
+
+
+def weights_file(folder: Path) -> Path:
+    for name in WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise SnapshotError(f"codec.acestep_dir: no weights in {folder} (looked for {', '.join(WEIGHT_NAMES)}); "
+                        f"{DOWNLOAD_HINT}")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_vocoder(folder: str | Path) -> AceStepVocoder:
+    """Build ``AceStepVocoder`` from ``<folder>/config.json`` and load its weights with strict=True."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    raw = json.loads(config_path.read_text())
+    cfg, ignored = VocoderConfig.from_dict(raw, source=str(config_path))
+    if ignored:
+        log.warning("%s: ignoring keys our vocoder does not use: %s", config_path, ", ".join(ignored))
+    vocoder = AceStepVocoder(cfg)
+    path = weights_file(folder)
+    state = read_state_dict(path)
+    absent = REBUILDABLE_BUFFERS - set(state)
+    if absent:
+        own = vocoder.state_dict()
+        state = {**state, **{k: own[k] for k in absent}}
+        log.info("%s: front-end buffers %s rebuilt from config", path, ", ".join(sorted(absent)))
+    try:
+        vocoder.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{path}: weights do not match ACE-Step's music vocoder built from {config_path}: {exc}") from exc
+    return vocoder.eval()
+
+
+def save_vocoder(vocoder: AceStepVocoder, folder: str | Path) -> Path:
+    """Write ``config.json`` + ``diffusion_pytorch_model.safetensors`` laid out like the hub snapshot."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"_class_name": "ADaMoSHiFiGANV1", **vocoder.cfg.to_dict()}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    state = {k: v.detach().contiguous() for k, v in vocoder.state_dict().items()}
+    save_file(state, str(folder / WEIGHT_NAMES[0]))
+    return folder
+
+
+def load_dcae(folder: str | Path, dtype: torch.dtype = torch.float32):
+    """diffusers ``AutoencoderDC.from_pretrained`` on the local folder; any missing/unexpected key is an error."""
+    from diffusers import AutoencoderDC
+
+    folder = Path(folder)
+    model, info = AutoencoderDC.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
+                                                output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        raise RuntimeError(f"{folder}: AutoencoderDC weights do not match its config.json: {problems}")
+    return model.eval()
