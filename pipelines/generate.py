@@ -1,0 +1,226 @@
+"""Stage `generate`: render every prompt × seed to ``generated/<prompt_id>/seed-<k>.wav`` (44.1 kHz stereo).
+
+    python -m pipelines.generate [--params params.yaml]                 # the stage (params ``generate.*``)
+    python -m pipelines.generate "calm piano ballad" -o out.wav [--seconds 10 --steps 25 --cfg 3.5 --seed 0
+                                 --method euler --model-dir models/final --device auto]   # one prompt
+
+Stage outputs (in ``generate.out_dir``): the WAVs, ``prompts.jsonl`` (the exact prompt set, for evaluate and
+submit), ``manifest.parquet`` (prompt_id, seed, path, seconds, sample_rate, noise_seed, caption) and
+``provenance.json``, ``resume_key.json``. Resumable: when ``resume_key.json`` matches (same sampler settings,
+seed, length and model), a WAV that is already complete (44.1 kHz, stereo, exactly ``seconds``) is kept;
+otherwise the old WAVs are removed first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from evaluation.prompts import Prompt, resolve_prompts, save_prompts
+from model.atomic_io import write_json_atomic, write_parquet_atomic
+from model.audio_io import AudioDecodeError, audio_info, write_audio
+from model.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
+from model.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
+from pipelines.logs import setup_logging
+from pipelines.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.provenance import provenance
+
+log = logging.getLogger("pipelines.generate")
+
+MIN_SECONDS = 10.0  # the challenge scores the first 10 s and rejects shorter files
+# fixed so that changing the noise seed (generate.seed) never changes which test tracks are prompts
+BUILTIN_SELECTION_SEED = 0
+RESUME_FILE = "resume_key.json"
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """The ``generate:`` section of params.yaml (meaning of each key: README, "Generation and submission")."""
+
+    prompts: str = "builtin"
+    n_prompts: int = 100
+    seconds: float = 10.0
+    steps: int = 25
+    cfg_scale: float = 3.5
+    method: str = "euler"
+    seeds: int = 2
+    seed: int = 0
+    batch_size: int = 16
+    device: str = "auto"
+    out_dir: str = "generated"
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise ParamsError(f"params.yaml: generate.{key} = {getattr(self, key)!r}: {what}")
+
+        need(self.seconds >= MIN_SECONDS, "seconds", f"must be >= {MIN_SECONDS} (the challenge needs 10 s clips)")
+        need(self.steps >= 1, "steps", "must be a positive integer")
+        need(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
+        need(self.seeds >= 1, "seeds", "must be >= 1 (seed indices 0 .. seeds-1)")
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        need(self.n_prompts >= 0, "n_prompts", "must be >= 0 (0 = every prompt)")
+        need(math.isfinite(self.cfg_scale), "cfg_scale", "must be a finite number")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> GenerateSettings:
+        section = get(params, "generate", {}) or {}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ParamsError(f"params.yaml: unknown key(s) generate.{', generate.'.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        types = {"prompts": str, "n_prompts": int, "seconds": float, "steps": int, "cfg_scale": float,
+                 "method": str, "seeds": int, "seed": int, "batch_size": int, "device": str, "out_dir": str}
+        values = {}
+        for key, value in section.items():
+            try:
+                values[key] = types[key](value)
+            except (TypeError, ValueError) as exc:
+                raise ParamsError(f"params.yaml: generate.{key} = {value!r} is not a {types[key].__name__}") from exc
+        return cls(**values)
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(steps=self.steps, cfg_scale=self.cfg_scale, method=self.method)
+
+
+def wav_path(out_dir: str | Path, prompt_id: str, seed_index: int) -> Path:
+    return Path(out_dir) / prompt_id / f"seed-{seed_index}.wav"
+
+
+def is_complete(path: Path, seconds: float) -> bool:
+    """A WAV written by an earlier run that already meets the output format (atomic writes: never partial)."""
+    try:
+        info = audio_info(path)
+    except AudioDecodeError:
+        return False
+    return (info.sample_rate == OUTPUT_SAMPLE_RATE and info.channels == OUTPUT_CHANNELS
+            and info.frames == round(seconds * OUTPUT_SAMPLE_RATE))
+
+
+def resume_key(settings: GenerateSettings, model_dir: str | Path) -> dict[str, Any]:
+    """What an existing file must have been made with to be reused: sampler, seeds, length and model identity."""
+    weights = Path(model_dir) / "model.safetensors"
+    config = Path(model_dir) / "config.json"
+    stat = weights.stat() if weights.is_file() else None
+    return {"seconds": settings.seconds, "steps": settings.steps, "cfg_scale": settings.cfg_scale,
+            "method": settings.method, "seed": settings.seed,
+            "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+            "weights": None if stat is None else [stat.st_size, stat.st_mtime_ns]}
+
+
+def can_resume(out_dir: Path, key: dict[str, Any]) -> bool:
+    """True when ``out_dir`` was filled with the same ``resume_key`` (then its complete files are kept)."""
+    path = out_dir / RESUME_FILE
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()) == json.loads(json.dumps(key))
+    except json.JSONDecodeError:
+        return False
+
+
+def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: GenerateSettings) -> pa.Table:
+    """Render every (prompt, seed index) whose file is not yet complete, in batches; the manifest table."""
+    jobs = [(p, k) for p in prompts for k in range(settings.seeds)]
+    todo = [(p, k) for p, k in jobs if not is_complete(wav_path(settings.out_dir, p.prompt_id, k), settings.seconds)]
+    if len(todo) < len(jobs):
+        log.info("resuming: %d of %d files already complete", len(jobs) - len(todo), len(jobs))
+    batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
+    for batch in tqdm(batches, desc="generate", unit="batch"):
+        gens = [noise_generator(p.prompt_id, k, settings.seed) for p, k in batch]
+        audio = engine.generate([p.caption for p, _ in batch], gens, settings.seconds, settings.sampler)
+        for (p, k), wav in zip(batch, audio, strict=True):
+            write_audio(wav_path(settings.out_dir, p.prompt_id, k), wav, OUTPUT_SAMPLE_RATE)
+    return pa.table({
+        "prompt_id": [p.prompt_id for p, _ in jobs],
+        "seed": pa.array([k for _, k in jobs], pa.int32()),
+        "path": [str(wav_path(settings.out_dir, p.prompt_id, k)) for p, k in jobs],
+        "seconds": pa.array([settings.seconds] * len(jobs), pa.float64()),
+        "sample_rate": pa.array([OUTPUT_SAMPLE_RATE] * len(jobs), pa.int32()),
+        "noise_seed": pa.array([stable_seed(p.prompt_id, k, settings.seed) for p, k in jobs], pa.int64()),
+        "caption": [p.caption for p, _ in jobs],
+    })
+
+
+def run_stage(params: dict[str, Any]) -> None:
+    settings = GenerateSettings.from_params(params)
+    model_dir = get(params, "train.out_dir", "models/final")
+    tracks = Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet"
+    prompts = resolve_prompts(settings.prompts, tracks, settings.n_prompts, seed=BUILTIN_SELECTION_SEED)
+    log.info("%d prompts × %d seeds, %.1f s each, %s %d steps, CFG %.2f", len(prompts), settings.seeds,
+             settings.seconds, settings.method, settings.steps, settings.cfg_scale)
+    engine = TextToMusic.from_dir(model_dir, settings.device)
+    out = Path(settings.out_dir)
+    key = resume_key(settings, model_dir)
+    resume = can_resume(out, key)
+    stale = [] if resume else sorted(out.glob("*/seed-*.wav"))
+    if stale:  # removed before the new key is written, so a later resume can never keep one of them
+        log.warning("%s: %d files from other settings or another model; removing them", out, len(stale))
+        for path in stale:
+            path.unlink()
+    write_json_atomic(out / RESUME_FILE, key)
+    save_prompts(out / "prompts.jsonl", prompts)
+    manifest = generate_prompt_set(engine, prompts, settings)
+    write_parquet_atomic(out / "manifest.parquet", manifest)
+    write_json_atomic(out / "provenance.json", provenance(
+        "generate", {"generate": asdict(settings), "train.out_dir": model_dir}, model_dir=model_dir,
+        n_prompts=len(prompts), n_files=manifest.num_rows, codec=engine.codec.settings(),
+        text_encoder=engine.text_encoder.name, device=str(engine.device)))
+    log.info("wrote %d files and %s", manifest.num_rows, out / "manifest.parquet")
+
+
+def run_single(args: Any, params: dict[str, Any]) -> Path:
+    """One caption → one WAV at ``args.output``; unset options fall back to ``generate.*`` or the defaults."""
+    base = GenerateSettings.from_params(params)
+    settings = GenerateSettings(
+        seconds=base.seconds if args.seconds is None else args.seconds,
+        steps=base.steps if args.steps is None else args.steps,
+        cfg_scale=base.cfg_scale if args.cfg is None else args.cfg,
+        method=base.method if args.method is None else args.method,
+        device=base.device if args.device is None else args.device,
+    )
+    if not args.prompt.strip():
+        raise SystemExit("generate: the prompt is empty; give the text to render, e.g. \"calm piano ballad\"")
+    model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
+    engine = TextToMusic.from_dir(model_dir, settings.device)
+    gen = torch.Generator().manual_seed(args.seed)
+    with tqdm(total=settings.sampler.steps, desc="sample", unit="step") as bar:
+        (wav,) = engine.generate([args.prompt], [gen], settings.seconds, settings.sampler, progress=bar.update)
+    write_audio(args.output, wav, OUTPUT_SAMPLE_RATE)
+    log.info("wrote %s (%.1f s, %d Hz, seed %d)", args.output, settings.seconds, OUTPUT_SAMPLE_RATE, args.seed)
+    return Path(args.output)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_arg_parser("Generate audio: the generate stage, or one prompt when a prompt is given.")
+    parser.add_argument("prompt", nargs="?", help="a caption: render just this prompt to --output")
+    parser.add_argument("-o", "--output", default="out.wav", help="single-prompt mode: the WAV to write")
+    parser.add_argument("--seconds", type=float, help="duration (>= 10 s)")
+    parser.add_argument("--steps", type=int, help="ODE steps")
+    parser.add_argument("--cfg", type=float, help="classifier-free guidance scale")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (single-prompt mode)")
+    parser.add_argument("--method", choices=METHODS, help="ODE solver")
+    parser.add_argument("--model-dir", help="trained model directory (default: train.out_dir or models/final)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.prompt is None:
+        run_stage(load_params(args.params))
+        return
+    params = load_params(args.params) if Path(args.params).is_file() else {}
+    run_single(args, params)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+
+from evaluation.prompts import Prompt, load_prompts, save_prompts
+from model.backbone import VelocityNet, VelocityNetConfig
+from model.checkpoint import export_trained
+from model.text_to_music import GenerationError, to_output
+from model.train_data import Standardiser
+from pipelines.generate import GenerateSettings, main, run_stage
+from pipelines.params import ParamsError
+
+N_MELS = 16
+CODEC = {"name": "mel", "device": "cpu",
+         "mel": {"sample_rate": 22050, "n_fft": 512, "hop": 256, "n_mels": N_MELS, "f_max": 11025.0,
+                 "griffin_lim_iters": 2, "inversion_iters": 2}}
+TEXT = {"encoder": "minilm", "path": "", "max_length": 16}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny randomly initialised VelocityNet saved in the models/final format."""
+    torch.manual_seed(0)
+    cfg = VelocityNetConfig(latent_dim=N_MELS, text_dim=384, hidden=16, depth=1, d_state=4, heads=2, time_dim=16,
+                            scan_backend="torch")
+    net = VelocityNet(cfg)
+    with torch.no_grad():  # zero-initialised output layers would make every velocity 0
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    stats = Standardiser(tuple([-3.0] * N_MELS), tuple([1.0] * N_MELS))
+    out = tmp_path_factory.mktemp("final")
+    export_trained(out, net.state_dict(), cfg.to_dict(), CODEC, TEXT, stats, steps=1)
+    return out
+
+
+def _read(path):
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return audio, sr
+
+
+def test_single_prompt_cli_writes_a_10s_44k_stereo_wav(model_dir, tmp_path):
+    out = tmp_path / "out.wav"
+    args = ["calm piano ballad", "-o", str(out), "--model-dir", str(model_dir), "--steps", "2",
+            "--params", str(tmp_path / "absent.yaml"), "--device", "cpu"]
+    main(args)
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels, info.frames, info.format) == (44100, 2, 441000, "WAV")
+    audio, _ = _read(out)
+    assert np.isfinite(audio).all() and np.sqrt(np.mean(audio**2)) > 1e-3
+    other = tmp_path / "other.wav"
+    main([*args[:2], str(other), *args[3:], "--seed", "1", "--seconds", "11"])
+    assert sf.info(str(other)).frames == 11 * 44100
+    assert not np.allclose(_read(other)[0][:441000], audio)
+
+
+def test_cli_refuses_clips_shorter_than_10_seconds(model_dir, tmp_path):
+    with pytest.raises(ParamsError, match="generate.seconds"):
+        main(["x", "-o", str(tmp_path / "o.wav"), "--model-dir", str(model_dir), "--seconds", "9",
+              "--params", str(tmp_path / "absent.yaml")])
+
+
+def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(model_dir, tmp_path):
+    prompts = [Prompt("p1", "calm piano ballad"), Prompt("p2", "fast loud rock with distorted guitar and drums"),
+               Prompt("p3", "sad strings")]
+    save_prompts(tmp_path / "prompts.jsonl", prompts)
+    out = tmp_path / "generated"
+    params = {"generate": {"prompts": str(tmp_path / "prompts.jsonl"), "n_prompts": 0, "seconds": 10.0,
+                           "steps": 2, "cfg_scale": 3.5, "method": "heun", "seeds": 2, "seed": 0, "batch_size": 4,
+                           "device": "cpu", "out_dir": str(out)},
+              "train": {"out_dir": str(model_dir)}}
+    run_stage(params)
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert [(r["prompt_id"], r["seed"]) for r in manifest] == [(p, k) for p in ("p1", "p2", "p3") for k in (0, 1)]
+    assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
+    assert load_prompts(out / "prompts.jsonl") == prompts
+    assert (out / "provenance.json").is_file()
+    first = {(r["prompt_id"], r["seed"]): _read(r["path"])[0] for r in manifest}
+    assert all(a.shape == (441000, 2) for a in first.values())
+    assert not np.allclose(first[("p1", 0)], first[("p1", 1)])
+    # p3 seed 1 was rendered beside p2 in a batch of 2; alone now it must come out the same
+    target = out / "p3" / "seed-1.wav"
+    target.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*.wav")}
+    run_stage(params)
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    np.testing.assert_allclose(_read(target)[0], first[("p3", 1)], atol=2 / 32768)
+    # other sampler settings: nothing is reused, and files of prompts no longer in the set are removed
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*.wav")}
+    save_prompts(tmp_path / "prompts.jsonl", [prompts[0], prompts[2]])
+    run_stage({**params, "generate": {**params["generate"], "steps": 3}})
+    assert not (out / "p2" / "seed-0.wav").exists()
+    assert all(p.stat().st_mtime_ns != t for p, t in before.items() if "p2" not in p.parts)
+    assert not np.allclose(_read(target)[0], first[("p3", 1)], atol=1e-3)
+
+
+def test_short_or_non_finite_decodes_fail_loudly():
+    with pytest.raises(GenerationError, match=r"9\.000 s, shorter than the 10.0 s"):
+        to_output(np.zeros((1, 9 * 22050), np.float32), 22050, 10.0, "p")
+    with pytest.raises(GenerationError, match="non-finite"):
+        to_output(np.full((1, 11 * 22050), np.nan, np.float32), 22050, 10.0, "p")
+    out = to_output(np.ones((1, 22050 * 10 + 7), np.float32), 22050, 10.0)
+    assert out.shape == (2, 441000)
+
+
+def test_settings_reject_unknown_keys_and_bad_values():
+    with pytest.raises(ParamsError, match="generate.stepz"):
+        GenerateSettings.from_params({"generate": {"stepz": 3}})
+    with pytest.raises(ParamsError, match="generate.method"):
+        GenerateSettings.from_params({"generate": {"method": "rk4"}})
+    with pytest.raises(ParamsError, match="generate.seeds"):
+        GenerateSettings.from_params({"generate": {"seeds": "two"}})
+    assert GenerateSettings.from_params({"generate": {"steps": 100}}).sampler.steps == 100
