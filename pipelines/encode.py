@@ -1,0 +1,146 @@
+"""Stage ``encode``: instrumental audio -> latent clips in Parquet shards (Ray Data, an actor pool of codecs).
+
+Reads ``<separate.out_dir>/manifest.parquet`` and ``<data.prepared_dir>/tracks.parquet`` (captions, tags, split),
+the ``codec:`` and ``encode:`` params; writes ``<encode.out_dir>/shard-NNNNN.parquet`` (format in
+docs/ARCHITECTURE.md), ``rejects.parquet``, ``plan.json`` and ``provenance.json``. Rerunning after a kill encodes
+only the shards that are missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from model.atomic_io import write_json_atomic
+from model.clips import ClipPolicy, TrackSource, plan_clips
+from model.codec import build_codec
+from model.latent_encoding import describe_codec, run_encode
+from model.ray_runtime import available_cpus, cuda_device_count, ray_session
+from pipelines.logs import setup_logging
+from pipelines.params import get, load_params, stage_arg_parser
+from pipelines.provenance import provenance
+
+log = logging.getLogger("pipelines.encode")
+
+TAG_COLUMNS = ("genre", "instrument", "mood")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """The ``encode:`` section (meaning of each key: README, "Latent shards and statistics")."""
+
+    policy: ClipPolicy
+    shard_rows: int
+    batch_size: int
+    workers: int
+    out_dir: str
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any]) -> EncodeConfig:
+        workers = int(section.get("workers", 2))
+        if workers < 1:
+            raise ValueError(f"params.yaml: encode.workers = {workers!r} must be >= 1 (CPU actors)")
+        return cls(
+            policy=ClipPolicy.from_params(section),
+            shard_rows=int(section.get("shard_rows", 128)),
+            batch_size=int(section.get("batch_size", 8)),
+            workers=workers,
+            out_dir=str(section.get("out_dir", "data/latents/shards")),
+        )
+
+
+def read_sources(manifest_path: Path, tracks_path: Path) -> list[TrackSource]:
+    """Manifest rows joined with caption/tags/split from tracks.parquet (by track_id)."""
+    for p, stage in ((manifest_path, "separate"), (tracks_path, "prepare")):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: not found; run `python -m pipelines.{stage}` first")
+    manifest = pq.read_table(manifest_path, columns=["track_id", "path", "seconds"]).to_pylist()
+    tracks = {
+        r["track_id"]: r
+        for r in pq.read_table(
+            tracks_path, columns=["track_id", "caption", "split", *TAG_COLUMNS]
+        ).to_pylist()
+    }
+    missing = [m["track_id"] for m in manifest if m["track_id"] not in tracks]
+    if missing:
+        raise ValueError(
+            f"{manifest_path}: {len(missing)} track(s) not in {tracks_path} (e.g. {missing[:3]}); "
+            "re-run the separate stage on the current prepared tracks"
+        )
+    return [
+        TrackSource(
+            track_id=m["track_id"],
+            path=m["path"],
+            seconds=float(m["seconds"]),
+            caption=tracks[m["track_id"]]["caption"] or "",
+            split=tracks[m["track_id"]]["split"] or "",
+            **{k: tuple(tracks[m["track_id"]][k] or ()) for k in TAG_COLUMNS},
+        )
+        for m in manifest
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arg_parser("Encode instrumental audio into latent clip shards.").parse_args(argv)
+    setup_logging()
+    params = load_params(args.params)
+    cfg = EncodeConfig.from_params(get(params, "encode"))
+    codec_params = get(params, "codec")
+    sources = read_sources(
+        Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet",
+        Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet",
+    )
+    plan = plan_clips(sources, cfg.policy, cfg.shard_rows, cfg.batch_size)
+    gpus = cuda_device_count()
+    workers = gpus or cfg.workers
+    # GPU actors pick their device from codec params; CPU actors are pinned to the CPU
+    codec_factory = functools.partial(build_codec, codec_params, None if gpus else "cpu")
+    with ray_session(num_cpus=max(cfg.workers, available_cpus()), num_gpus=gpus):
+        import ray
+
+        meta = ray.get(ray.remote(num_cpus=1)(_describe).remote(codec_factory, cfg.policy.clip_seconds))
+        log.info(
+            "%d tracks -> %d clips in %d shards; codec %s, latent %s",
+            len(sources),
+            sum(len(s) for s in plan.shards),
+            len(plan.shards),
+            meta.codec,
+            meta.latent_shape,
+        )
+        summary = run_encode(
+            plan, cfg.out_dir, codec_factory, meta, cfg.policy.clip_seconds, workers, use_gpu=bool(gpus)
+        )
+    write_json_atomic(
+        Path(cfg.out_dir) / "provenance.json",
+        provenance(
+            "encode",
+            {"codec": codec_params, "encode": get(params, "encode")},
+            codec_settings=meta.settings,
+            latent_shape=list(meta.latent_shape),
+            tracks=len(sources),
+            shards=summary.shards_total,
+            shards_written_this_run=summary.shards_written,
+            clips_written_this_run=summary.clips_written,
+            rejects=summary.rejects,
+        ),
+    )
+    log.info(
+        "encode done: %d shards (%d new), %d rejects",
+        summary.shards_total,
+        summary.shards_written,
+        summary.rejects,
+    )
+
+
+def _describe(codec_factory, clip_seconds: float):
+    """Build the codec once in a Ray worker (not the driver) just to describe it."""
+    return describe_codec(codec_factory(), clip_seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Stage ``stats``: per-channel latent mean/variance over the train split -> ``encode.stats_path`` (JSON).
+
+Reads the shards in ``encode.out_dir``; writes ``{"count": frames, "mean": [D], "var": [D], "split": "train",
+"codec": {...}}`` (float64, streaming Chan/Welford merge over valid frames only) and a provenance JSON beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from model.atomic_io import write_json_atomic
+from model.latent_stats import shard_stats
+from model.shards import shard_metadata
+from pipelines.logs import setup_logging
+from pipelines.params import get, load_params, stage_arg_parser
+from pipelines.provenance import provenance
+
+log = logging.getLogger("pipelines.stats")
+
+STATS_SPLIT = "train"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arg_parser("Per-channel latent mean/variance over the training split.").parse_args(argv)
+    setup_logging()
+    params = load_params(args.params)
+    shard_dir = get(params, "encode.out_dir")
+    stats_path = Path(get(params, "encode.stats_path"))
+    meta = shard_metadata(shard_dir)
+    acc = shard_stats(shard_dir, split=STATS_SPLIT)
+    codec = {
+        "name": meta.codec,
+        "settings": meta.settings,
+        "latent_shape": list(meta.latent_shape),
+        "frame_rate": meta.frame_rate,
+    }
+    write_json_atomic(stats_path, acc.to_dict(split=STATS_SPLIT, codec=codec))
+    write_json_atomic(
+        stats_path.with_name(stats_path.stem + ".provenance.json"),
+        provenance(
+            "stats", {"encode": {"out_dir": shard_dir, "stats_path": str(stats_path)}}, frames=acc.count
+        ),
+    )
+    log.info(
+        "%s: %d %s frames, mean of means %.4f, mean var %.4f",
+        stats_path,
+        acc.count,
+        STATS_SPLIT,
+        float(acc.mean.mean()),
+        float(acc.var.mean()),
+    )
+
+
+if __name__ == "__main__":
+    main()
