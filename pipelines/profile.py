@@ -1,0 +1,91 @@
+"""Apply a named params profile (``profiles/<name>.yaml``) as DVC ``-S`` overrides or into params.yaml.
+
+``python -m pipelines.profile paper`` prints ``-S key=value`` pairs for ``dvc exp run``;
+``--write`` merges the profile into params.yaml instead. A profile is a partial params tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.params import DEFAULT_PARAMS, load_params
+
+PROFILES_DIR = Path("profiles")
+
+
+def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> dict[str, Any]:
+    path = profiles_dir / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in profiles_dir.glob("*.yaml"))
+        raise FileNotFoundError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a profile must be a mapping of params sections")
+    return data
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are an error (a typo would silently do nothing)."""
+    out = copy.deepcopy(base)
+    for dotted, value in flatten(overrides).items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise KeyError(f"profile key '{dotted}' has no section '{part}' in params.yaml")
+            node = node[part]
+        if parts[-1] not in node:
+            raise KeyError(f"profile key '{dotted}' is not a params.yaml key")
+        node[parts[-1]] = value
+    return out
+
+
+def set_args(overrides: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """``-S key=value`` arguments for ``dvc exp run``, validated against ``base`` params."""
+    merge(base, overrides)
+    args = []
+    for dotted, value in flatten(overrides).items():
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        if any(ch.isspace() for ch in text):
+            raise ValueError(f"profile value for '{dotted}' contains whitespace; it cannot pass through $(...)")
+        args += ["-S", f"{dotted}={text}"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="profile name, e.g. paper")
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS))
+    parser.add_argument("--write", action="store_true", help="merge the profile into the params file")
+    args = parser.parse_args(argv)
+    base = load_params(args.params)
+    profile = load_profile(args.name)
+    if args.write:
+        merged = merge(base, profile)
+        Path(args.params).write_text(yaml.safe_dump(merged, sort_keys=False))
+        print(f"{args.params}: applied profile '{args.name}' ({len(flatten(profile))} keys)", file=sys.stderr)
+    else:
+        print(" ".join(set_args(profile, base)))
+
+
+if __name__ == "__main__":
+    main()
