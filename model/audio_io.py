@@ -20,6 +20,8 @@ from model.atomic_io import atomic_path
 
 log = logging.getLogger(__name__)
 
+_TRUNCATION_TOLERANCE = 0.02  # mp3 frame counts from a header may be a little off; a cut file is far off
+
 
 class AudioDecodeError(RuntimeError):
     """An audio file could not be read or holds no usable samples."""
@@ -76,6 +78,10 @@ def load_audio(
         raise AudioDecodeError(path, f"decode failed: {exc}") from exc
     if data.shape[0] == 0:
         raise AudioDecodeError(path, "no samples decoded")
+    # A cut-off mp3 keeps its header (and its frame count) but decodes short, without an error.
+    expected = max(0, (info.frames if stop is None else min(stop, info.frames)) - start)
+    if expected - data.shape[0] > max(_TRUNCATION_TOLERANCE * expected, 0.25 * info.sample_rate):
+        raise AudioDecodeError(path, f"truncated: decoded {data.shape[0]} of {expected} frames the header declares")
     if not np.isfinite(data).all():
         raise AudioDecodeError(path, "non-finite samples")
     audio = np.ascontiguousarray(data.T)

@@ -1,0 +1,104 @@
+"""Stage `prepare`: a Jamendo-format dataset -> data/prepared/tracks.parquet (+ rejects, provenance).
+
+``data.source: synthetic`` generates the built-in dataset into ``<prepared_dir>/synthetic/`` first;
+``data.source: jamendo`` reads a local MTG-Jamendo download (``data.jamendo.*``). Both go through the same
+reader (model.datasets.jamendo) and table builder (model.datasets.catalog).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from model.atomic_io import write_json_atomic, write_parquet_atomic
+from model.datasets.catalog import JamendoSource, build_tables
+from model.datasets.jamendo import JamendoFormatError
+from model.datasets.synthetic import SyntheticConfig, generate_dataset
+from pipelines.logs import setup_logging
+from pipelines.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.provenance import provenance
+
+log = logging.getLogger("pipelines.prepare")
+
+SOURCES = ("synthetic", "jamendo")
+_JAMENDO_HELP = {
+    "audio_root": "the folder holding the NN/ audio folders unpacked by the dataset's "
+    "scripts/download/download.py --dataset raw_30s --type audio (or audio-low) <dir> --unpack",
+    "metadata_tsv": "the tag file of the mtg-jamendo-dataset repository, e.g. data/autotagging.tsv "
+    "(= raw_30s_cleantags_50artists.tsv)",
+    "split_dir": "a split folder of the mtg-jamendo-dataset repository, e.g. data/splits/split-0",
+}
+
+
+def jamendo_source(section: dict[str, Any]) -> JamendoSource:
+    """The JamendoSource named by params ``data.jamendo``; errors say which key to set and to what."""
+    values = {}
+    for key, help_text in _JAMENDO_HELP.items():
+        value = str(section.get(key) or "").strip()
+        if not value:
+            raise ParamsError(
+                f"params.yaml: data.jamendo.{key} is empty; set it to {help_text} (see README, Data)"
+            )
+        path = Path(value)
+        exists = path.is_dir() if key != "metadata_tsv" else path.is_file()
+        if not exists:
+            raise ParamsError(
+                f"params.yaml: data.jamendo.{key} = {value!r} does not exist; it should be {help_text}"
+            )
+        values[key] = path
+    return JamendoSource(subset=str(section.get("subset") or "autotagging"), **values)
+
+
+def prepare(params: dict[str, Any]) -> dict[str, Any]:
+    """Run the stage on loaded params; returns the provenance record written beside the outputs."""
+    started = time.monotonic()
+    prepared_dir = Path(get(params, "data.prepared_dir"))
+    source_kind = get(params, "data.source")
+    strict = True
+    extra: dict[str, Any] = {}
+    if source_kind == "synthetic":
+        try:
+            cfg = SyntheticConfig.from_params(get(params, "data.synthetic"))
+        except (TypeError, ValueError) as exc:
+            raise ParamsError(f"params.yaml: data.synthetic: {exc}") from exc
+        layout = generate_dataset(prepared_dir / "synthetic", cfg)
+        source = JamendoSource(layout.audio_root, layout.metadata_tsv, layout.split_dir, layout.subset)
+    elif source_kind == "jamendo":
+        section = get(params, "data.jamendo")
+        source = jamendo_source(section)
+        strict = bool(section.get("strict", True))
+    else:
+        raise ParamsError(f"params.yaml: data.source must be one of {list(SOURCES)}, got {source_kind!r}")
+    tables = build_tables(source, caption_seed=int(get(params, "data.caption_seed", 0)), strict=strict)
+    if tables.tracks.num_rows == 0:
+        raise RuntimeError(f"no usable tracks in {source}; reasons: {tables.rejects.to_pylist()[:5]}")
+    write_parquet_atomic(prepared_dir / "tracks.parquet", tables.tracks)
+    write_parquet_atomic(prepared_dir / "rejects.parquet", tables.rejects)
+    splits = tables.tracks.column("split").to_pylist()
+    extra["counts"] = {
+        "tracks": tables.tracks.num_rows,
+        "rejects": tables.rejects.num_rows,
+        **{split: splits.count(split) for split in ("train", "validation", "test")},
+    }
+    extra["source"] = {k: str(v) for k, v in vars(source).items()}
+    extra["seconds"] = round(time.monotonic() - started, 2)
+    record = provenance("prepare", {"data": get(params, "data")}, **extra)
+    write_json_atomic(prepared_dir / "provenance.json", record)
+    log.info("prepared %s in %.1f s: %s", prepared_dir / "tracks.parquet", extra["seconds"], extra["counts"])
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arg_parser("Prepare the track table from synthetic or MTG-Jamendo data.").parse_args(argv)
+    setup_logging()
+    try:
+        prepare(load_params(args.params))
+    except (ParamsError, JamendoFormatError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        raise SystemExit(f"prepare failed: {exc}") from exc
+
+
+if __name__ == "__main__":
+    main()
