@@ -1,0 +1,58 @@
+"""Stage `evaluate`: FAD, CLAP score and CCS of the generated audio, and the best seed per prompt.
+
+Reads ``<generate.out_dir>/prompts.jsonl`` + ``manifest.parquet`` (the prompt set and clips generate wrote),
+the reference audio (the test split's instrumental audio, or ``evaluate.reference_dir``) and, for the offline
+judge and text–audio model, the train/validation splits of ``<data.prepared_dir>/tracks.parquet`` with
+``<separate.out_dir>/manifest.parquet``. Writes in ``evaluate.out_dir``: ``metrics.json``,
+``per_prompt.parquet``, ``best_seeds.json``, ``models/`` (trained tagger / local-clap), ``evaluate_rejects.json`` and
+``evaluate_provenance.json``. Logic lives in ``evaluation/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluation.evaluator import EvaluationOutputs, run_evaluation
+from evaluation.settings import EvaluateSettings
+from model.atomic_io import write_json_atomic, write_parquet_atomic
+from pipelines.logs import setup_logging
+from pipelines.params import get, load_params, stage_arg_parser
+from pipelines.provenance import provenance
+
+log = logging.getLogger("pipelines.evaluate")
+
+
+def run_stage(params: dict[str, Any]) -> EvaluationOutputs:
+    settings = EvaluateSettings.from_params(get(params, "evaluate", {}))
+    if not settings.needs_clap:
+        torch.set_num_threads(1)  # offline path: small matrices, extra threads only contend on shared cores
+    generated_dir = str(get(params, "generate.out_dir", "generated"))
+    tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
+    instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
+    outputs = run_evaluation(settings, generated_dir, tracks, instrumental)
+    out = Path(settings.out_dir)
+    write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
+    write_json_atomic(out / "best_seeds.json", outputs.best_seeds)
+    write_json_atomic(out / "evaluate_rejects.json", outputs.rejects)
+    write_json_atomic(out / "metrics.json", outputs.metrics)
+    used = {"evaluate": settings.__dict__, "generate.out_dir": generated_dir, "tracks": tracks,
+            "instrumental_manifest": instrumental}
+    write_json_atomic(out / "evaluate_provenance.json", provenance("evaluate", used, embedder=outputs.metrics["embedder"],
+                                                          text_audio_model=outputs.metrics["text_audio_model"],
+                                                          judge=outputs.metrics["judge"]))
+    log.info("wrote %s, %s and %s", out / "metrics.json", out / "per_prompt.parquet", out / "best_seeds.json")
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arg_parser("Score generated audio (FAD, CLAP score, CCS) and pick the best seed per prompt.").parse_args(argv)
+    setup_logging()
+    run_stage(load_params(args.params))
+
+
+if __name__ == "__main__":
+    main()
