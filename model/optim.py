@@ -1,0 +1,74 @@
+"""AdamW with decoupled weight decay on weight matrices only, and a linear-warmup + cosine learning-rate schedule.
+
+No decay on: biases, normalisation weights and other 1-d parameters, the SSM parameters ``A_log`` and ``D``
+(decaying them would pull the state dynamics towards A = -1, D = 0; mamba_ssm marks them the same way), and any
+parameter that carries ``_no_weight_decay = True``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+NO_DECAY_NAMES = ("A_log", "D")
+
+
+def wants_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """True for weight matrices/kernels; False for biases, 1-d params, A_log/D and ``_no_weight_decay`` params."""
+    if getattr(param, "_no_weight_decay", False):
+        return False
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in NO_DECAY_NAMES or leaf == "bias" or leaf.endswith("_bias"):
+        return False
+    return param.dim() >= 2
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: {"params": decayed, "weight_decay": weight_decay} and the rest with 0."""
+    decay, no_decay = [], []
+    decay_names, no_decay_names = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if wants_weight_decay(name, param):
+            decay.append(param)
+            decay_names.append(name)
+        else:
+            no_decay.append(param)
+            no_decay_names.append(name)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "names": decay_names},
+        {"params": no_decay, "weight_decay": 0.0, "names": no_decay_names},
+    ]
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW(betas 0.9/0.999, eps 1e-8) over :func:`param_groups`."""
+    if lr <= 0:
+        raise ValueError(f"params.yaml: train.lr must be > 0, got {lr}")
+    groups = param_groups(model, weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    """LR multiplier: (step + 1) / warmup for the first ``warmup`` steps, then cosine from 1 to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR over :func:`warmup_cosine`; call ``step()`` once per training step."""
+    if warmup < 0 or total <= 0:
+        raise ValueError(f"params.yaml: need train.warmup >= 0 and train.steps > 0 (got {warmup}, {total})")
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup, total, min_ratio)
+    )

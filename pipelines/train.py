@@ -1,0 +1,56 @@
+"""Stage ``train``: latent shards + stats -> trained velocity network.
+
+Reads ``encode.out_dir`` (shards), ``encode.stats_path`` and the ``codec``, ``text``, ``model``, ``train``
+params. Writes checkpoints into ``train.ckpt_dir`` (persisted; a rerun resumes from ``last.pt``), DVCLive
+metrics/plots into ``dvclive/``, and the final artefact (EMA weights ``model.safetensors`` + ``config.json``)
+with ``provenance.json`` into ``train.out_dir``. One worker on CPU (the default) trains in-process; more
+workers or ``train.use_gpu`` run the same loop under Ray Train (DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from model.atomic_io import write_json_atomic
+from model.distributed import run_ray_training
+from model.train_config import TrainConfig
+from model.train_setup import run_training
+from pipelines.logs import setup_logging
+from pipelines.params import get, load_params, stage_arg_parser
+from pipelines.provenance import provenance
+
+log = logging.getLogger("pipelines.train")
+
+LIVE_DIR = "dvclive"
+PARAM_SECTIONS = ("codec", "text", "model", "train")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_arg_parser("Train the flow-matching velocity network on the latent shards.")
+    parser.add_argument("--live-dir", default=LIVE_DIR, help="DVCLive output directory (default: dvclive)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params(args.params)
+    for key in ("encode.out_dir", "encode.stats_path", *PARAM_SECTIONS):
+        get(params, key)
+    config = TrainConfig.from_params(get(params, "train"))
+    if config.workers > 1 or config.use_gpu:
+        run_ray_training(params, config.workers, config.use_gpu, Path(config.ckpt_dir) / "ray",
+                         live_dir=args.live_dir)
+    else:
+        run_training(params, live_dir=args.live_dir)
+    out_dir = Path(config.out_dir)
+    artefact = json.loads((out_dir / "config.json").read_text())
+    write_json_atomic(out_dir / "provenance.json", provenance(
+        "train", {k: params[k] for k in PARAM_SECTIONS}, steps=artefact["steps"],
+        workers=config.workers, use_gpu=config.use_gpu, nan_skipped=artefact.get("nan_skipped"),
+        val_loss_first=artefact.get("val_loss_first"), val_loss_last=artefact.get("val_loss_last"),
+    ))
+    log.info("trained model in %s (step %d, val loss %s -> %s)", out_dir, artefact["steps"],
+             artefact.get("val_loss_first"), artefact.get("val_loss_last"))
+
+
+if __name__ == "__main__":
+    main()

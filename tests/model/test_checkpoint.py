@@ -1,0 +1,73 @@
+import json
+
+import pytest
+import torch
+
+from model.backbone import VelocityNet, VelocityNetConfig
+from model.checkpoint import CheckpointDir, CheckpointMismatchError, export_trained, load_trained
+from model.train_data import Standardiser
+from model.train_setup import run_training
+from tests.model.training_fixtures import TINY_MODEL, HashTextEncoder, tiny_params, write_fixture_shards
+
+
+def test_rolling_last_and_keep_n(tmp_path):
+    ckpt = CheckpointDir(tmp_path / "ck", keep=2)
+    for step in (5, 10, 15, 20):
+        ckpt.save({"format": 1, "step": step}, step)
+    assert [p.name for p in ckpt.periodic()] == ["step-0000015.pt", "step-0000020.pt"]
+    assert ckpt.load_last()["step"] == 20
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["last.pt", "step-0000015.pt", "step-0000020.pt"]
+    (tmp_path / "ck" / ".step-0000025.abc123.tmp.pt").write_bytes(b"half a checkpoint")  # a killed write
+    ckpt.remove_partial_writes()
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["last.pt", "step-0000015.pt", "step-0000020.pt"]
+    ckpt.clear()
+    assert ckpt.load_last() is None and not ckpt.periodic()
+
+
+def test_changed_config_refuses_to_resume_and_resume_false_starts_fresh(tmp_path):
+    write_fixture_shards(tmp_path)
+    run_training(tiny_params(tmp_path, steps=5), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder())
+    with pytest.raises(CheckpointMismatchError) as err:
+        run_training(tiny_params(tmp_path, steps=5, lr=1e-3), live_dir=str(tmp_path / "live"),
+                     text_encoder=HashTextEncoder())
+    message = str(err.value)
+    assert "train.lr: 0.003 -> 0.001" in message and "train.resume" in message and "rm -r" in message
+    # bookkeeping keys may change on resume: the finished run is recognised and only re-exported
+    done = run_training(tiny_params(tmp_path, steps=5, ckpt_every=2, keep=1), live_dir=str(tmp_path / "live"),
+                        text_encoder=HashTextEncoder())
+    assert done.step == 5
+    with pytest.raises(CheckpointMismatchError, match="beyond train.steps=3"):
+        run_training(tiny_params(tmp_path, steps=3), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder())
+    extended = run_training(tiny_params(tmp_path, steps=8), live_dir=str(tmp_path / "live"),
+                            text_encoder=HashTextEncoder())
+    assert extended.step == 8
+    steps = [line.split("\t")[0] for line in (tmp_path / "live" / "plots" / "metrics" / "train" / "lr.tsv")
+             .read_text().splitlines()[1:]]
+    assert steps == ["5", "8"]  # the extension continues the curves
+    fresh = run_training(tiny_params(tmp_path, steps=4, lr=1e-3, resume=False), live_dir=str(tmp_path / "live"),
+                         text_encoder=HashTextEncoder())
+    assert fresh.step == 4
+    assert [p.name for p in CheckpointDir(tmp_path / "checkpoints", 2).periodic()] == ["step-0000004.pt"]
+
+
+def test_load_trained_round_trip(tmp_path):
+    cfg = VelocityNetConfig(latent_dim=4, text_dim=8, **TINY_MODEL)
+    net = VelocityNet(cfg)
+    stats = Standardiser(mean=(1.0, -2.0, 0.5, 0.0), var=(4.0, 1.0, 0.25, 9.0))
+    codec, text = {"name": "mel", "mel": {"n_mels": 4}}, {"encoder": "minilm", "path": "", "max_length": 16}
+    export_trained(tmp_path / "final", net.state_dict(), cfg.to_dict(), codec, text, stats, 123, frame_rate=10.0)
+    trained = load_trained(tmp_path / "final")
+    assert trained.config == cfg and trained.codec_params == codec and trained.text_params == text
+    assert trained.steps == 123 and trained.info["frame_rate"] == 10.0 and not trained.net.training
+    x, t = torch.randn(2, 4, 6), torch.rand(2)
+    emb, mask = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    torch.testing.assert_close(trained.net(x, t, emb, mask), net.eval()(x, t, emb, mask))
+    z = torch.zeros(1, 4, 2)
+    torch.testing.assert_close(trained.destandardise(z)[0, :, 0], torch.tensor([1.0, -2.0, 0.5, 0.0]))
+    torch.testing.assert_close(trained.destandardise(torch.ones(1, 4, 1))[0, :, 0], torch.tensor([3.0, -1.0, 1.0, 3.0]))
+    torch.testing.assert_close(trained.standardise(trained.destandardise(x)), x)
+    config = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert config["stats"]["var"] == [4.0, 1.0, 0.25, 9.0] and config["backbone"]["latent_dim"] == 4
+    (tmp_path / "final" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_trained(tmp_path / "final")
