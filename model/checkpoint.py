@@ -1,7 +1,7 @@
 """Training checkpoints (resume) and the final trained-model artefact (generation).
 
-Checkpoints: one dict per file (``torch.save``), written atomically into ``train.ckpt_dir`` as
-``step-NNNNNNN.pt`` (the newest ``keep`` are kept) plus a rolling ``last.pt``. Each records the
+Checkpoints: one dict per file (``torch.save``), written atomically into the run directory
+(``train.ckpt_dir``/``run-<hash>``, see ``model.train_setup.run_dir``) as ``step-NNNNNNN.pt`` (the newest ``keep`` are kept) plus a rolling ``last.pt``. Each records the
 ``fingerprint`` of the settings that must not change across a resume; :func:`check_resumable` refuses a
 mismatch with a message that says how to start fresh.
 

@@ -6,11 +6,13 @@ sections. Rank 0 writes checkpoints, DVCLive files and, at the end, the final ar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,17 @@ def run_fingerprint(params: dict[str, Any], config: TrainConfig, clips: LatentCl
         "codec": _without_placement(params.get("codec", {})),
         "data": {"train_clips": len(clips), "latent_dim": clips.dim, "stats": stats_digest},
     }
+
+
+def run_dir(ckpt_root: str | Path, fingerprint: dict[str, Any]) -> Path:
+    """``<train.ckpt_dir>/run-<hash>``: one directory per run fingerprint.
+
+    Changing a setting that a resume must share (the model, lr, data, ...) therefore starts a new run beside the
+    old one instead of failing or overwriting it, and switching back resumes the old run; settings that may
+    change on resume (``train.steps`` among them) keep the same directory, so raising the step count extends it.
+    """
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(ckpt_root) / f"run-{digest}"
 
 
 def build_net(params: dict[str, Any], latent_dim: int, text_dim: int) -> tuple[nn.Module, Any]:
@@ -98,6 +111,8 @@ def run_training(
     logger.info("VelocityNet: %.2fM trainable parameters; %d train clips; device %s; worker %d/%d",
                 n_params / 1e6, len(train_clips), device, dist.rank + 1, dist.world_size)
     fingerprint = run_fingerprint(params, config, train_clips, standardiser)
+    config = dataclasses.replace(config, ckpt_dir=str(run_dir(config.ckpt_dir, fingerprint)))
+    logger.info("checkpoints: %s", config.ckpt_dir)
     trainer = Trainer(net, config, batches, texts, standardiser, val_clips, fingerprint, device, dist, prepare,
                       live_dir)
     result = trainer.fit()

@@ -1,7 +1,7 @@
 """Stage ``train``: latent shards + stats -> trained velocity network.
 
 Reads ``encode.out_dir`` (shards), ``encode.stats_path`` and the ``codec``, ``text``, ``model``, ``train``
-params. Writes checkpoints into ``train.ckpt_dir`` (persisted; a rerun resumes from ``last.pt``), DVCLive
+params. Writes checkpoints into ``train.ckpt_dir``/run-<hash> (persisted; a rerun resumes from its ``last.pt``), DVCLive
 metrics/plots into ``dvclive/``, and the final artefact (EMA weights ``model.safetensors`` + ``config.json``)
 with ``provenance.json`` into ``train.out_dir``. One worker on CPU (the default) trains in-process; more
 workers or ``train.use_gpu`` run the same loop under Ray Train (DDP).

@@ -4,10 +4,22 @@ import pytest
 import torch
 
 from model.backbone import VelocityNet, VelocityNetConfig
-from model.checkpoint import CheckpointDir, CheckpointMismatchError, export_trained, load_trained
+from model.checkpoint import (
+    CheckpointDir,
+    CheckpointMismatchError,
+    check_resumable,
+    export_trained,
+    load_trained,
+)
 from model.train_data import Standardiser
 from model.train_setup import run_training
-from tests.model.training_fixtures import TINY_MODEL, HashTextEncoder, tiny_params, write_fixture_shards
+from tests.model.training_fixtures import (
+    TINY_MODEL,
+    HashTextEncoder,
+    run_checkpoints,
+    tiny_params,
+    write_fixture_shards,
+)
 
 
 def test_rolling_last_and_keep_n(tmp_path):
@@ -24,18 +36,21 @@ def test_rolling_last_and_keep_n(tmp_path):
     assert ckpt.load_last() is None and not ckpt.periodic()
 
 
-def test_changed_config_refuses_to_resume_and_resume_false_starts_fresh(tmp_path):
+def test_changed_config_starts_a_separate_run_and_switching_back_resumes(tmp_path):
     write_fixture_shards(tmp_path)
     run_training(tiny_params(tmp_path, steps=5), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder())
-    with pytest.raises(CheckpointMismatchError) as err:
-        run_training(tiny_params(tmp_path, steps=5, lr=1e-3), live_dir=str(tmp_path / "live"),
-                     text_encoder=HashTextEncoder())
-    message = str(err.value)
-    assert "train.lr: 0.003 -> 0.001" in message and "train.resume" in message and "rm -r" in message
-    # bookkeeping keys may change on resume: the finished run is recognised and only re-exported
+    first_run = run_checkpoints(tmp_path)
+    changed = run_training(tiny_params(tmp_path, steps=5, lr=1e-3), live_dir=str(tmp_path / "live"),
+                           text_encoder=HashTextEncoder())
+    assert changed.step == 5
+    runs = sorted((tmp_path / "checkpoints").glob("run-*"))
+    assert len(runs) == 2 and first_run in runs, "a changed setting must not overwrite the old run"
+    assert torch.load(first_run / "last.pt", weights_only=False)["step"] == 5
+    # back to the first settings, with bookkeeping keys changed: the finished run is recognised, not retrained
     done = run_training(tiny_params(tmp_path, steps=5, ckpt_every=2, keep=1), live_dir=str(tmp_path / "live"),
                         text_encoder=HashTextEncoder())
     assert done.step == 5
+    assert len(list((tmp_path / "checkpoints").glob("run-*"))) == 2
     with pytest.raises(CheckpointMismatchError, match="beyond train.steps=3"):
         run_training(tiny_params(tmp_path, steps=3), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder())
     extended = run_training(tiny_params(tmp_path, steps=8), live_dir=str(tmp_path / "live"),
@@ -44,10 +59,20 @@ def test_changed_config_refuses_to_resume_and_resume_false_starts_fresh(tmp_path
     steps = [line.split("\t")[0] for line in (tmp_path / "live" / "plots" / "metrics" / "train" / "lr.tsv")
              .read_text().splitlines()[1:]]
     assert steps == ["5", "8"]  # the extension continues the curves
-    fresh = run_training(tiny_params(tmp_path, steps=4, lr=1e-3, resume=False), live_dir=str(tmp_path / "live"),
+    fresh = run_training(tiny_params(tmp_path, steps=4, resume=False), live_dir=str(tmp_path / "live"),
                          text_encoder=HashTextEncoder())
     assert fresh.step == 4
-    assert [p.name for p in CheckpointDir(tmp_path / "checkpoints", 2).periodic()] == ["step-0000004.pt"]
+    assert [p.name for p in CheckpointDir(first_run, 2).periodic()] == ["step-0000004.pt"]
+
+
+def test_checkpoint_from_other_settings_is_refused_with_the_differences(tmp_path):
+    state = {"fingerprint": {"train": {"lr": 0.003}, "model": {"depth": 2}}}
+    with pytest.raises(CheckpointMismatchError) as err:
+        check_resumable(state, {"train": {"lr": 0.001}, "model": {"depth": 2}}, tmp_path / "ck" / "last.pt")
+    message = str(err.value)
+    assert "train.lr: 0.003 -> 0.001" in message and "model.depth" not in message
+    assert "train.resume" in message and "rm -r" in message
+    check_resumable(state, {"train": {"lr": 0.003}, "model": {"depth": 2}}, tmp_path / "ck" / "last.pt")
 
 
 def test_load_trained_round_trip(tmp_path):

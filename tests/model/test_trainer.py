@@ -13,7 +13,13 @@ from model.optim import build_scheduler, param_groups, warmup_cosine
 from model.train_data import TrainBatches
 from model.train_setup import run_training
 from model.trainer import Trainer
-from tests.model.training_fixtures import TINY_MODEL, HashTextEncoder, tiny_params, write_fixture_shards
+from tests.model.training_fixtures import (
+    TINY_MODEL,
+    HashTextEncoder,
+    run_checkpoints,
+    tiny_params,
+    write_fixture_shards,
+)
 
 
 def tsv_rows(live_dir, name):
@@ -37,13 +43,13 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
-    assert torch.load(resumed / "checkpoints" / "last.pt", weights_only=False)["step"] == 10
+    assert torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)["step"] == 10
     monkeypatch.setattr(Trainer, "train_step", real_step)
     result = run_training(tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
     assert result.step == 20
 
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=False)
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=False)
+    a = torch.load(run_checkpoints(straight) / "last.pt", weights_only=False)
+    b = torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)
     for key in ("model",):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), name
@@ -98,7 +104,7 @@ def test_nan_guard_skips_and_counts(tmp_path, monkeypatch):
     applied, changed, loss = updates[3]
     assert not applied and not changed and loss != loss  # step 3 saw NaN and left the weights alone
     assert all(updates[s][0] and updates[s][1] for s in (1, 2, 4, 5, 6))
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run_checkpoints(tmp_path) / "last.pt", weights_only=False)
     assert state["nan_skipped"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
     summary = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())
     assert summary["train"]["nan_skipped"] == 1

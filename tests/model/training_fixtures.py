@@ -86,3 +86,10 @@ def tiny_params(root: Path, **train: Any) -> dict[str, Any]:
         "model": dict(TINY_MODEL),
         "train": train_section,
     }
+
+
+def run_checkpoints(root) -> Path:
+    """The one run directory that training under ``root`` wrote (``checkpoints/run-<hash>``)."""
+    runs = sorted((Path(root) / "checkpoints").glob("run-*"))
+    assert len(runs) == 1, f"expected one run directory, found {runs}"
+    return runs[0]

@@ -8,7 +8,7 @@ import yaml
 
 from model.checkpoint import load_trained
 from model.train_data import ClipSampler
-from tests.model.training_fixtures import HashTextEncoder, tiny_params, write_fixture_shards
+from tests.model.training_fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch):
                          live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
     finally:
         ray.shutdown()
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run_checkpoints(tmp_path) / "last.pt", weights_only=False)
     assert state["step"] == 4 and len(state["ranks"]) == 2
     digests = [r["digest"] for r in state["ranks"]]
     assert digests[0] == digests[1]  # the replicas hold identical weights after 4 updates
@@ -67,6 +67,6 @@ def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch):
     seen = [set(i for i, _ in ClipSampler(12, 0, rank, 2).take(6)) for rank in (0, 1)]  # one epoch each
     assert not seen[0] & seen[1]
     assert all(r["sampler"]["rank"] == k for k, r in enumerate(state["ranks"]))
-    first = torch.load(tmp_path / "checkpoints" / "step-0000002.pt", weights_only=False)
+    first = torch.load(run_checkpoints(tmp_path) / "step-0000002.pt", weights_only=False)
     assert any(not torch.equal(first["model"][k], v) for k, v in state["model"].items())
     assert load_trained(tmp_path / "final").steps == 4
