@@ -7,6 +7,7 @@ from typing import Any
 
 from evaluation.best_of import BEST_SEED_RULES
 from evaluation.embedders import EMBEDDER_NAMES
+from model.params_check import reject_unknown_keys
 
 TEXT_AUDIO_NAMES = ("local", "clap")
 JUDGE_NAMES = ("tagger", "clap")
@@ -62,10 +63,7 @@ class EvaluateSettings:
     def from_params(cls, section: dict[str, Any] | None) -> EvaluateSettings:
         section = section or {}
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise EvaluateParamsError(f"params.yaml: unknown key(s) evaluate.{', evaluate.'.join(unknown)}; "
-                                      f"known: {', '.join(sorted(known))}")
+        reject_unknown_keys(section, known, "evaluate", error=EvaluateParamsError)
         values = {}
         for key, value in section.items():
             kind = type(known[key].default)

@@ -22,6 +22,7 @@ import torch
 
 from model.atomic_io import atomic_path
 from model.audio_stream import AudioScan, crossfade_windows, iter_decoded, scan_audio
+from model.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,7 @@ class SeparationConfig:
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> SeparationConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(
-                f"params.yaml: unknown key(s) separate.{', separate.'.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(section, cls.__dataclass_fields__, "separate")
         return cls(
             **{k: type(getattr(cls, k))(getattr(cls, k) if v is None else v) for k, v in section.items()}
         )

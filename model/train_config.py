@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from model.flow import FlowConfig
+from model.params_check import reject_unknown_keys
 
 FLOW_KEYS = ("t_mean", "t_std", "cond_drop")
 
@@ -56,11 +57,7 @@ class TrainConfig:
         """Build from ``params["train"]``; unknown keys are an error (a typo would silently do nothing)."""
         if not isinstance(train, dict):
             raise TypeError(f"params.yaml: 'train' must be a mapping, got {type(train).__name__}")
-        known = {f.name for f in fields(cls)} - {"flow"}
-        unknown = sorted(set(train) - known - set(FLOW_KEYS))
-        if unknown:
-            known_keys = ", ".join(sorted(known | set(FLOW_KEYS)))
-            raise ValueError(f"params.yaml: unknown train key(s) {', '.join(unknown)}; known: {known_keys}")
+        reject_unknown_keys(train, ({f.name for f in fields(cls)} - {"flow"}) | set(FLOW_KEYS), "train")
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name == "flow" or f.name not in train:

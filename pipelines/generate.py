@@ -28,6 +28,7 @@ from tqdm import tqdm
 from evaluation.prompts import Prompt, resolve_prompts, save_prompts
 from model.atomic_io import write_json_atomic, write_parquet_atomic
 from model.audio_io import AudioDecodeError, audio_info, write_audio
+from model.params_check import reject_unknown_keys
 from model.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
 from model.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
 from pipelines.logs import setup_logging
@@ -74,11 +75,7 @@ class GenerateSettings:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> GenerateSettings:
         section = get(params, "generate", {}) or {}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ParamsError(f"params.yaml: unknown key(s) generate.{', generate.'.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
+        reject_unknown_keys(section, cls.__dataclass_fields__, "generate", error=ParamsError)
         types = {"prompts": str, "n_prompts": int, "seconds": float, "steps": int, "cfg_scale": float,
                  "method": str, "seeds": int, "seed": int, "batch_size": int, "device": str, "out_dir": str}
         values = {}

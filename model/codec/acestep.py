@@ -28,6 +28,7 @@ from model.codec.acestep_snapshot import (
     require_snapshot,
 )
 from model.codec.base import Codec, resolve_device
+from model.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class AceStepCodecConfig:
     @classmethod
     def from_params(cls, codec_params: dict[str, Any]) -> AceStepCodecConfig:
         section = codec_params.get("acestep") or {}
-        unknown = sorted(set(section) - {"dtype"})
-        if unknown:
-            raise ValueError(f"params.yaml: unknown key(s) codec.acestep.{', codec.acestep.'.join(unknown)}; "
-                             "known keys: dtype")
+        reject_unknown_keys(section, {"dtype"}, "codec.acestep")
         cfg = cls(acestep_dir=str(codec_params.get("acestep_dir") or ""), dtype=str(section.get("dtype", "float32")))
         if cfg.dtype not in DTYPES:
             raise ValueError(f"params.yaml: codec.acestep.dtype = {cfg.dtype!r}; expected one of {', '.join(DTYPES)}")

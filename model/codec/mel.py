@@ -21,6 +21,7 @@ import torch
 
 from model.codec.base import Codec, resolve_device
 from model.mel import mel_filterbank
+from model.params_check import reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,7 @@ class MelCodecConfig:
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> MelCodecConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"params.yaml: unknown key(s) codec.mel.{', codec.mel.'.join(unknown)}; "
-                             f"known keys: {', '.join(sorted(known))}")
+        reject_unknown_keys(section, (f.name for f in fields(cls)), "codec.mel")
         cfg = cls(**section)
         cfg.validate()
         return cfg

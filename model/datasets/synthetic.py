@@ -32,6 +32,7 @@ from model.atomic_io import atomic_path, write_json_atomic
 from model.datasets import music_styles, render, score, voices
 from model.datasets.jamendo import SPLITS, JamendoTrack, audio_relpath, write_tsv
 from model.datasets.music_styles import GENRES, INSTRUMENTS, MOODS
+from model.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,7 @@ class SyntheticConfig:
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> SyntheticConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(section) - known
-        if unknown:
-            raise ValueError(
-                f"params.yaml data.synthetic: unknown keys {sorted(unknown)} (known: {sorted(known)})"
-            )
+        reject_unknown_keys(section, cls.__dataclass_fields__, "data.synthetic")
         return cls(**{k: type(getattr(cls(), k))(v) for k, v in section.items()})
 
 
