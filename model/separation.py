@@ -22,6 +22,7 @@ import torch
 
 from model.atomic_io import atomic_path
 from model.audio_stream import AudioScan, crossfade_windows, iter_decoded, scan_audio
+from model.devices import resolve_device
 from model.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,6 @@ class SeparationConfig:
     @property
     def passthrough(self) -> bool:
         return self.model == "none"
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    if spec in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
 
 
 def weights_howto(name: str, weights_dir: str | os.PathLike) -> str:
@@ -157,7 +151,7 @@ class VocalRemover:
     def __init__(self, model: torch.nn.Module, cfg: SeparationConfig, device: torch.device | None = None):
         self.model = model.eval()
         self.cfg = cfg
-        self.device = device or resolve_device(cfg.device)
+        self.device = device or resolve_device(cfg.device, "separate.device")
         self.model.to(self.device)
         self.sample_rate = int(model.samplerate)
         self.channels = int(model.audio_channels)

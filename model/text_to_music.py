@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from model.audio_io import resample, to_channels
-from model.codec.base import resolve_device
+from model.devices import resolve_device
 from model.sampling import SamplerConfig, sample
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class TextToMusic:
         from model.codec import build_codec
         from model.text import build_text_encoder
 
-        dev = resolve_device(device)
+        dev = resolve_device(device, "generate.device")
         trained = load_trained(model_dir)
         text_encoder = build_text_encoder(trained.text_params, device=str(dev))
         codec = build_codec(trained.codec_params, device=str(dev))

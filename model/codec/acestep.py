@@ -27,7 +27,8 @@ from model.codec.acestep_snapshot import (
     load_vocoder,
     require_snapshot,
 )
-from model.codec.base import Codec, resolve_device
+from model.codec.base import Codec
+from model.devices import resolve_device
 from model.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class AceStepCodec(Codec):
     def __init__(self, cfg: AceStepCodecConfig, device: str | None = "auto"):
         self.cfg = cfg
         root = require_snapshot(cfg.acestep_dir)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "codec.device")
         self.dtype = DTYPES[cfg.dtype]
         self.dcae = load_dcae(root / DCAE_SUBDIR, dtype=self.dtype).to(self.device)
         self.vocoder = load_vocoder(root / VOCODER_SUBDIR).to(self.device, self.dtype)

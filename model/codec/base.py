@@ -64,12 +64,3 @@ class Codec(ABC):
             raise ValueError(f"{self.name} codec: decode got zero latent frames (T = 0)")
         return z.float()
 
-
-def resolve_device(spec: str | None) -> torch.device:
-    """``auto``/``None`` -> the first CUDA device when present, else CPU; anything else is taken as given."""
-    if spec in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(spec)
-    except RuntimeError as exc:
-        raise ValueError(f"params.yaml: codec device {spec!r} is not a torch device (use auto, cpu, cuda, cuda:N)") from exc

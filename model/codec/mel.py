@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from model.codec.base import Codec, resolve_device
+from model.codec.base import Codec
+from model.devices import resolve_device
 from model.mel import mel_filterbank
 from model.params_check import reject_unknown_keys
 
@@ -73,7 +74,7 @@ class MelCodec(Codec):
     def __init__(self, cfg: MelCodecConfig | None = None, device: str | None = "cpu"):
         self.cfg = cfg or MelCodecConfig()
         self.cfg.validate()
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "codec.device")
         self.sample_rate = int(self.cfg.sample_rate)
         self.latent_dim = int(self.cfg.n_mels)
         self.frame_rate = self.sample_rate / self.cfg.hop
