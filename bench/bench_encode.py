@@ -31,11 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.clips import ClipPolicy, TrackSource, plan_clips  # noqa: E402
 from model.codec import build_codec  # noqa: E402
-from model.latent_encoding import describe_codec, encode_clips, run_encode  # noqa: E402
-from model.ray_runtime import ray_session  # noqa: E402
-from pipelines.params import get, load_params  # noqa: E402
+from model.codec.encoding import describe_codec, encode_clips, run_encode  # noqa: E402
+from model.data.clips import ClipPolicy, TrackSource, plan_clips  # noqa: E402
+from model.runtime.ray_session import ray_session  # noqa: E402
+from pipelines.common.params import get, load_params  # noqa: E402
 
 N_TRACKS = 96
 TRACK_SECONDS = 12.0

@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
 from model.codec import build_codec  # noqa: E402
-from model.sampling import GuidedVelocity, integrate  # noqa: E402
-from pipelines.params import load_params  # noqa: E402
+from model.flow.sampling import GuidedVelocity, integrate  # noqa: E402
+from model.network.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
+from pipelines.common.params import load_params  # noqa: E402
 
 SECONDS = 10.0
 CFG_SCALE = 3.5

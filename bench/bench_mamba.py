@@ -56,8 +56,8 @@ def _build(component: str, length: int):
     import torch
     import torch.nn.functional as F
 
-    from model.bimamba import BiMamba
-    from model.scan import selective_scan
+    from model.network.bimamba import BiMamba
+    from model.network.scan import selective_scan
 
     torch.manual_seed(0)
     if component.startswith("scan-"):

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
-from model.train_config import TrainConfig  # noqa: E402
-from model.train_data import LatentClips, Standardiser, TextBank, TrainBatches  # noqa: E402
-from model.trainer import Trainer  # noqa: E402
-from pipelines.params import load_params  # noqa: E402
+from model.network.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
+from model.training.config import TrainConfig  # noqa: E402
+from model.training.data import LatentClips, Standardiser, TextBank, TrainBatches  # noqa: E402
+from model.training.loop import Trainer  # noqa: E402
+from pipelines.common.params import load_params  # noqa: E402
 
 # token-embedding widths of the text encoders (model/text), so the bench needs no encoder weights
 TEXT_DIMS = {"minilm": 384, "flan-t5": 768}

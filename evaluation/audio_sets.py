@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluation.prompts import CATEGORIES, Prompt, load_prompts
-from model.audio_io import AudioDecodeError, load_audio
+from model.audio.io import AudioDecodeError, load_audio
 
 log = logging.getLogger(__name__)
 

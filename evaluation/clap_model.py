@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evaluation.embedders import SCORED_SECONDS, scored_excerpt
+from evaluation.excerpt import SCORED_SECONDS, scored_excerpt
 
 log = logging.getLogger(__name__)
 

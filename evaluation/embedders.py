@@ -20,11 +20,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from evaluation import spectral_features
-from model.audio_io import crop_or_pad, resample
+from evaluation.excerpt import SCORED_SECONDS, scored_excerpt
 
 log = logging.getLogger(__name__)
 
-SCORED_SECONDS = 10.0
 EMBEDDER_NAMES = ("spectral", "clap")
 
 
@@ -43,18 +42,6 @@ class AudioEmbedder(Protocol):
     def settings(self) -> dict[str, Any]:
         """JSON-able description (reference-cache key and metrics provenance)."""
         ...
-
-
-def scored_excerpt(audio: np.ndarray, sample_rate: int, target_rate: int, seconds: float = SCORED_SECONDS) -> np.ndarray:
-    """The first ``seconds`` of (C, N) audio resampled to ``target_rate``, zero-padded if shorter -> (C, S)."""
-    if audio.ndim != 2:
-        raise ValueError(f"audio must be (C, N), got shape {audio.shape}")
-    head = audio[:, : int(round(seconds * sample_rate))]
-    head = resample(np.ascontiguousarray(head, np.float32), sample_rate, target_rate)
-    n = int(round(seconds * target_rate))
-    if head.shape[1] < n:
-        log.debug("audio shorter than %.1f s (%d samples); zero-padding", seconds, head.shape[1])
-    return crop_or_pad(head, n)
 
 
 class SpectralStatsEmbedder:

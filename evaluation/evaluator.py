@@ -27,7 +27,8 @@ from evaluation.audio_sets import (
 from evaluation.best_of import choose_best_seeds
 from evaluation.ccs import ClapJudge, ConceptJudge, TaggerJudge, ccs_report
 from evaluation.clap_score import ClapTextAudio, TextAudioScorer, text_audio_scores
-from evaluation.embedders import SCORED_SECONDS, SpectralStatsEmbedder, build_embedder
+from evaluation.embedders import SpectralStatsEmbedder, build_embedder
+from evaluation.excerpt import SCORED_SECONDS
 from evaluation.fad import EmbeddingStats, fad_between, mahalanobis_to_reference
 from evaluation.offline_models import clip_descriptors, fit_local_clap, fit_tagger
 from evaluation.reference_stats import load_or_compute_reference_stats

@@ -21,7 +21,7 @@ import numpy as np
 from evaluation.audio_sets import DatasetClip, embed_paths
 from evaluation.ccs import TaggerJudge, ccs_report, seeded_derangement
 from evaluation.clap_score import LocalClap, LocalClapConfig, pooled_text_features, train_local_clap
-from evaluation.embedders import SCORED_SECONDS
+from evaluation.excerpt import SCORED_SECONDS
 from evaluation.spectral_features import judge_features
 from evaluation.tagger import ConceptTagger, TaggerConfig, train_tagger
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.atomic_io import atomic_path
+from model.runtime.atomic_io import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.fad import EmbeddingStats
-from model.atomic_io import atomic_path, write_json_atomic
+from model.runtime.atomic_io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 

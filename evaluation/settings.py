@@ -7,7 +7,7 @@ from typing import Any
 
 from evaluation.best_of import BEST_SEED_RULES
 from evaluation.embedders import EMBEDDER_NAMES
-from model.params_check import reject_unknown_keys
+from model.runtime.params_check import reject_unknown_keys
 
 TEXT_AUDIO_NAMES = ("local", "clap")
 JUDGE_NAMES = ("tagger", "clap")

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from model.mel import hz_to_mel_slaney, mel_filterbank
+from model.audio.mel import hz_to_mel_slaney, mel_filterbank
 
 SAMPLE_RATE = 22050
 N_FFT = 1024

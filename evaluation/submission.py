@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from evaluation.prompts import Prompt, resolve_prompts
-from model.atomic_io import atomic_path, write_json_atomic
+from model.runtime.atomic_io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 

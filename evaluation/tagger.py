@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.atomic_io import atomic_path
+from model.runtime.atomic_io import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from model.atomic_io import write_json_atomic
-from model.clips import ClipPolicy, TrackSource, plan_clips
 from model.codec import build_codec
-from model.latent_encoding import describe_codec, run_encode
-from model.ray_runtime import available_cpus, cuda_device_count, ray_session
-from pipelines.logs import setup_logging
-from pipelines.params import get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.codec.encoding import describe_codec, run_encode
+from model.data.clips import ClipPolicy, TrackSource, plan_clips
+from model.runtime.atomic_io import write_json_atomic
+from model.runtime.ray_session import available_cpus, cuda_device_count, ray_session
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.encode")
 

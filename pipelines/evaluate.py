@@ -18,10 +18,10 @@ import torch
 
 from evaluation.evaluator import EvaluationOutputs, run_evaluation
 from evaluation.settings import EvaluateSettings
-from model.atomic_io import write_json_atomic, write_parquet_atomic
-from pipelines.logs import setup_logging
-from pipelines.params import get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.evaluate")
 

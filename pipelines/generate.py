@@ -26,14 +26,14 @@ import torch
 from tqdm import tqdm
 
 from evaluation.prompts import Prompt, resolve_prompts, save_prompts
-from model.atomic_io import write_json_atomic, write_parquet_atomic
-from model.audio_io import AudioDecodeError, audio_info, write_audio
-from model.params_check import reject_unknown_keys
-from model.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
-from model.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
-from pipelines.logs import setup_logging
-from pipelines.params import ParamsError, get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.audio.io import AudioDecodeError, audio_info, write_audio
+from model.flow.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
+from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
+from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.runtime.params_check import reject_unknown_keys
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.generate")
 

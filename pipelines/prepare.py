@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from model.atomic_io import write_json_atomic, write_parquet_atomic
 from model.datasets.catalog import JamendoSource, build_tables
 from model.datasets.jamendo import JamendoFormatError
 from model.datasets.synthetic import SyntheticConfig, generate_dataset
-from pipelines.logs import setup_logging
-from pipelines.params import ParamsError, get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.prepare")
 

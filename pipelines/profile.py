@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.params import DEFAULT_PARAMS, load_params
+from pipelines.common.params import DEFAULT_PARAMS, load_params
 
 PROFILES_DIR = Path("profiles")
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.atomic_io import write_json_atomic, write_parquet_atomic
-from model.instrumental import SeparationResult, TrackAudio, run_separation
-from model.separation import SeparationConfig
-from pipelines.logs import setup_logging
-from pipelines.params import get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.separation.instrumental import SeparationResult, TrackAudio, run_separation
+from model.separation.vocal_remover import SeparationConfig
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.separate")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from model.atomic_io import write_json_atomic
-from model.latent_stats import shard_stats
-from model.shards import shard_metadata
-from pipelines.logs import setup_logging
-from pipelines.params import get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.data.shards import shard_metadata
+from model.data.stats import shard_stats
+from model.runtime.atomic_io import write_json_atomic
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.stats")
 

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 
 from evaluation.prompts import load_prompts
 from evaluation.submission import SubmissionRules, build_submission, read_best_seeds
-from pipelines.logs import setup_logging
-from pipelines.params import ParamsError, get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.submit")
 

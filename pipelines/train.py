@@ -13,13 +13,13 @@ import json
 import logging
 from pathlib import Path
 
-from model.atomic_io import write_json_atomic
-from model.distributed import run_ray_training
-from model.train_config import TrainConfig
-from model.train_setup import run_training
-from pipelines.logs import setup_logging
-from pipelines.params import get, load_params, stage_arg_parser
-from pipelines.provenance import provenance
+from model.runtime.atomic_io import write_json_atomic
+from model.training.config import TrainConfig
+from model.training.ray_train import run_ray_training
+from model.training.setup import run_training
+from pipelines.common.logs import setup_logging
+from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.train")
 

@@ -28,8 +28,8 @@ from model.codec.acestep_snapshot import (
     require_snapshot,
 )
 from model.codec.base import Codec
-from model.devices import resolve_device
-from model.params_check import reject_unknown_keys
+from model.runtime.devices import resolve_device
+from model.runtime.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.mel import mel_filterbank
+from model.audio.mel import mel_filterbank
 
 LOG_FLOOR = 1e-5
 MAGNITUDE_EPS = 1e-6

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from model.audio.mel import mel_filterbank
 from model.codec.base import Codec
-from model.devices import resolve_device
-from model.mel import mel_filterbank
-from model.params_check import reject_unknown_keys
+from model.runtime.devices import resolve_device
+from model.runtime.params_check import reject_unknown_keys
 
 
 @dataclass(frozen=True)

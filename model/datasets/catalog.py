@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
-from model.audio_io import AudioDecodeError, audio_info
+from model.audio.io import AudioDecodeError, audio_info
 from model.datasets.captions import caption
 from model.datasets.jamendo import SPLITS, read_splits, read_tsv, resolve_audio, split_files
 

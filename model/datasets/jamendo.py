@@ -243,7 +243,7 @@ def resolve_audio(audio_root: str | os.PathLike, relpath: str) -> Path | None:
 def write_tsv(path: str | os.PathLike, tracks: Iterable[JamendoTrack]) -> None:
     """Write tracks in the official format (header, tab-separated, tags as trailing columns, CRLF).
 
-    The caller makes this atomic (``model.atomic_io.atomic_path``) when it matters.
+    The caller makes this atomic (``model.runtime.atomic_io.atomic_path``) when it matters.
     """
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\r\n", quoting=csv.QUOTE_NONE)

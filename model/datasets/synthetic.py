@@ -28,11 +28,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from model.atomic_io import atomic_path, write_json_atomic
 from model.datasets import music_styles, render, score, voices
 from model.datasets.jamendo import SPLITS, JamendoTrack, audio_relpath, write_tsv
 from model.datasets.music_styles import GENRES, INSTRUMENTS, MOODS
-from model.params_check import reject_unknown_keys
+from model.runtime.atomic_io import atomic_path, write_json_atomic
+from model.runtime.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import soundfile as sf
 import torch
 import yaml
 
-from model.clips import ClipPolicy, TrackSource, plan_clips
+from model.codec.encoding import describe_codec, prepare_out_dir, run_encode
 from model.codec.mel import MelCodec, MelCodecConfig
-from model.latent_encoding import describe_codec, prepare_out_dir, run_encode
-from model.shards import read_shards, shard_paths
+from model.data.clips import ClipPolicy, TrackSource, plan_clips
+from model.data.shards import read_shards, shard_paths
 from pipelines import encode, stats
 
 SR = 22050

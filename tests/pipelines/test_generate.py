@@ -5,12 +5,12 @@ import soundfile as sf
 import torch
 
 from evaluation.prompts import Prompt, load_prompts, save_prompts
-from model.backbone import VelocityNet, VelocityNetConfig
-from model.checkpoint import export_trained
-from model.text_to_music import GenerationError, to_output
-from model.train_data import Standardiser
+from model.data.stats import Standardiser
+from model.flow.text_to_music import GenerationError, to_output
+from model.flow.trained import export_trained
+from model.network.backbone import VelocityNet, VelocityNetConfig
+from pipelines.common.params import ParamsError
 from pipelines.generate import GenerateSettings, main, run_stage
-from pipelines.params import ParamsError
 
 N_MELS = 16
 CODEC = {"name": "mel", "device": "cpu",

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from pipelines.params import load_params
+from pipelines.common.params import load_params
 from pipelines.profile import flatten, load_profile, main, merge, set_args
 
 

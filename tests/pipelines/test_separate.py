@@ -8,10 +8,16 @@ import pytest
 import soundfile as sf
 import yaml
 
-from model.instrumental import SeparationWorker, TrackAudio, output_path, prepare_audio_dir, run_separation
-from model.separation import SeparationConfig
+from model.separation.instrumental import (
+    SeparationWorker,
+    TrackAudio,
+    output_path,
+    prepare_audio_dir,
+    run_separation,
+)
+from model.separation.vocal_remover import SeparationConfig
 from pipelines import separate
-from tests.model.test_separation import save_local_repo, stereo, tiny_htdemucs
+from tests.model.separation.test_vocal_remover import save_local_repo, stereo, tiny_htdemucs
 
 
 @pytest.fixture(scope="module")

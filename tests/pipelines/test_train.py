@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 
-from model.checkpoint import load_trained
-from model.train_data import ClipSampler
-from tests.model.training_fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
+from model.flow.trained import load_trained
+from model.training.data import ClipSampler
+from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_stage_rejects_unknown_train_key(tmp_path):
 def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch):
     """2 DDP workers on CPU: each draws its own half of the data, yet the replicas stay identical."""
     ray = pytest.importorskip("ray")
-    from model.distributed import run_ray_training
+    from model.training.ray_train import run_ray_training
 
     write_fixture_shards(tmp_path)
     params = tiny_params(tmp_path, steps=4, ckpt_every=2, val_every=4, workers=2, batch_size=2)

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
+from model.audio.mel import hz_to_mel_slaney, mel_to_hz_slaney
 from model.codec import build_codec
 from model.codec.mel import MelCodec, MelCodecConfig
-from model.mel import hz_to_mel_slaney, mel_to_hz_slaney
 
 SR = 22050
 

@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.audio_io import resample
+from model.audio.io import resample
+from model.audio.mel import mel_filterbank, stft_magnitude
 from model.datasets import render, score
 from model.datasets.jamendo import read_splits, read_tsv, resolve_audio
 from model.datasets.music_styles import GENRES
@@ -22,7 +23,6 @@ from model.datasets.synthetic import (
     synthesize,
     track_spec,
 )
-from model.mel import mel_filterbank, stft_magnitude
 
 SR = 44100
 

@@ -1,0 +1,277 @@
+"""The velocity network v(x_t, t, text): Conv1d in-projection, N BiMamba blocks, adaLN-modulated output.
+
+Per block (h: (B, T, hidden); c = TimestepEmbedder(t); all three sub-layers residual)::
+
+    shift1, scale1, gate1, shift2, scale2, gate2 = AdaLNModulation(c)           (zero-init)
+    h = h + gate1 * BiMamba(LN(h) * (1 + scale1) + shift1, frame_mask)
+    h = h + CrossAttention(LN_affine(h), text, text_mask)                       (zero-init output projection)
+    h = h + gate2 * MLP(LN(h) * (1 + scale2) + shift2)                          (Linear -> GELU -> Linear)
+
+Around the blocks: ``Conv1d(latent_dim -> hidden, in_kernel)`` on the masked input, and a final
+``Linear(LN(h) * (1 + scale) + shift)`` (hidden -> latent_dim) with its own zero-init adaLN (shift, scale).
+Padded frames are zeroed at the input, after the in-projection, after every block and at the output; the
+BiMamba is length-aware and the cross-attention only attends to text, so padding never reaches a valid frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.network.bimamba import BiMamba
+from model.network.conditioning import AdaLNModulation, CrossAttention, TimestepEmbedder, modulate
+
+MODEL_KEYS = (
+    "hidden", "depth", "d_state", "d_conv", "expand", "dt_rank",
+    "heads", "mlp_ratio", "time_dim", "in_kernel", "scan_backend",
+)  # fmt: skip
+SCAN_BACKENDS = ("auto", "cuda", "torch")
+_POSITIVE_INT_KEYS = (
+    "latent_dim",
+    "text_dim",
+    "hidden",
+    "depth",
+    "d_state",
+    "d_conv",
+    "expand",
+    "heads",
+    "time_dim",
+)
+
+
+@dataclass(frozen=True)
+class VelocityNetConfig:
+    """Sizes of :class:`VelocityNet`; ``from_params`` reads the ``model:`` section of params.yaml.
+
+    ``latent_dim``/``text_dim`` come from the codec and the text encoder, not from params. ``dt_rank`` is "auto"
+    (ceil(hidden / 16), as mamba_ssm) or an int; ``in_kernel`` is the odd kernel size of the Conv1d in-projection.
+    ``scan_backend`` is stored with the weights; a loader may ``dataclasses.replace`` it for the machine at hand.
+    """
+
+    latent_dim: int
+    text_dim: int
+    hidden: int = 512
+    depth: int = 24
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int | str = "auto"
+    heads: int = 8
+    mlp_ratio: float = 2.0
+    time_dim: int = 256
+    in_kernel: int = 3
+    scan_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in _POSITIVE_INT_KEYS:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"params.yaml: model.{key} must be a positive integer, got {value!r}")
+        if self.hidden % self.heads:
+            raise ValueError(
+                f"params.yaml: model.hidden={self.hidden} must be divisible by model.heads={self.heads}"
+            )
+        if self.time_dim % 2:
+            raise ValueError(f"params.yaml: model.time_dim must be even (sin/cos pairs), got {self.time_dim}")
+        if not (isinstance(self.in_kernel, int) and self.in_kernel >= 1 and self.in_kernel % 2 == 1):
+            raise ValueError(
+                f"params.yaml: model.in_kernel must be an odd positive integer, got {self.in_kernel!r}"
+            )
+        if self.dt_rank != "auto" and not (isinstance(self.dt_rank, int) and self.dt_rank >= 1):
+            raise ValueError(
+                f"params.yaml: model.dt_rank must be 'auto' or a positive integer, got {self.dt_rank!r}"
+            )
+        if not (isinstance(self.mlp_ratio, int | float) and self.mlp_ratio > 0 and self.mlp_hidden >= 1):
+            raise ValueError(
+                f"params.yaml: model.mlp_ratio must be a positive number, got {self.mlp_ratio!r}"
+            )
+        if self.scan_backend not in SCAN_BACKENDS:
+            raise ValueError(
+                f"params.yaml: model.scan_backend must be one of {SCAN_BACKENDS}, got {self.scan_backend!r}"
+            )
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(round(self.hidden * self.mlp_ratio))
+
+    @classmethod
+    def from_params(cls, model_params: dict[str, Any], latent_dim: int, text_dim: int) -> VelocityNetConfig:
+        """From the ``model:`` section (all of ``MODEL_KEYS``, no others: a typo must not pass silently)."""
+        if not isinstance(model_params, dict):
+            raise TypeError(f"params.yaml: 'model' must be a mapping, got {type(model_params).__name__}")
+        missing = [k for k in MODEL_KEYS if k not in model_params]
+        unknown = sorted(set(model_params) - set(MODEL_KEYS))
+        if missing or unknown:
+            raise ValueError(
+                f"params.yaml: model section: missing {['model.' + k for k in missing]}, "
+                f"unknown {['model.' + k for k in unknown]} (keys: {', '.join(MODEL_KEYS)})"
+            )
+        return cls(latent_dim=latent_dim, text_dim=text_dim, **{k: model_params[k] for k in MODEL_KEYS})
+
+    @classmethod
+    def paper(cls) -> VelocityNetConfig:
+        """The paper's network: 128-d latents, FLAN-T5-base text (768), 24 blocks x 512; 189,680,256 parameters."""
+        return cls(latent_dim=128, text_dim=768)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VelocityNetConfig:
+        """Inverse of ``to_dict`` (e.g. ``config.json`` of a trained model); unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"VelocityNetConfig: unknown keys {unknown} (expected a subset of {sorted(names)})"
+            )
+        return cls(**data)
+
+
+def count_parameters(net: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters of ``net``."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
+
+
+def _xavier(layer: nn.Linear) -> nn.Linear:
+    nn.init.xavier_uniform_(layer.weight)  # DiT's init for its own Linear layers
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class VelocityBlock(nn.Module):
+    """adaLN-BiMamba, cross-attention, adaLN-MLP; ``forward(h (B, T, H), c (B, H), text, text_mask, mask)``."""
+
+    def __init__(self, cfg: VelocityNetConfig, layer_idx: int) -> None:
+        super().__init__()
+        hidden = cfg.hidden
+        self.modulation = AdaLNModulation(hidden, chunks=6)
+        self.mixer_norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.mixer = BiMamba(
+            hidden,
+            d_state=cfg.d_state,
+            d_conv=cfg.d_conv,
+            expand=cfg.expand,
+            dt_rank=cfg.dt_rank,
+            scan_backend=cfg.scan_backend,
+            layer_idx=layer_idx,
+        )
+        self.cross_norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.cross_attn = CrossAttention(hidden, cfg.text_dim, cfg.heads)
+        self.mlp_norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(
+            _xavier(nn.Linear(hidden, cfg.mlp_hidden)),
+            nn.GELU(approximate="tanh"),
+            _xavier(nn.Linear(cfg.mlp_hidden, hidden)),
+        )
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
+        h = h + gate1.unsqueeze(1) * self.mixer(modulate(self.mixer_norm(h), shift1, scale1), mask)
+        h = h + self.cross_attn(self.cross_norm(h), text, text_mask)
+        h = h + gate2.unsqueeze(1) * self.mlp(modulate(self.mlp_norm(h), shift2, scale2))
+        return h if mask is None else h.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+class FinalLayer(nn.Module):
+    """h: (B, T, H), c: (B, H) -> (B, T, latent_dim): adaLN (zero-init shift/scale) then Linear."""
+
+    def __init__(self, hidden: int, latent_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.modulation = AdaLNModulation(hidden, chunks=2)
+        # Not zero-initialised (DiT zeroes it): with the gates at zero, a zero output layer would leave every
+        # block without gradient for the first two steps; this way all parameters learn from the second step.
+        self.linear = _xavier(nn.Linear(hidden, latent_dim))
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.modulation(c)
+        return self.linear(modulate(self.norm(h), shift, scale))
+
+
+class VelocityNet(nn.Module):
+    """``forward(x (B, D, T), t (B,), text (B, L, E), text_mask (B, L) bool, mask (B, T) bool | None) -> (B, D, T)``.
+
+    ``mask`` True = valid frame (right padding); None = all frames valid. ``text_mask`` True = real token; every
+    row needs at least one (the encoders always keep their special tokens, even for the empty null text).
+    Outputs on padded frames are exactly zero.
+    """
+
+    def __init__(self, cfg: VelocityNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.in_proj = nn.Conv1d(cfg.latent_dim, cfg.hidden, cfg.in_kernel, padding=cfg.in_kernel // 2)
+        self.time_embed = TimestepEmbedder(cfg.time_dim, cfg.hidden)
+        self.blocks = nn.ModuleList(VelocityBlock(cfg, layer_idx=i) for i in range(cfg.depth))
+        self.final = FinalLayer(cfg.hidden, cfg.latent_dim)
+
+    def _check_inputs(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> None:
+        cfg = self.cfg
+        if x.dim() != 3 or x.shape[1] != cfg.latent_dim:
+            raise ValueError(
+                f"VelocityNet: x must be (batch, latent_dim={cfg.latent_dim}, time), got {tuple(x.shape)}"
+            )
+        batch, _, frames = x.shape
+        if t.shape != (batch,):
+            raise ValueError(f"VelocityNet: t must be ({batch},), got {tuple(t.shape)}")
+        if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != cfg.text_dim:
+            raise ValueError(
+                f"VelocityNet: text must be ({batch}, tokens, text_dim={cfg.text_dim}), got {tuple(text.shape)}; "
+                "text_dim must match the text encoder the network was built for"
+            )
+        if text_mask.dtype != torch.bool or text_mask.shape != text.shape[:2]:
+            raise ValueError(
+                f"VelocityNet: text_mask must be a bool {tuple(text.shape[:2])} tensor, "
+                f"got {text_mask.dtype} {tuple(text_mask.shape)}"
+            )
+        if not bool(text_mask.any(dim=1).all()):
+            raise ValueError(
+                "VelocityNet: every text_mask row needs at least one real token (use encode(['']))."
+            )
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != (batch, frames)):
+            raise ValueError(
+                f"VelocityNet: mask must be a bool ({batch}, {frames}) tensor, got {mask.dtype} {tuple(mask.shape)}"
+            )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        self._check_inputs(x, t, text, text_mask, mask)
+        pads = None if mask is None else ~mask.unsqueeze(-1)  # (B, T, 1)
+        if pads is not None:
+            # masked_fill, not a product: NaN/inf in padded frames must not survive; the conv then sees the
+            # same zeros past the end of a clip whatever the amount of padding.
+            x = x.masked_fill(pads.transpose(1, 2), 0.0)
+        h = self.in_proj(x).transpose(1, 2)  # (B, T, hidden)
+        if pads is not None:
+            h = h.masked_fill(pads, 0.0)
+        c = self.time_embed(t)
+        text = text.to(h.dtype)
+        for block in self.blocks:
+            h = block(h, c, text, text_mask, mask)
+        v = self.final(h, c)
+        if pads is not None:
+            v = v.masked_fill(pads, 0.0)
+        return v.transpose(1, 2)  # (B, D, T)

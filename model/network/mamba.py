@@ -1,0 +1,191 @@
+"""The Mamba (selective SSM) mixer, with mamba_ssm's parameter names, shapes and initialisation.
+
+``Mamba`` mirrors ``mamba_ssm.modules.mamba_simple.Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log, D,
+out_proj), so a state dict trained with the CUDA kernels loads here on CPU and back; mambapy's ``MambaBlock``
+uses the same keys. The scan runs on one of two backends:
+
+- ``torch``: our pure-PyTorch scan (``model.network.scan``), any device, any float dtype;
+- ``cuda``: mamba_ssm's fused kernel (``model.network.scan_cuda``; the optional ``cuda`` extra);
+- ``auto``: ``cuda`` when the input is on a CUDA device and mamba_ssm imports, else ``torch``; the choice is
+  logged once per process. An explicit ``cuda`` never falls back: it raises with what to install.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.network import scan_cuda
+from model.network.scan import DEFAULT_CHUNK_SIZE, SCAN_METHODS, ScanMethod, selective_scan_time_major
+
+logger = logging.getLogger(__name__)
+
+ScanBackend = Literal["auto", "cuda", "torch"]
+SCAN_BACKENDS: tuple[str, ...] = ("auto", "cuda", "torch")
+_logged_auto_choices: set[tuple[str, str]] = set()
+
+
+def _log_auto_choice_once(backend: str, device: torch.device, reason: str) -> None:
+    key = (backend, device.type)
+    if key not in _logged_auto_choices:
+        _logged_auto_choices.add(key)
+        logger.info("scan_backend=auto: using the %s selective scan on %s (%s)", backend, device.type, reason)
+
+
+class Mamba(nn.Module):
+    """Selective-SSM mixer: ``forward(hidden_states (B, L, d_model)) -> (B, L, d_model)``.
+
+    d_inner = expand * d_model; dt_rank = ceil(d_model / 16) when "auto". Parameters (mamba_ssm names):
+    in_proj (2*d_inner, d_model), conv1d depthwise (d_inner, 1, d_conv), x_proj (dt_rank + 2*d_state, d_inner),
+    dt_proj (d_inner, dt_rank) + bias, A_log (d_inner, d_state) fp32, D (d_inner,) fp32, out_proj (d_model, d_inner).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | Literal["auto"] = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: Literal["random", "constant"] = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        scan_backend: ScanBackend = "auto",
+        scan_method: ScanMethod = "chunked",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        layer_idx: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if scan_backend not in SCAN_BACKENDS:
+            raise ValueError(f"Mamba: scan_backend must be one of {SCAN_BACKENDS}, got {scan_backend!r}")
+        if scan_method not in SCAN_METHODS:
+            raise ValueError(f"Mamba: scan_method must be one of {SCAN_METHODS}, got {scan_method!r}")
+        if dt_init not in ("random", "constant"):
+            raise ValueError(f"Mamba: dt_init must be 'random' or 'constant', got {dt_init!r}")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        if scan_backend == "cuda":
+            scan_cuda.require_cuda_scan()  # fail at construction, with the install hint, not mid-training
+        factory = {"device": device, "dtype": dtype}
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.scan_backend = scan_backend
+        self.scan_method = scan_method
+        self.chunk_size = chunk_size
+        self.layer_idx = layer_idx
+
+        self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias, **factory)
+        self.conv1d = nn.Conv1d(
+            self.d_inner,
+            self.d_inner,
+            kernel_size=d_conv,
+            groups=self.d_inner,
+            padding=d_conv - 1,
+            bias=conv_bias,
+            **factory,
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **factory)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+
+        dt_init_std = self.dt_rank**-0.5 * dt_scale
+        with torch.no_grad():
+            if dt_init == "constant":
+                self.dt_proj.weight.fill_(dt_init_std)
+            else:
+                self.dt_proj.weight.uniform_(-dt_init_std, dt_init_std)
+            # softplus(dt_proj.bias) is log-uniform in [dt_min, dt_max]: bias = inverse softplus of dt.
+            dt = torch.exp(
+                torch.rand(self.d_inner, device=device) * (math.log(dt_max) - math.log(dt_min))
+                + math.log(dt_min)
+            ).clamp(min=dt_init_floor)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_proj.bias._no_reinit = True
+
+        # S4D-real initialisation, kept in fp32 whatever `dtype` is (as mamba_ssm does).
+        a_init = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(a_init))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(self.d_inner, dtype=torch.float32, device=device))
+        self.D._no_weight_decay = True
+
+    def resolve_backend(self, device: torch.device) -> Literal["cuda", "torch"]:
+        """The backend that runs for inputs on ``device``; raises if an explicit ``cuda`` cannot run there."""
+        if self.scan_backend == "torch":
+            return "torch"
+        if self.scan_backend == "cuda":
+            if device.type != "cuda":
+                raise ValueError(
+                    f"Mamba(layer_idx={self.layer_idx}): scan_backend='cuda' got input on {device}; move the "
+                    "model and inputs to a CUDA device, or set model.scan_backend to `torch` or `auto`"
+                )
+            return "cuda"
+        if device.type != "cuda":
+            _log_auto_choice_once("torch", device, "input is not on a CUDA device")
+            return "torch"
+        if scan_cuda.cuda_scan_importable():
+            _log_auto_choice_once("cuda", device, "mamba_ssm kernels import")
+            return "cuda"
+        _log_auto_choice_once("torch", device, f"mamba_ssm does not import; {scan_cuda.INSTALL_HINT}")
+        return "torch"
+
+    def _causal_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """Depthwise causal conv1d on time-major x: (L, B, d_inner) -> (L, B, d_inner).
+
+        out_t = bias + sum_k weight[:, 0, k] * x_{t - (d_conv - 1) + k}, zeros before the start: the same as
+        ``conv1d(x)[..., :L]`` with padding d_conv - 1, without transposing to (B, d_inner, L) and back.
+        """
+        length = x.shape[0]
+        padded = F.pad(x, (0, 0, 0, 0, self.d_conv - 1, 0))
+        weight = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        last = self.d_conv - 1
+        if self.conv1d.bias is not None:
+            out = torch.addcmul(self.conv1d.bias, padded[last:], weight[:, last])
+        else:
+            out = padded[last:] * weight[:, last]
+        for tap in range(last):
+            out = torch.addcmul(out, padded[tap : tap + length], weight[:, tap])
+        return out
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """hidden_states: (B, L, d_model) -> (B, L, d_model); causal in L."""
+        if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
+            raise ValueError(
+                f"Mamba: expected input (batch, length, d_model={self.d_model}), got {tuple(hidden_states.shape)}"
+            )
+        # Time-major (L, B, .) throughout: the scan walks L, and every per-step slice is contiguous.
+        xz = self.in_proj(hidden_states.transpose(0, 1))  # (L, B, 2*d_inner)
+        x, z = xz.chunk(2, dim=-1)
+        x = F.silu(self._causal_conv(x))
+        x_dbl = self.x_proj(x)  # (L, B, dt_rank + 2*d_state)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # (L, B, d_inner); its bias is added inside the scan
+        # A and D in fp32 exactly as mamba_ssm (and mambapy) compute them; the dt bias at least fp32.
+        A = -torch.exp(self.A_log.float())
+        delta_bias = self.dt_proj.bias.to(torch.promote_types(self.dt_proj.bias.dtype, torch.float32))
+        if self.resolve_backend(hidden_states.device) == "cuda":
+            # The kernel takes mamba_ssm's layout: (L, B, C) -> (B, C, L), and back.
+            u_k, delta_k, B_k, C_k, z_k = (t.permute(1, 2, 0) for t in (x, delta, B, C, z))
+            y = scan_cuda.selective_scan_cuda(
+                u_k, delta_k, A, B_k, C_k, self.D.float(), z_k, delta_bias, True
+            ).permute(2, 0, 1)
+        else:
+            y = selective_scan_time_major(
+                x, delta, A, B, C, self.D.float(), z, delta_bias, True, self.scan_method, self.chunk_size
+            )
+        return self.out_proj(y).transpose(0, 1)

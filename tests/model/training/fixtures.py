@@ -1,0 +1,95 @@
+"""Tiny training fixtures: Parquet latent shards in the encode stage's format, stats.json, a word-hash text
+encoder and a params tree for a network small enough to train for a few steps in well under a second."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.data.shards import ClipRecord, ShardMetadata, shard_name, write_shard
+
+CAPTIONS = ("calm piano", "fast rock drums", "dark ambient pad", "happy folk guitar")
+
+
+def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int = 4, width: int = 24,
+                         seed: int = 0, rows_per_shard: int = 5) -> Path:
+    """Shards under root/shards (clip lengths vary, some shorter than a crop) and root/stats.json."""
+    rng = np.random.default_rng(seed)
+    meta = ShardMetadata(codec="fixture", settings={}, latent_shape=(dim, width), frame_rate=10.0)
+    records = []
+    for i in range(n_train + n_val):
+        n_frames = int(rng.integers(width // 2, width + 1))
+        latent = np.zeros((dim, width), dtype=np.float16)
+        caption = CAPTIONS[i % len(CAPTIONS)]
+        # caption-dependent level + a slow wave: something a conditional model can learn
+        level = (i % len(CAPTIONS)) - 1.5
+        frames = np.arange(n_frames) / 4.0
+        latent[:, :n_frames] = 3.0 + level + np.sin(frames + np.arange(dim)[:, None]) + 0.1 * rng.standard_normal(
+            (dim, n_frames))
+        records.append(ClipRecord(track_id=f"track_{i:07d}", clip_index=0, start_s=0.0, n_frames=n_frames,
+                                  latent=latent, caption=caption, split="train" if i < n_train else "validation"))
+    shards = root / "shards"
+    for k in range(0, len(records), rows_per_shard):
+        write_shard(shards / shard_name(k // rows_per_shard), records[k : k + rows_per_shard], meta)
+    valid = np.concatenate([r.latent[:, : r.n_frames].astype(np.float64) for r in records if r.split == "train"],
+                           axis=1)
+    stats = {"count": int(valid.shape[1]), "mean": valid.mean(axis=1).tolist(), "var": valid.var(axis=1).tolist(),
+             "split": "train", "codec": {"name": "fixture"}}
+    (root / "stats.json").write_text(json.dumps(stats))
+    return shards
+
+
+class HashTextEncoder:
+    """Deterministic stand-in for model/text: a [CLS] token + one seeded random vector per word."""
+
+    name = "hash-words"
+
+    def __init__(self, dim: int = 8):
+        self.dim = dim
+
+    def _vector(self, word: str) -> torch.Tensor:
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
+        return torch.randn(self.dim, generator=torch.Generator().manual_seed(seed))
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = [["[CLS]", *t.split()] for t in texts]
+        length = max(len(t) for t in tokens)
+        emb = torch.zeros(len(texts), length, self.dim)
+        mask = torch.zeros(len(texts), length, dtype=torch.bool)
+        for i, words in enumerate(tokens):
+            for j, word in enumerate(words):
+                emb[i, j] = self._vector(word)
+                mask[i, j] = True
+        return emb, mask
+
+
+TINY_MODEL = {"hidden": 16, "depth": 1, "d_state": 4, "d_conv": 2, "expand": 1, "dt_rank": "auto", "heads": 2,
+              "mlp_ratio": 1.0, "time_dim": 8, "in_kernel": 3, "scan_backend": "torch"}
+
+
+def tiny_params(root: Path, **train: Any) -> dict[str, Any]:
+    """A full params tree over the fixture data in ``root`` (call write_fixture_shards(root) first)."""
+    train_section = {"steps": 20, "batch_size": 4, "frames": 16, "lr": 3e-3, "weight_decay": 0.01, "warmup": 3,
+                     "grad_clip": 1.0, "ema_decay": 0.9, "cond_drop": 0.2, "t_mean": 0.0, "t_std": 1.0,
+                     "val_every": 10, "ckpt_every": 5, "keep": 2, "log_every": 5, "seed": 0, "workers": 1,
+                     "use_gpu": False, "ckpt_dir": str(root / "checkpoints"), "out_dir": str(root / "final")}
+    train_section.update(train)
+    return {
+        "codec": {"name": "mel"},
+        "text": {"encoder": "minilm", "path": "", "max_length": 16},
+        "encode": {"out_dir": str(root / "shards"), "stats_path": str(root / "stats.json")},
+        "model": dict(TINY_MODEL),
+        "train": train_section,
+    }
+
+
+def run_checkpoints(root) -> Path:
+    """The one run directory that training under ``root`` wrote (``checkpoints/run-<hash>``)."""
+    runs = sorted((Path(root) / "checkpoints").glob("run-*"))
+    assert len(runs) == 1, f"expected one run directory, found {runs}"
+    return runs[0]
