@@ -1,4 +1,4 @@
-"""The ``evaluate:`` section of params.yaml as a frozen dataclass (meaning of each key: README, "Evaluation")."""
+"""The ``evaluate:`` section of params.yaml as a frozen dataclass (meaning of each key: docs/stages/evaluate.md)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ TAG_COLUMNS = ("genre", "instrument", "mood")
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    """The ``encode:`` section (meaning of each key: README, "Latent shards and statistics")."""
+    """The ``encode:`` section (meaning of each key: docs/stages/encode.md)."""
 
     policy: ClipPolicy
     shard_rows: int

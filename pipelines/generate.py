@@ -45,7 +45,7 @@ RESUME_FILE = "resume_key.json"
 
 @dataclass(frozen=True)
 class GenerateSettings:
-    """The ``generate:`` section of params.yaml (meaning of each key: README, "Generation and submission")."""
+    """The ``generate:`` section of params.yaml (meaning of each key: docs/stages/generate.md)."""
 
     prompts: str = "builtin"
     n_prompts: int = 100

@@ -39,7 +39,7 @@ def jamendo_source(section: dict[str, Any]) -> JamendoSource:
         value = str(section.get(key) or "").strip()
         if not value:
             raise ParamsError(
-                f"params.yaml: data.jamendo.{key} is empty; set it to {help_text} (see README, Data)"
+                f"params.yaml: data.jamendo.{key} is empty; set it to {help_text} (see docs/stages/prepare.md)"
             )
         path = Path(value)
         exists = path.is_dir() if key != "metadata_tsv" else path.is_file()

@@ -27,7 +27,7 @@ from model.runtime.params_check import reject_unknown_keys
 
 @dataclass(frozen=True)
 class MelCodecConfig:
-    """``codec.mel`` in params.yaml (meaning of each key: README, "Codecs")."""
+    """``codec.mel`` in params.yaml (meaning of each key: docs/stages/encode.md)."""
 
     sample_rate: int = 22050
     n_fft: int = 2048

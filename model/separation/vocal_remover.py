@@ -37,7 +37,7 @@ class SeparationWeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class SeparationConfig:
-    """The ``separate:`` section of params.yaml (meaning of each key: README, "Vocal removal")."""
+    """The ``separate:`` section of params.yaml (meaning of each key: docs/stages/separate.md)."""
 
     model: str = "none"
     weights_dir: str = ""

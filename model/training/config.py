@@ -1,4 +1,4 @@
-"""The ``train:`` section of params.yaml as a frozen dataclass (the meaning of each key is in README "Training")."""
+"""The ``train:`` section of params.yaml as a frozen dataclass (meaning of each key: docs/stages/train.md)."""
 
 from __future__ import annotations
 
