@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.common.params_trace import traced
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -19,6 +21,10 @@ class ParamsError(KeyError):
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The params tree of ``path``, checked against the schema (``pipelines/common/schema.py``): an unknown key
+    or a value of the wrong type raises ``ParamsError`` naming the key and the closest valid one."""
+    from pipelines.common.schema import validate_params  # the schema imports ParamsError from here
+
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: params file not found (run from the repository root)")
@@ -26,7 +32,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ParamsError(f"{p}: expected a mapping at top level")
-    return data
+    validate_params(data, str(p))
+    return traced(data)
 
 
 def get(params: dict[str, Any], dotted: str, default: Any = ...) -> Any:
