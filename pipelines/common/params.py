@@ -13,8 +13,8 @@ from pipelines.common.params_trace import traced
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ParamsError(KeyError):
-    """A required key is missing from params.yaml, or has an unusable value."""
+class ParamsError(KeyError, ValueError):
+    """A key of params.yaml is missing, unknown or has an unusable value (a KeyError and a ValueError)."""
 
     def __str__(self) -> str:
         return str(self.args[0])
