@@ -86,3 +86,36 @@ def traced(data: dict[str, Any]) -> dict[str, Any]:
 
     atexit.register(report)
     return params
+
+
+def leaf_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every dotted leaf key of a params tree."""
+    keys: set[str] = set()
+    for key, value in tree.items():
+        keys |= leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def listed_keys(entries: list[Any], tree: dict[str, Any]) -> set[str]:
+    """The leaf keys of ``tree`` that a dvc.yaml stage's ``params:`` entries name (a section covers its leaves)."""
+    names: list[str] = []
+    for entry in entries:
+        if isinstance(entry, dict):  # {params.yaml: [keys]} form
+            for keys in entry.values():
+                names += list(keys or [])
+        else:
+            names.append(str(entry))
+    leaves = leaf_keys(tree)
+    return {leaf for name in names for leaf in leaves if leaf == name or leaf.startswith(name + ".")}
+
+
+def read_keys(trace_dir: str | os.PathLike, stage: str) -> set[str]:
+    """The keys a traced run of ``stage`` read (every process of it that loaded params)."""
+    path = Path(trace_dir) / f"{stage}.txt"
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def params_mismatch(listed: set[str], read: set[str]) -> tuple[list[str], list[str]]:
+    """(read but not listed — ``dvc exp run -S`` would not rerun the stage; listed but not read — it would rerun
+    for nothing)."""
+    return sorted(read - listed), sorted(listed - read)
