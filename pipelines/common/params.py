@@ -8,23 +8,18 @@ from typing import Any
 
 import yaml
 
+from pipelines.common.errors import ParamsError
 from pipelines.common.params_trace import traced
+from pipelines.common.schema import validate_params
+
+__all__ = ["DEFAULT_PARAMS", "ParamsError", "get", "load_params", "stage_arg_parser"]
 
 DEFAULT_PARAMS = Path("params.yaml")
-
-
-class ParamsError(KeyError, ValueError):
-    """A key of params.yaml is missing, unknown or has an unusable value (a KeyError and a ValueError)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """The params tree of ``path``, checked against the schema (``pipelines/common/schema.py``): an unknown key
     or a value of the wrong type raises ``ParamsError`` naming the key and the closest valid one."""
-    from pipelines.common.schema import validate_params  # the schema imports ParamsError from here
-
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: params file not found (run from the repository root)")

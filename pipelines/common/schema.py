@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.common.params import ParamsError
+from pipelines.common.errors import ParamsError
 
 PositiveInt = Field(ge=1)
 
