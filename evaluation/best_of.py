@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -131,3 +132,46 @@ def _rows_by_prompt(prompt_ids: Sequence[str]) -> dict[str, np.ndarray]:
     for i, pid in enumerate(prompt_ids):
         rows.setdefault(pid, []).append(i)
     return {pid: np.array(r) for pid, r in rows.items()}
+
+
+def held_out_study(table: Any) -> list[dict[str, Any]]:
+    """Every rule judged on the per-clip values it did not select by, against the first seed.
+
+    ``table``: ``reports/per_prompt.parquet`` (columns prompt_id, seed, fad_distance, text_audio, ccs). Selecting
+    by ``fad`` is judged on text_audio and ccs, ``clap`` on fad_distance and ccs, ``fad_clap`` on ccs (the concept
+    judge is a model neither score uses).
+    """
+    cols = table.to_pydict() if hasattr(table, "to_pydict") else dict(table)
+    prompts, seeds = list(cols["prompt_id"]), list(cols["seed"])
+    held_out = {"fad": ("text_audio", "ccs"), "clap": ("fad_distance", "ccs"), "fad_clap": ("ccs",)}
+    rows = []
+    for rule, judges in held_out.items():
+        chosen = choose_best_seeds(prompts, seeds, cols["fad_distance"], cols["text_audio"], rule).chosen
+        for judge in judges:
+            values = np.asarray(cols[judge], np.float64)
+            cmp = compare_with_first_seed(prompts, seeds, chosen, values, higher_is_better=judge != "fad_distance")
+            rows.append({"rule": rule, "judged_on": judge, "chosen": cmp.chosen_mean, "first_seed": cmp.first_seed_mean,
+                         "gain": cmp.gain, "oracle": cmp.oracle_mean, "better": cmp.better, "worse": cmp.worse,
+                         "same": cmp.same})
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m evaluation.best_of reports/per_prompt.parquet``: the held-out study as a table on stdout."""
+    import argparse
+
+    import pyarrow.parquet as pq
+
+    parser = argparse.ArgumentParser(description="Does best-of-N beat the first seed on scores it did not use?")
+    parser.add_argument("per_prompt", help="reports/per_prompt.parquet of an evaluate run")
+    args = parser.parse_args(argv)
+    rows = held_out_study(pq.read_table(args.per_prompt))
+    print("| rule | judged on | chosen | first seed | gain | oracle | better / worse / same prompts |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['rule']} | {r['judged_on']} | {r['chosen']:.4f} | {r['first_seed']:.4f} | {r['gain']:+.4f} | "
+              f"{r['oracle']:.4f} | {r['better']} / {r['worse']} / {r['same']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -86,3 +86,23 @@ def test_bad_inputs_name_the_problem():
         choose_best_seeds(["p"], [0, 1], np.ones(2), np.zeros(2))
     with pytest.raises(ValueError, match="finite"):
         pick_per_prompt(["p"], [0], np.array([np.nan]))
+
+
+def test_held_out_study_judges_each_rule_on_what_it_did_not_use(capsys, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from evaluation.best_of import held_out_study, main
+
+    prompts, seeds, fad, clap = two_seed_fixture(n_prompts=8)
+    ccs = np.tile([0.2, 0.7], 8)  # the held-out judge agrees with text-audio: seed 1 is better
+    table = pa.table({"prompt_id": prompts, "seed": seeds, "fad_distance": fad, "text_audio": clap, "ccs": ccs})
+    rows = {(r["rule"], r["judged_on"]): r for r in held_out_study(table)}
+    assert set(rows) == {("fad", "text_audio"), ("fad", "ccs"), ("clap", "fad_distance"), ("clap", "ccs"),
+                         ("fad_clap", "ccs")}
+    assert rows[("fad_clap", "ccs")]["gain"] == pytest.approx(0.5) and rows[("fad_clap", "ccs")]["better"] == 8
+    assert rows[("fad", "ccs")]["gain"] == 0.0 and rows[("fad", "ccs")]["same"] == 8  # fad keeps seed 0
+    assert rows[("clap", "fad_distance")]["gain"] > 0 and rows[("clap", "fad_distance")]["worse"] == 8
+    pq.write_table(table, tmp_path / "per_prompt.parquet")
+    main([str(tmp_path / "per_prompt.parquet")])
+    assert "| fad_clap | ccs |" in capsys.readouterr().out
