@@ -3,7 +3,9 @@
 Every key is optional (its default is the embedded value in params.yaml), so partial params files — tests, profiles —
 validate too; what the schema refuses is an unknown key (a typo would otherwise be ignored and the default used) or a
 value of the wrong type. ``validate_params(tree, source)`` raises ``ParamsError`` listing every problem, each naming
-the dotted key and, for an unknown key, the closest valid one.
+the dotted key and, for an unknown key, the closest valid one. Types are strict, except what PyYAML and the
+stages already accept: an int for a float, a numeric string (``1e-3``, which PyYAML does not read as a number) for
+a number, an integral float or string (``3e5``) for an integer, ``"true"``/``"false"`` for a flag.
 
 Value *choices* (``codec.name``, ``generate.method`` ...) are checked by the component that owns them; the schema
 checks names, types and simple bounds. Adding a key: add a field to its section's class below (type, default, bound),
@@ -13,13 +15,38 @@ add it to params.yaml, and list it in the ``params:`` of every dvc.yaml stage th
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.common.errors import ParamsError
 
-PositiveInt = Field(ge=1)
+
+def _yaml_real(value: Any) -> Any:
+    """PyYAML reads ``1e-3`` (no dot) as a string; accept a numeric string for a number, as the stages do."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _yaml_int(value: Any) -> Any:
+    """``3e5`` (a string to PyYAML) or ``300000.0`` for an integer; 2.5 stays an error."""
+    number = _yaml_real(value)
+    if isinstance(number, float) and number.is_integer():
+        return int(number)
+    return value
+
+
+def _yaml_bool(value: Any) -> Any:
+    return value.lower() == "true" if isinstance(value, str) and value.lower() in ("true", "false") else value
+
+
+Real = Annotated[float, BeforeValidator(_yaml_real)]
+Integer = Annotated[int, BeforeValidator(_yaml_int)]
+Flag = Annotated[bool, BeforeValidator(_yaml_bool)]
 
 
 class Section(BaseModel):
@@ -38,11 +65,11 @@ class Section(BaseModel):
 
 
 class SyntheticSection(Section):
-    n_tracks: int = Field(500, ge=1)
-    seconds: float = Field(12.0, gt=0)
-    seed: int = 0
+    n_tracks: Integer = Field(500, ge=1)
+    seconds: Real = Field(12.0, gt=0)
+    seed: Integer = 0
     audio_format: str = "flac"
-    workers: int = Field(2, ge=0)
+    workers: Integer = Field(2, ge=0)
 
 
 class JamendoSection(Section):
@@ -50,13 +77,13 @@ class JamendoSection(Section):
     metadata_tsv: str = ""
     split_dir: str = ""
     subset: str = "autotagging"
-    strict: bool = True
+    strict: Flag = True
 
 
 class DataSection(Section):
     source: str = "synthetic"
     prepared_dir: str = "data/prepared"
-    caption_seed: int = 0
+    caption_seed: Integer = 0
     synthetic: SyntheticSection = SyntheticSection()
     jamendo: JamendoSection = JamendoSection()
 
@@ -64,12 +91,12 @@ class DataSection(Section):
 class SeparateSection(Section):
     model: str = "none"
     weights_dir: str = ""
-    segment: float = Field(7.8, gt=0)
-    overlap: float = Field(0.25, ge=0, lt=1)
-    shifts: int = Field(0, ge=0)
-    block_seconds: float = Field(60.0, gt=0)
+    segment: Real = Field(7.8, gt=0)
+    overlap: Real = Field(0.25, ge=0, lt=1)
+    shifts: Integer = Field(0, ge=0)
+    block_seconds: Real = Field(60.0, gt=0)
     device: str = "auto"
-    workers: int = Field(0, ge=0)
+    workers: Integer = Field(0, ge=0)
     audio_format: str = "flac"
     out_dir: str = "data/instrumental"
 
@@ -79,17 +106,17 @@ class AcestepSection(Section):
 
 
 class MelSection(Section):
-    sample_rate: int = Field(22050, ge=1)
-    n_fft: int = Field(2048, ge=1)
-    hop: int = Field(1024, ge=1)
-    n_mels: int = Field(64, ge=1)
-    f_min: float = Field(0.0, ge=0)
-    f_max: float = Field(11025.0, gt=0)
-    log_floor: float = Field(1.0e-05, gt=0)
-    griffin_lim_iters: int = Field(32, ge=0)
-    griffin_lim_momentum: float = 0.99
-    inversion_iters: int = Field(30, ge=0)
-    phase_seed: int = 0
+    sample_rate: Integer = Field(22050, ge=1)
+    n_fft: Integer = Field(2048, ge=1)
+    hop: Integer = Field(1024, ge=1)
+    n_mels: Integer = Field(64, ge=1)
+    f_min: Real = Field(0.0, ge=0)
+    f_max: Real = Field(11025.0, gt=0)
+    log_floor: Real = Field(1.0e-05, gt=0)
+    griffin_lim_iters: Integer = Field(32, ge=0)
+    griffin_lim_momentum: Real = 0.99
+    inversion_iters: Integer = Field(30, ge=0)
+    phase_seed: Integer = 0
 
 
 class CodecSection(Section):
@@ -101,13 +128,13 @@ class CodecSection(Section):
 
 
 class EncodeSection(Section):
-    clip_seconds: float = Field(10.0, gt=0)
-    hop_seconds: float = Field(10.0, gt=0)
-    max_clips_per_track: int = Field(1, ge=1)
-    min_clip_seconds: float = Field(1.0, ge=0)
-    shard_rows: int = Field(128, ge=1)
-    batch_size: int = Field(8, ge=1)
-    workers: int = Field(2, ge=1)
+    clip_seconds: Real = Field(10.0, gt=0)
+    hop_seconds: Real = Field(10.0, gt=0)
+    max_clips_per_track: Integer = Field(1, ge=1)
+    min_clip_seconds: Real = Field(1.0, ge=0)
+    shard_rows: Integer = Field(128, ge=1)
+    batch_size: Integer = Field(8, ge=1)
+    workers: Integer = Field(2, ge=1)
     out_dir: str = "data/latents/shards"
     stats_path: str = "data/latents/stats.json"
 
@@ -115,61 +142,61 @@ class EncodeSection(Section):
 class TextSection(Section):
     encoder: str = "minilm"
     path: str = ""
-    max_length: int = Field(64, ge=1)
+    max_length: Integer = Field(64, ge=1)
 
 
 class ModelSection(Section):
-    hidden: int = Field(128, ge=1)
-    depth: int = Field(4, ge=1)
-    d_state: int = Field(8, ge=1)
-    d_conv: int = Field(4, ge=1)
-    expand: int = Field(1, ge=1)
-    dt_rank: Literal["auto"] | int = "auto"
-    heads: int = Field(4, ge=1)
-    mlp_ratio: float = Field(2, gt=0)
-    time_dim: int = Field(256, ge=2)
-    in_kernel: int = Field(3, ge=1)
+    hidden: Integer = Field(128, ge=1)
+    depth: Integer = Field(4, ge=1)
+    d_state: Integer = Field(8, ge=1)
+    d_conv: Integer = Field(4, ge=1)
+    expand: Integer = Field(1, ge=1)
+    dt_rank: Literal["auto"] | Integer = "auto"
+    heads: Integer = Field(4, ge=1)
+    mlp_ratio: Real = Field(2, gt=0)
+    time_dim: Integer = Field(256, ge=2)
+    in_kernel: Integer = Field(3, ge=1)
     scan_backend: str = "auto"
 
 
 class TrainSection(Section):
-    steps: int = Field(1500, ge=1)
-    batch_size: int = Field(16, ge=1)
-    accum_steps: int = Field(1, ge=1)
-    frames: int = Field(64, ge=1)
-    lr: float = Field(0.001, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup: int = Field(50, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    ema_decay: float = Field(0.995, ge=0, le=1)
-    cond_drop: float = Field(0.1, ge=0, le=1)
-    t_mean: float = 0.0
-    t_std: float = Field(1.0, gt=0)
-    val_every: int = Field(250, ge=1)
-    val_batch_size: int = Field(32, ge=1)
-    val_clips: int = Field(256, ge=0)
-    ckpt_every: int = Field(250, ge=1)
-    keep: int = Field(3, ge=1)
-    log_every: int = Field(10, ge=1)
-    seed: int = 0
-    workers: int = Field(1, ge=1)
-    use_gpu: bool = False
-    resume: bool = True
+    steps: Integer = Field(1500, ge=1)
+    batch_size: Integer = Field(16, ge=1)
+    accum_steps: Integer = Field(1, ge=1)
+    frames: Integer = Field(64, ge=1)
+    lr: Real = Field(0.001, gt=0)
+    min_lr_ratio: Real = Field(0.1, ge=0)
+    weight_decay: Real = Field(0.01, ge=0)
+    warmup: Integer = Field(50, ge=0)
+    grad_clip: Real = Field(1.0, ge=0)
+    ema_decay: Real = Field(0.995, ge=0, le=1)
+    cond_drop: Real = Field(0.1, ge=0, le=1)
+    t_mean: Real = 0.0
+    t_std: Real = Field(1.0, gt=0)
+    val_every: Integer = Field(250, ge=1)
+    val_batch_size: Integer = Field(32, ge=1)
+    val_clips: Integer = Field(256, ge=0)
+    ckpt_every: Integer = Field(250, ge=1)
+    keep: Integer = Field(3, ge=1)
+    log_every: Integer = Field(10, ge=1)
+    seed: Integer = 0
+    workers: Integer = Field(1, ge=1)
+    use_gpu: Flag = False
+    resume: Flag = True
     ckpt_dir: str = "checkpoints"
     out_dir: str = "models/final"
 
 
 class GenerateSection(Section):
     prompts: str = "builtin"
-    n_prompts: int = Field(100, ge=0)
-    seconds: float = Field(10.0, gt=0)
-    steps: int = Field(25, ge=1)
-    cfg_scale: float = 3.5
+    n_prompts: Integer = Field(100, ge=0)
+    seconds: Real = Field(10.0, gt=0)
+    steps: Integer = Field(25, ge=1)
+    cfg_scale: Real = 3.5
     method: str = "euler"
-    seeds: int = Field(2, ge=1)
-    seed: int = 0
-    batch_size: int = Field(16, ge=1)
+    seeds: Integer = Field(2, ge=1)
+    seed: Integer = 0
+    batch_size: Integer = Field(16, ge=1)
     device: str = "auto"
     out_dir: str = "generated"
 
@@ -180,22 +207,22 @@ class EvaluateSection(Section):
     judge: str = "tagger"
     clap_path: str = ""
     clap_tokenizer_path: str = ""
-    clap_batch_size: int = Field(8, ge=1)
-    clap_hop_seconds: float = Field(1.0, gt=0)
+    clap_batch_size: Integer = Field(8, ge=1)
+    clap_hop_seconds: Real = Field(1.0, gt=0)
     alm_path: str = ""
-    alm_batch_size: int = Field(4, ge=1)
+    alm_batch_size: Integer = Field(4, ge=1)
     reference_dir: str = ""
     best_seed_rule: str = "fad_clap"
-    shuffle_seed: int = 0
-    seed: int = 0
-    tagger_steps: int = Field(600, ge=1)
-    local_clap_steps: int = Field(500, ge=1)
+    shuffle_seed: Integer = 0
+    seed: Integer = 0
+    tagger_steps: Integer = Field(600, ge=1)
+    local_clap_steps: Integer = Field(500, ge=1)
     cache_dir: str = "data/eval_cache"
     out_dir: str = "reports"
 
 
 class SubmitSection(Section):
-    rms_floor: float = Field(1.0e-04, ge=0)
+    rms_floor: Real = Field(1.0e-04, ge=0)
     out_dir: str = "submission"
 
 

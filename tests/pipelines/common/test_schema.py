@@ -110,3 +110,14 @@ def test_section_keys():
     assert "codec.mel.n_mels" in section_keys("codec")
     with pytest.raises(KeyError):
         section_keys("submit.nope")
+
+
+def test_yaml_spellings_the_stages_accept_are_accepted():
+    # PyYAML reads 1e-3 and 3e5 as strings; the stages convert them, so the schema must not refuse them
+    tree = yaml.safe_load("train:\n  lr: 1e-3\n  steps: 3e5\n  use_gpu: 'true'\n  frames: 64.0\n")
+    assert tree["train"]["lr"] == "1e-3"
+    checked = validate_params(tree).train
+    assert (checked.lr, checked.steps, checked.use_gpu, checked.frames) == (0.001, 300000, True, 64)
+    for bad in ({"lr": True}, {"steps": 2.5}, {"use_gpu": "yes"}, {"lr": "fast"}):
+        with pytest.raises(ParamsError):
+            validate_params({"train": bad})
