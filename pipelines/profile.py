@@ -62,14 +62,16 @@ def merge(base: dict[str, Any], overrides: dict[str, Any], source: str = "profil
 
 
 def set_args(overrides: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """``-S key=value`` arguments for ``dvc exp run``, validated against ``base`` params."""
+    """``-S key=value`` arguments for ``dvc exp run``, validated against ``base`` params; a key the schema knows
+    but ``base`` lacks is passed as ``+key=value`` (DVC's override syntax for adding a key)."""
     merge(base, overrides)
+    present = set(flatten(copy.deepcopy(base)))
     args = []
     for dotted, value in flatten(overrides).items():
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
         if any(ch.isspace() for ch in text):
             raise ValueError(f"profile value for '{dotted}' contains whitespace; it cannot pass through $(...)")
-        args += ["-S", f"{dotted}={text}"]
+        args += ["-S", f"{'' if dotted in present else '+'}{dotted}={text}"]
     return args
 
 

@@ -33,6 +33,11 @@ def test_schema_key_missing_from_params_file_is_added():
     assert merged == {"train": {"steps": 1, "accum_steps": 4}, "ray": {"address": "auto"}}
 
 
+def test_set_args_adds_a_key_the_params_file_lacks_with_dvc_plus_syntax():
+    args = set_args({"train": {"steps": 5, "accum_steps": 4}}, {"train": {"steps": 1}})
+    assert args == ["-S", "train.steps=5", "-S", "+train.accum_steps=4"]
+
+
 def test_wrong_type_in_profile_is_an_error():
     with pytest.raises(KeyError, match=r"train\.steps"):
         merge({"train": {"steps": 1}}, {"train": {"steps": "lots"}})
