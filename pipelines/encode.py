@@ -28,6 +28,8 @@ from pipelines.common.provenance import provenance
 log = logging.getLogger("pipelines.encode")
 
 TAG_COLUMNS = ("genre", "instrument", "mood")
+ENCODE_KEYS = ("clip_seconds", "hop_seconds", "max_clips_per_track", "min_clip_seconds", "shard_rows", "batch_size",
+               "workers", "out_dir")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         Path(cfg.out_dir) / "provenance.json",
         provenance(
             "encode",
-            {"codec": codec_params, "encode": get(params, "encode")},
+            # the keys this stage reads (encode.stats_path belongs to the stats stage; see dvc.yaml)
+            {"codec": codec_params, "encode": {k: get(params, f"encode.{k}") for k in ENCODE_KEYS
+                                               if k in get(params, "encode")}},
             codec_settings=meta.settings,
             latent_shape=list(meta.latent_shape),
             tracks=len(sources),

@@ -190,6 +190,9 @@ def run_single(args: Any, params: dict[str, Any]) -> Path:
     if not args.prompt.strip():
         raise SystemExit("generate: the prompt is empty; give the text to render, e.g. \"calm piano ballad\"")
     model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
+    if not (Path(model_dir) / "config.json").is_file():
+        raise SystemExit(f"generate: no trained model in {model_dir} (config.json missing); pass --model-dir, "
+                         "set train.out_dir in the params file, or train one with `dvc repro train`")
     engine = TextToMusic.from_dir(model_dir, settings.device)
     gen = torch.Generator().manual_seed(args.seed)
     with tqdm(total=settings.sampler.steps, desc="sample", unit="step") as bar:

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.common.params import DEFAULT_PARAMS, load_params
+from pipelines.common.params import DEFAULT_PARAMS, ParamsError, load_params
+from pipelines.common.schema import validate_params
 
 PROFILES_DIR = Path("profiles")
 
@@ -43,31 +44,34 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are an error (a typo would silently do nothing)."""
+def merge(base: dict[str, Any], overrides: dict[str, Any], source: str = "profile") -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``; both and the result must pass the params schema, so a typo
+    is an error naming the closest valid key (``ParamsError``, a ``KeyError``) instead of silently doing nothing."""
+    validate_params(overrides, source)
     out = copy.deepcopy(base)
     for dotted, value in flatten(overrides).items():
         node = out
         parts = dotted.split(".")
         for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise KeyError(f"profile key '{dotted}' has no section '{part}' in params.yaml")
-            node = node[part]
-        if parts[-1] not in node:
-            raise KeyError(f"profile key '{dotted}' is not a params.yaml key")
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"{source}: '{dotted}': '{part}' is not a section in the params file")
         node[parts[-1]] = value
+    validate_params(out, f"params merged with {source}")
     return out
 
 
 def set_args(overrides: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """``-S key=value`` arguments for ``dvc exp run``, validated against ``base`` params."""
+    """``-S key=value`` arguments for ``dvc exp run``, validated against ``base`` params; a key the schema knows
+    but ``base`` lacks is passed as ``+key=value`` (DVC's override syntax for adding a key)."""
     merge(base, overrides)
+    present = set(flatten(copy.deepcopy(base)))
     args = []
     for dotted, value in flatten(overrides).items():
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
         if any(ch.isspace() for ch in text):
             raise ValueError(f"profile value for '{dotted}' contains whitespace; it cannot pass through $(...)")
-        args += ["-S", f"{dotted}={text}"]
+        args += ["-S", f"{'' if dotted in present else '+'}{dotted}={text}"]
     return args
 
 
@@ -77,10 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default=str(DEFAULT_PARAMS))
     parser.add_argument("--write", action="store_true", help="merge the profile into the params file")
     args = parser.parse_args(argv)
-    base = load_params(args.params)
-    profile = load_profile(args.name)
+    try:
+        base = load_params(args.params)
+        profile = load_profile(args.name)
+        merged = merge(base, profile, f"profiles/{args.name}.yaml")
+    except (FileNotFoundError, ValueError, ParamsError) as exc:
+        raise SystemExit(f"profile: {exc}") from exc
     if args.write:
-        merged = merge(base, profile)
         Path(args.params).write_text(yaml.safe_dump(merged, sort_keys=False))
         print(f"{args.params}: applied profile '{args.name}' ({len(flatten(profile))} keys)", file=sys.stderr)
     else:

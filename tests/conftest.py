@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,8 +9,27 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 torch.set_num_threads(1)
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One local Ray for the whole test session (starting one costs seconds); stage code reuses a running Ray.
+
+    Workers import this checkout (PYTHONPATH), not whatever copy of the package the venv has installed.
+    """
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        path = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, ignore_reinit_error=True,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    if started:
+        ray.shutdown()

@@ -8,17 +8,18 @@ from typing import Any
 
 import yaml
 
+from pipelines.common.errors import ParamsError
+from pipelines.common.params_trace import traced
+from pipelines.common.schema import validate_params
+
+__all__ = ["DEFAULT_PARAMS", "ParamsError", "get", "load_params", "stage_arg_parser"]
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ParamsError(KeyError):
-    """A required key is missing from params.yaml, or has an unusable value."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The params tree of ``path``, checked against the schema (``pipelines/common/schema.py``): an unknown key
+    or a value of the wrong type raises ``ParamsError`` naming the key and the closest valid one."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: params file not found (run from the repository root)")
@@ -26,7 +27,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ParamsError(f"{p}: expected a mapping at top level")
-    return data
+    validate_params(data, str(p))
+    return traced(data)
 
 
 def get(params: dict[str, Any], dotted: str, default: Any = ...) -> Any:

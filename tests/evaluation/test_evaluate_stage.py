@@ -93,3 +93,12 @@ def test_settings_reject_bad_values():
     with pytest.raises(EvaluateParamsError, match="evaluate.clap_path"):
         EvaluateSettings.from_params({"embedder": "clap"})
     assert EvaluateSettings.from_params({"clap_path": None}).clap_path == ""
+
+
+def test_alm_judge_keys_agreed_for_the_judge_are_known():
+    settings = EvaluateSettings.from_params({"judge": "alm", "alm_path": "/models/alm", "alm_batch_size": 2})
+    assert (settings.judge, settings.alm_path, settings.alm_batch_size) == ("alm", "/models/alm", 2)
+    with pytest.raises(EvaluateParamsError, match="evaluate.alm_path"):
+        EvaluateSettings.from_params({"judge": "alm"})
+    with pytest.raises(EvaluateParamsError, match="evaluate.alm_batch_size"):
+        EvaluateSettings.from_params({"alm_batch_size": 0})

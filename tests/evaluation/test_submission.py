@@ -140,3 +140,59 @@ def test_submit_stage_end_to_end(tmp_path):
     assert validate_submission(out, IDS) == []
     assert json.loads((out / "provenance.json").read_text())["stage"] == "submit"
     assert (out / "p2.wav").read_bytes() == (gen / "p2" / "seed-1.wav").read_bytes()
+
+
+def _rewrite_manifest(sub, edit):
+    lines = (sub / "manifest.csv").read_text().splitlines()
+    (sub / "manifest.csv").write_text("\n".join(edit(lines)) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ls: [ls[0].replace("file,", "path,"), *ls[1:]], "missing column(s) file"),
+        (lambda ls: [ls[0], ls[1]], "missing ['p2']"),
+        (lambda ls: [*ls, ls[1]], "duplicated ['p1']"),
+        (lambda ls: [ls[0], ls[1].replace("p1.wav", "p2.wav"), ls[2]], "p1 points at 'p2.wav'"),
+        (lambda ls: [*ls, "p7,p7.wav,0,10.2,44100,x"], "extra ['p7']"),
+    ],
+    ids=["column", "missing-row", "duplicate", "wrong-file", "extra-row"],
+)
+def test_validator_flags_a_bad_manifest(tmp_path, edit, message):
+    sub = _valid_submission(tmp_path)
+    _rewrite_manifest(sub, edit)
+    problems = validate_submission(sub, IDS)
+    assert any(message in p for p in problems), problems
+
+
+def test_missing_metrics_file_is_flagged_and_fails_the_stage(tmp_path):
+    sub = _valid_submission(tmp_path)
+    (sub / "metrics.json").unlink()
+    assert "metrics.json is missing" in validate_submission(sub, IDS)
+    gen = tmp_path / "generated"
+    save_prompts(gen / "prompts.jsonl", PROMPTS)
+    files = {(pid, 0): str(gen / pid / "seed-0.wav") for pid in IDS}
+    pq.write_table(pa.table({"prompt_id": [k[0] for k in files], "seed": [k[1] for k in files],
+                             "path": list(files.values())}), gen / "manifest.parquet")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "best_seeds.json").write_text(json.dumps({"p1": 0, "p2": 0}))
+    params = {"generate": {"out_dir": str(gen)}, "evaluate": {"out_dir": str(tmp_path / "reports")},
+              "submit": {"out_dir": str(tmp_path / "out"), "rms_floor": 1e-4}}
+    with pytest.raises(FileNotFoundError, match=r"metrics\.json.*run the evaluate stage"):
+        run_stage(params)
+    assert not (tmp_path / "out").exists()
+
+
+def test_clip_silent_only_in_its_scored_first_10_seconds_is_rejected(tmp_path):
+    sub = _valid_submission(tmp_path)
+    sr = 44100
+    late = np.zeros((15 * sr, 2), np.float32)
+    late[10 * sr + 100:] = 0.5  # loud from 10 s on: its overall RMS is far above the floor
+    sf.write(str(sub / "p1.wav"), late, sr, subtype="PCM_16")
+    assert float(np.sqrt(np.mean(late.astype(np.float64) ** 2))) > 0.1
+    problems = validate_submission(sub, IDS)
+    assert any("p1.wav: silent" in p and "first 10 s" in p for p in problems), problems
+    early = np.zeros((15 * sr, 2), np.float32)
+    early[: 10 * sr] = 0.5  # loud in the scored part, silent afterwards: valid
+    sf.write(str(sub / "p1.wav"), early, sr, subtype="PCM_16")
+    assert validate_submission(sub, IDS) == []

@@ -9,7 +9,6 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-import ray
 import soundfile as sf
 import torch
 import yaml
@@ -33,11 +32,9 @@ class LoudIsNaNCodec(MelCodec):
         return z
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
+@pytest.fixture()
+def ray_cluster(ray_instance):
+    return ray_instance
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from evaluation.prompts import Prompt, load_prompts, save_prompts
 from model.data.stats import Standardiser
@@ -112,3 +113,36 @@ def test_settings_reject_unknown_keys_and_bad_values():
     with pytest.raises(ParamsError, match="generate.seeds"):
         GenerateSettings.from_params({"generate": {"seeds": "two"}})
     assert GenerateSettings.from_params({"generate": {"steps": 100}}).sampler.steps == 100
+
+
+def test_cli_empty_prompt_is_refused_before_loading_anything(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no models/final here: the prompt check must come first
+    for prompt in ("", "   "):
+        with pytest.raises(SystemExit, match="prompt is empty"):
+            main([prompt, "-o", str(tmp_path / "o.wav"), "--params", str(tmp_path / "absent.yaml")])
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_cli_without_a_model_names_the_option_to_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"models/final.*--model-dir.*train\.out_dir"):
+        main(["calm piano", "-o", str(tmp_path / "o.wav"), "--params", str(tmp_path / "absent.yaml")])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"out_dir": "elsewhere"}}))
+    with pytest.raises(SystemExit, match="no trained model in elsewhere"):
+        main(["calm piano", "-o", str(tmp_path / "o.wav")])
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_cli_falls_back_to_the_params_file(model_dir, tmp_path, monkeypatch):
+    """Without flags, the model comes from train.out_dir and the sampler/length from generate.*; flags win."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "train": {"out_dir": str(model_dir)},
+        "generate": {"seconds": 10.5, "steps": 1, "method": "heun", "device": "cpu"}}))
+    main(["calm piano", "-o", "a.wav"])
+    assert sf.info("a.wav").frames == int(10.5 * 44100)
+    main(["calm piano", "-o", "b.wav", "--seconds", "10"])
+    assert sf.info("b.wav").frames == 10 * 44100
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generate": {"steps": 0}}))
+    with pytest.raises(ParamsError, match=r"generate\.steps"):
+        main(["calm piano", "-o", "c.wav", "--model-dir", str(model_dir)])

@@ -15,17 +15,57 @@ def test_paper_profile_keys_all_exist_in_params():
 
 
 def test_set_args_round_trip_through_yaml():
-    base = {"a": {"b": 1, "c": "x"}, "d": 2.5}
-    args = set_args({"a": {"c": "flan-t5"}, "d": 0.0003}, base)
+    base = {"text": {"encoder": "minilm", "max_length": 64}, "train": {"lr": 2.5}}
+    args = set_args({"text": {"encoder": "flan-t5"}, "train": {"lr": 0.0003}}, base)
     assert args[0] == "-S" and args[2] == "-S"
     pairs = dict(a.split("=", 1) for a in args[1::2])
-    assert yaml.safe_load(pairs["a.c"]) == "flan-t5"
-    assert yaml.safe_load(pairs["d"]) == 0.0003
+    assert yaml.safe_load(pairs["text.encoder"]) == "flan-t5"
+    assert yaml.safe_load(pairs["train.lr"]) == 0.0003
 
 
-def test_unknown_key_is_an_error():
-    with pytest.raises(KeyError, match="train.stepz"):
+def test_unknown_key_is_an_error_naming_the_closest():
+    with pytest.raises(KeyError, match=r"train\.stepz.*train\.steps"):
         merge({"train": {"steps": 1}}, {"train": {"stepz": 2}})
+
+
+def test_schema_key_missing_from_params_file_is_added():
+    merged = merge({"train": {"steps": 1}}, {"train": {"accum_steps": 4}, "ray": {"address": "auto"}})
+    assert merged == {"train": {"steps": 1, "accum_steps": 4}, "ray": {"address": "auto"}}
+
+
+def test_set_args_adds_a_key_the_params_file_lacks_with_dvc_plus_syntax():
+    args = set_args({"train": {"steps": 5, "accum_steps": 4}}, {"train": {"steps": 1}})
+    assert args == ["-S", "train.steps=5", "-S", "+train.accum_steps=4"]
+
+
+def test_wrong_type_in_profile_is_an_error():
+    with pytest.raises(KeyError, match=r"train\.steps"):
+        merge({"train": {"steps": 1}}, {"train": {"steps": "lots"}})
+
+
+def test_print_mode_on_the_real_paper_profile(capsys):
+    main(["paper"])
+    out = capsys.readouterr().out.split()
+    assert out[0] == "-S" and out[::2] == ["-S"] * (len(out) // 2)
+    pairs = dict(a.split("=", 1) for a in out[1::2])
+    assert pairs == {key: yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+                     for key, value in flatten(load_profile("paper")).items()}
+    assert yaml.safe_load(pairs["model.depth"]) == 24 and pairs["codec.name"] == "acestep"
+    assert yaml.safe_load(pairs["train.steps"]) == 300000
+
+
+def test_unknown_profile_name_lists_known_ones():
+    with pytest.raises(SystemExit, match=r"profiles/papr\.yaml.*known: .*paper"):
+        main(["papr"])
+
+
+def test_profile_with_typo_fails_cleanly(tmp_path, monkeypatch):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "bad.yaml").write_text(yaml.safe_dump({"generate": {"cfg_scal": 5.0}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generate": {"cfg_scale": 3.5}}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"generate\.cfg_scale"):
+        main(["bad"])
 
 
 def test_flatten():

@@ -125,7 +125,7 @@ def test_htdemucs_interrupted_run_resumes_without_redoing_finished_files(tmp_pat
         assert sr == 44100 and data.shape == (int(1.5 * 44100), 2) and r.seconds == pytest.approx(1.5)
 
 
-def test_htdemucs_stage_with_two_ray_workers(tmp_path, weights_dir):
+def test_htdemucs_stage_with_two_ray_workers(tmp_path, weights_dir, ray_instance):
     tracks = make_tracks(tmp_path)
     params = write_stage_inputs(tmp_path, tracks, htdemucs_section(tmp_path, weights_dir, workers=2))
     separate.main(["--params", params])

@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -39,26 +38,20 @@ def test_stage_rejects_unknown_train_key(tmp_path):
     write_fixture_shards(tmp_path)
     params = tiny_params(tmp_path, stepz=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ValueError, match="unknown train key"):
+    with pytest.raises(ValueError, match=r"train\.stepz.*train\.steps"):
         stage.main(["--params", str(tmp_path / "params.yaml")])
 
 
 @pytest.mark.slow
-def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch):
+def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch, ray_instance):
     """2 DDP workers on CPU: each draws its own half of the data, yet the replicas stay identical."""
-    ray = pytest.importorskip("ray")
     from model.training.ray_train import run_ray_training
 
     write_fixture_shards(tmp_path)
     params = tiny_params(tmp_path, steps=4, ckpt_every=2, val_every=4, workers=2, batch_size=2)
     monkeypatch.chdir(tmp_path)
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, ignore_reinit_error=True,
-             runtime_env={"env_vars": {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}})
-    try:
-        run_ray_training(params, workers=2, use_gpu=False, storage_dir=tmp_path / "ray",
-                         live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
-    finally:
-        ray.shutdown()
+    run_ray_training(params, workers=2, use_gpu=False, storage_dir=tmp_path / "ray",
+                     live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
     state = torch.load(run_checkpoints(tmp_path) / "last.pt", weights_only=False)
     assert state["step"] == 4 and len(state["ranks"]) == 2
     digests = [r["digest"] for r in state["ranks"]]
