@@ -43,7 +43,7 @@ th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numer
 .heard{background:#d8f0d8;border-radius:3px;padding:0 4px;margin:1px;display:inline-block}
 .missed{background:#f4dcdc;border-radius:3px;padding:0 4px;margin:1px;display:inline-block;text-decoration:line-through}
 tr.chosen td{background:#fffbe6}tr td.promptcell{background:#fff;max-width:260px}.badge{background:#f0b400;color:#000;border-radius:3px;padding:0 4px;font-size:85%}
-img.spec{width:300px;height:96px;image-rendering:pixelated;display:block}audio{width:260px}
+img.spec{width:300px;height:80px;image-rendering:pixelated;display:block}audio{width:260px}
 .caption{font-style:italic}button{margin-right:6px}
 """
 SORT_SCRIPT = """
