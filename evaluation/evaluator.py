@@ -13,7 +13,7 @@ what the challenge scores. ``first_seed.*`` (seed 0 only, the same number of cli
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,29 @@ def _embedders(settings: EvaluateSettings) -> tuple[Any, Any, Any]:
     return fad, descriptor, clap
 
 
+def _embed_set(paths: Sequence[str], fad_emb: Any, desc_emb: Any, clap_emb: Any, label: str,
+               transform: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None):
+    """Decode each path once, optionally ``transform`` it, and run the embedders.
+
+    Returns (indices of the readable paths, (FAD windows [(W, E)], judge descriptors (B, F) or None, CLAP audio
+    embeddings (B, E) of window 0 or None), rejects).
+    """
+    fns = {"fad": fad_emb.embed}
+    if desc_emb is not None and desc_emb is not fad_emb:
+        fns["descriptor"] = desc_emb.embed
+    if clap_emb is not None and clap_emb is not fad_emb:
+        fns["clap"] = clap_emb.embed
+    embedded, rejects = embed_paths(list(paths), fns, SCORED_SECONDS, label, transform)
+    embedded.setdefault("descriptor", embedded["fad"] if desc_emb is fad_emb else [None] * len(paths))
+    embedded.setdefault("clap", embedded["fad"] if clap_emb is fad_emb else [None] * len(paths))
+    keep = [i for i, e in enumerate(embedded["fad"]) if e is not None]
+    windows = [embedded["fad"][i] for i in keep]
+    descriptors = (judge_features(np.stack([embedded["descriptor"][i].mean(axis=0) for i in keep]))
+                   if desc_emb and keep else None)
+    clap_audio = np.stack([embedded["clap"][i][0] for i in keep]) if clap_emb and keep else None  # window 0: 10 s
+    return keep, (windows, descriptors, clap_audio), rejects
+
+
 def _reference_stats(settings: EvaluateSettings, fad_embedder: Any, paths: Sequence[str],
                      rejects: list[dict[str, str]]):
     def compute(ps: Sequence[str]) -> EmbeddingStats:
@@ -101,8 +124,8 @@ def assemble_metrics(sets: dict[str, dict[str, float]]) -> tuple[dict[str, Any],
     """
     metrics: dict[str, Any] = {k: float(sets["chosen"][k]) for k in HEADLINE}
     for name in ("first_seed", "all_seeds", "ceiling"):
-        if name in sets:
-            metrics[name] = {k: float(sets[name][k]) for k in HEADLINE}
+        if name in sets:  # the ceiling of a captionless reference_dir has fad only
+            metrics[name] = {k: float(sets[name][k]) for k in HEADLINE if k in sets[name]}
     counts = {name: {k: v for k, v in s.items() if k not in HEADLINE} for name, s in sets.items()}
     return metrics, counts
 
@@ -133,32 +156,50 @@ def build_judge(settings: EvaluateSettings, tagger: Any, clap_emb: Any, tracks_p
     return ClapJudge(clap_emb.embed_text, tag_vocabulary(tracks_path), clap_emb.name)
 
 
-def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: str,
-                   instrumental_manifest: str) -> EvaluationOutputs:
+def _ceiling_scores(ref_clips: list[DatasetClip], embedders: tuple[Any, Any, Any], ref: EmbeddingStats,
+                    roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]], scorer: TextAudioScorer,
+                    judge: ConceptJudge, shuffle_seed: int, rejects: list[dict[str, str]]) -> dict[str, float]:
+    """The reference audio after ``roundtrip`` (the model's codec) scored like generated clips: what a perfect
+    generator of latents would reach. clap / ccs need captions and tags (the test split), else fad only."""
+    keep, (windows, descriptors, clap_audio), skipped = _embed_set([c.path for c in ref_clips], *embedders,
+                                                                   "codec ceiling", roundtrip)
+    rejects.extend(skipped)
+    emb = np.concatenate(windows) if windows else np.zeros((0, 1))
+    if emb.shape[0] < 2:
+        raise ValueError(f"codec ceiling: {len(keep)} readable reference file(s); FAD needs >= 2 windows")
+    scores = {"fad": fad_between(EmbeddingStats.from_embeddings(emb), ref), "n_clips": len(keep),
+              "n_windows": int(emb.shape[0])}
+    kept = [ref_clips[i] for i in keep]
+    if all(c.caption and c.tags for c in kept):
+        text_audio = text_audio_scores(scorer, descriptors if scorer.input_kind == "descriptor" else clap_audio,
+                                       [c.caption for c in kept])
+        report = ccs_report(judge, descriptors if judge.input_kind == "descriptor" else clap_audio,
+                            [dict(c.tags) for c in kept], np.arange(len(kept)), shuffle_seed)
+        scores.update(clap=float(np.mean(text_audio)), ccs=report["ccs"], ccs_shuffled=report["ccs_shuffled"],
+                      ccs_margin=report["ccs"] - report["ccs_shuffled"])
+    return scores
+
+
+def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: str, instrumental_manifest: str,
+                   roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                   ) -> EvaluationOutputs:
+    """Score the generated clips (see the module docstring); with ``roundtrip`` (audio, sr) -> (audio, sr), the
+    model's codec, also the codec ceiling: the reference audio through that codec, scored the same way."""
     prompts, clips = read_generated(generated_dir)
     fad_emb, desc_emb, clap_emb = _embedders(settings)
-    fns = {"fad": fad_emb.embed}
-    if desc_emb is not None and desc_emb is not fad_emb:
-        fns["descriptor"] = desc_emb.embed
-    if clap_emb is not None and clap_emb is not fad_emb:
-        fns["clap"] = clap_emb.embed
-    embedded, rejects = embed_paths([c.path for c in clips], fns, SCORED_SECONDS, "generated")
-    embedded.setdefault("descriptor", embedded["fad"] if desc_emb is fad_emb else [None] * len(clips))
-    embedded.setdefault("clap", embedded["fad"] if clap_emb is fad_emb else [None] * len(clips))
-    keep = [i for i, e in enumerate(embedded["fad"]) if e is not None]
+    keep, (windows, descriptors, clap_audio), rejects = _embed_set(
+        [c.path for c in clips], fad_emb, desc_emb, clap_emb, "generated")
     if len(keep) < 2:
         raise ValueError(f"{generated_dir}: only {len(keep)} readable generated clip(s); FAD needs >= 2")
     clips = [clips[i] for i in keep]
-    windows = [embedded["fad"][i] for i in keep]
-    descriptors = (judge_features(np.stack([embedded["descriptor"][i].mean(axis=0) for i in keep]))
-                   if desc_emb else None)
-    clap_audio = np.stack([embedded["clap"][i][0] for i in keep]) if clap_emb else None  # window 0 = whole 10 s
 
     if settings.reference_dir:
-        ref_paths, ref_source = reference_files(settings.reference_dir), settings.reference_dir
+        ref_clips = [DatasetClip(Path(p).stem, p, "") for p in reference_files(settings.reference_dir)]
+        ref_source = settings.reference_dir
     else:
-        ref_paths = [c.path for c in read_dataset_split(tracks_path, instrumental_manifest, "test")]
+        ref_clips = read_dataset_split(tracks_path, instrumental_manifest, "test")
         ref_source = f"test split of {tracks_path} (instrumental audio, first {SCORED_SECONDS:g} s)"
+    ref_paths = [c.path for c in ref_clips]
     ref_stats, ref_meta = _reference_stats(settings, fad_emb, ref_paths, rejects)
 
     models_dir = Path(settings.out_dir) / "models"
@@ -205,6 +246,9 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
             "all_seeds": np.arange(len(clips))}
     sets = {name: _set_scores(r, windows, ref_stats, text_audio, report["coverage"], report["coverage_shuffled"],
                               f"{name} clips") for name, r in rows.items()}
+    if roundtrip is not None:
+        sets["ceiling"] = _ceiling_scores(ref_clips, (fad_emb, desc_emb, clap_emb), ref_stats, roundtrip, scorer,
+                                          judge, settings.shuffle_seed, rejects)
     metrics, counts = assemble_metrics(sets)
     details: dict[str, Any] = {
         "headline": "one clip per prompt: the seed chosen by evaluate.best_seed_rule, the clip that is submitted",

@@ -29,7 +29,8 @@ from model.runtime.atomic_io import atomic_path
 log = logging.getLogger(__name__)
 
 SETS = (("", "chosen seed per prompt (headline, submitted)"), ("first_seed", "first seed"),
-        ("all_seeds", "all seeds pooled"), ("ceiling", "codec ceiling"))
+        ("all_seeds", "all seeds pooled"),
+        ("ceiling", "codec ceiling (reference audio through the model's codec)"))
 ROWS = (("fad", "FAD", "lower is better"), ("clap", "CLAP score", "higher is better"),
         ("ccs", "CCS", "higher is better"), ("ccs_margin", "CCS margin", "CCS minus CCS against shuffled prompts"))
 CLIP_SCORES = (("fad_distance", "FAD distance", "lower: closer to the reference set"),
@@ -78,7 +79,8 @@ def _metric_table(metrics: dict[str, Any], details: dict[str, Any]) -> str:
         for key, _ in present:
             block = metrics if key == "" else metrics[key]
             data_key = name if key == "" else f"{key}.{name}"
-            cells.append(f'<td class="num" data-key="{data_key}">{_fmt(block[name])}</td>')
+            cells.append(f'<td class="num" data-key="{data_key}">{_fmt(block[name])}</td>' if name in block
+                         else '<td class="num">&ndash;</td>')
         source = details.get("metric_sources", {}).get(name)
         if source is None:
             kind = '<span class="standin">diagnostic</span> (not a challenge metric)'

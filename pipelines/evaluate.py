@@ -4,6 +4,8 @@ Reads ``<generate.out_dir>/prompts.jsonl`` + ``manifest.parquet`` (the prompt se
 the reference audio (the test split's instrumental audio, or ``evaluate.reference_dir``), for the offline
 judge and text–audio model the train/validation splits of ``<data.prepared_dir>/tracks.parquet`` with
 ``<separate.out_dir>/manifest.parquet``, and the train stage's DVCLive loss curves (``dvclive/``, for the report).
+With ``evaluate.ceiling`` (default true) the reference audio is also round-tripped through the ``codec:`` the
+model was trained with and scored the same way: ``ceiling.*`` in metrics.json.
 Writes in ``evaluate.out_dir``: ``metrics.json`` (numbers only: the DVC metric), ``details.json`` (what produced
 them), ``per_prompt.parquet`` (one row per clip), ``best_seeds.json``, ``index.html`` + ``spectrograms/`` (the
 listening report), ``models/`` (trained tagger / local-clap), ``evaluate_rejects.json`` and
@@ -14,15 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from evaluation.evaluator import EvaluationOutputs, run_evaluation
 from evaluation.report import write_report
 from evaluation.report_figures import read_training_curves
 from evaluation.settings import EvaluateSettings
+from model.audio.io import resample, to_channels
+from model.codec import build_codec
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import get, load_params, stage_arg_parser
@@ -30,7 +36,24 @@ from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.evaluate")
 
+OUTPUT_RATE, OUTPUT_CHANNELS = 44100, 2  # what generate writes
 LIVE_DIR = "dvclive"  # where the train stage's DVCLive writes (pipelines/train.py LIVE_DIR)
+
+
+def codec_roundtrip(codec_params: dict[str, Any]) -> Callable[[np.ndarray, int], tuple[np.ndarray, int]]:
+    """audio (C, N) at sr -> the same audio encoded and decoded by the model's codec (``codec:``), as generate
+    delivers it: 44.1 kHz stereo, cropped to the input's duration."""
+    codec = build_codec(codec_params)
+
+    def roundtrip(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+        wav = to_channels(resample(np.ascontiguousarray(audio, np.float32), sample_rate, codec.sample_rate),
+                          codec.channels)
+        with torch.no_grad():
+            out = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].float().cpu().numpy()
+        out = to_channels(resample(out[:, : wav.shape[1]], codec.sample_rate, OUTPUT_RATE), OUTPUT_CHANNELS)
+        return out[:, : round(audio.shape[1] / sample_rate * OUTPUT_RATE)], OUTPUT_RATE
+
+    return roundtrip
 
 
 def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOutputs:
@@ -40,7 +63,8 @@ def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOut
     generated_dir = str(get(params, "generate.out_dir", "generated"))
     tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
     instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
-    outputs = run_evaluation(settings, generated_dir, tracks, instrumental)
+    roundtrip = codec_roundtrip(get(params, "codec")) if settings.ceiling else None
+    outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip)
     out = Path(settings.out_dir)
     write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
     write_json_atomic(out / "best_seeds.json", outputs.best_seeds)

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
+from evaluation.evaluator import run_evaluation
 from evaluation.settings import EvaluateParamsError, EvaluateSettings
 from pipelines.evaluate import main
 from tests.evaluation.synthetic_fixture import build_world
@@ -23,6 +24,7 @@ def world(tmp_path_factory):
         "data": {"prepared_dir": str(root / "data/prepared")},
         "separate": {"out_dir": str(root / "data/instrumental")},
         "generate": {"out_dir": str(root / "generated")},
+        "codec": {"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 8, "inversion_iters": 8}},
         "evaluate": {"embedder": "spectral", "text_audio": "local", "judge": "tagger", "best_seed_rule": "fad_clap",
                      "tagger_steps": 60, "local_clap_steps": 40, "cache_dir": str(root / "cache"),
                      "out_dir": str(root / "reports")},
@@ -37,8 +39,9 @@ def test_stage_writes_metrics_table_and_best_seeds(world):
     reports = world / "reports"
     metrics = json.loads((reports / "metrics.json").read_text())
     details = json.loads((reports / "details.json").read_text())
-    assert set(metrics) == {"fad", "clap", "ccs", "ccs_margin", "first_seed", "all_seeds"}
-    assert all(set(metrics[k]) == {"fad", "clap", "ccs", "ccs_margin"} for k in ("first_seed", "all_seeds"))
+    assert set(metrics) == {"fad", "clap", "ccs", "ccs_margin", "first_seed", "all_seeds", "ceiling"}
+    assert all(set(metrics[k]) == {"fad", "clap", "ccs", "ccs_margin"} for k in ("first_seed", "all_seeds", "ceiling"))
+    assert details["sets"]["ceiling"]["n_clips"] == 4  # the 4 reference (test split) files through the mel codec
     assert all(isinstance(v, float) and np.isfinite(v) for v in _leaves(metrics)), metrics  # numbers only
     chosen_set = details["sets"]["chosen"]
     assert metrics["ccs_margin"] == pytest.approx(metrics["ccs"] - chosen_set["ccs_shuffled"])
@@ -78,6 +81,7 @@ def test_stage_real_path_with_a_tiny_random_clap(world, tmp_path):
     clap_dir, _ = save_tiny_clap(tmp_path)
     params = yaml.safe_load((world / "params.yaml").read_text())
     params["evaluate"] = {"embedder": "clap", "text_audio": "clap", "judge": "clap", "clap_path": str(clap_dir),
+                          "ceiling": False,
                           "clap_hop_seconds": 10.0, "cache_dir": str(tmp_path / "cache"),
                           "out_dir": str(tmp_path / "reports")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -91,9 +95,21 @@ def test_stage_real_path_with_a_tiny_random_clap(world, tmp_path):
     assert not details["metric_sources"]["ccs"]["challenge_metric"]  # CLAP zero-shot is a stand-in judge
     assert details["reference"]["n_windows"] == 4  # one 10 s window per reference file at a 10 s hop
     assert -1.0 <= metrics["clap"] <= 1.0 and 0.0 <= metrics["ccs"] <= 1.0
+    assert "ceiling" not in metrics  # evaluate.ceiling: false
     assert "tagger_validation" not in details and not (tmp_path / "reports" / "models" / "tagger.pt").exists()
     table = pl.read_parquet(tmp_path / "reports" / "per_prompt.parquet")
     assert table.height == 8 and table.filter(pl.col("chosen")).height == 4
+
+
+@pytest.mark.slow
+def test_identity_round_trip_puts_the_ceiling_on_the_reference(world, tmp_path):
+    """With a lossless "codec" the ceiling's FAD is the reference against itself: zero."""
+    settings = EvaluateSettings.from_params({"tagger_steps": 40, "local_clap_steps": 30, "out_dir": str(tmp_path),
+                                             "cache_dir": str(tmp_path / "cache")})
+    out = run_evaluation(settings, str(world / "generated"), str(world / "data/prepared/tracks.parquet"),
+                         str(world / "data/instrumental/manifest.parquet"), roundtrip=lambda a, sr: (a, sr))
+    assert out.metrics["ceiling"]["fad"] == pytest.approx(0.0, abs=1e-4 * out.metrics["fad"])  # singular 4-window covariances
+    assert out.metrics["fad"] > 1e-3 and 0.0 <= out.metrics["ceiling"]["ccs"] <= 1.0
 
 
 def test_settings_reject_bad_values():
@@ -104,6 +120,8 @@ def test_settings_reject_bad_values():
     with pytest.raises(EvaluateParamsError, match="evaluate.clap_path"):
         EvaluateSettings.from_params({"embedder": "clap"})
     assert EvaluateSettings.from_params({"clap_path": None}).clap_path == ""
+    with pytest.raises(EvaluateParamsError, match="evaluate.ceiling must be true or false"):
+        EvaluateSettings.from_params({"ceiling": "yes"})
 
 
 def _leaves(tree):

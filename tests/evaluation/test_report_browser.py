@@ -63,7 +63,7 @@ def report(tmp_path_factory):
     params = {"data": {"prepared_dir": str(root / "data/prepared")},
               "separate": {"out_dir": str(root / "data/instrumental")},
               "generate": {"out_dir": str(root / "generated")},
-              "evaluate": {"tagger_steps": 40, "local_clap_steps": 30, "cache_dir": str(root / "cache"),
+              "evaluate": {"tagger_steps": 40, "local_clap_steps": 30, "ceiling": False, "cache_dir": str(root / "cache"),
                            "out_dir": str(root / "reports")}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(params, live_dir=str(root / "dvclive"))
