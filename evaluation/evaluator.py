@@ -36,7 +36,7 @@ from evaluation.embedders import SpectralStatsEmbedder, build_embedder
 from evaluation.excerpt import SCORED_SECONDS
 from evaluation.fad import EmbeddingStats, fad_between, mahalanobis_to_reference
 from evaluation.offline_models import clip_descriptors, fit_local_clap, fit_tagger
-from evaluation.reference_stats import load_or_compute_reference_stats
+from evaluation.reference_stats import load_or_compute_arrays, load_or_compute_reference_stats
 from evaluation.settings import EvaluateSettings
 from evaluation.spectral_features import judge_features
 
@@ -156,24 +156,46 @@ def build_judge(settings: EvaluateSettings, tagger: Any, clap_emb: Any, tracks_p
     return ClapJudge(clap_emb.embed_text, tag_vocabulary(tracks_path), clap_emb.name)
 
 
-def _ceiling_scores(ref_clips: list[DatasetClip], embedders: tuple[Any, Any, Any], ref: EmbeddingStats,
-                    roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]], scorer: TextAudioScorer,
-                    judge: ConceptJudge, shuffle_seed: int, rejects: list[dict[str, str]]) -> dict[str, float]:
-    """The reference audio after ``roundtrip`` (the model's codec) scored like generated clips: what a perfect
-    generator of latents would reach. clap / ccs need captions and tags (the test split), else fad only."""
-    keep, (windows, descriptors, clap_audio), skipped = _embed_set([c.path for c in ref_clips], *embedders,
-                                                                   "codec ceiling", roundtrip)
-    rejects.extend(skipped)
-    emb = np.concatenate(windows) if windows else np.zeros((0, 1))
+def _ceiling_embeddings(settings: EvaluateSettings, paths: list[str], embedders: tuple[Any, Any, Any],
+                        roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]], files_hash: str,
+                        rejects: list[dict[str, str]]) -> tuple[dict[str, np.ndarray], bool]:
+    """(arrays, cache hit): the reference files' embeddings after ``roundtrip``, cached in ``evaluate.cache_dir`` by codec settings,
+    embedder settings and file list: the round trip (Griffin-Lim, a DCAE) costs more than the rest of the stage.
+
+    Returns ``keep`` (B,) readable file indices, ``windows`` (sum W, E) with ``lengths`` (B,), and, when those
+    embedders are used, ``descriptors`` (B, F) and ``clap`` (B, E).
+    """
+    key = {"codec": getattr(roundtrip, "settings", lambda: repr(roundtrip))(), "files": files_hash,
+           "embedders": [e.settings() if e is not None else None for e in embedders]}
+
+    def compute() -> dict[str, np.ndarray]:
+        keep, (windows, descriptors, clap_audio), skipped = _embed_set(paths, *embedders, "codec ceiling", roundtrip)
+        rejects.extend(skipped)
+        out = {"keep": np.asarray(keep, np.int64), "lengths": np.array([len(w) for w in windows], np.int64),
+               "windows": np.concatenate(windows) if windows else np.zeros((0, embedders[0].dim))}
+        if descriptors is not None:
+            out["descriptors"] = descriptors
+        if clap_audio is not None:
+            out["clap"] = clap_audio
+        return out
+
+    return load_or_compute_arrays(settings.cache_dir, "ceiling", key, compute)
+
+
+def _ceiling_scores(ref_clips: list[DatasetClip], arrays: dict[str, np.ndarray], ref: EmbeddingStats,
+                    scorer: TextAudioScorer, judge: ConceptJudge, shuffle_seed: int) -> dict[str, float]:
+    """The codec ceiling: the round-tripped reference audio scored like generated clips (what a perfect generator
+    of latents would reach). clap / ccs need captions and tags (the test split), else fad only."""
+    emb, keep = arrays["windows"], arrays["keep"]
     if emb.shape[0] < 2:
         raise ValueError(f"codec ceiling: {len(keep)} readable reference file(s); FAD needs >= 2 windows")
-    scores = {"fad": fad_between(EmbeddingStats.from_embeddings(emb), ref), "n_clips": len(keep),
+    scores = {"fad": fad_between(EmbeddingStats.from_embeddings(emb), ref), "n_clips": int(len(keep)),
               "n_windows": int(emb.shape[0])}
     kept = [ref_clips[i] for i in keep]
     if all(c.caption and c.tags for c in kept):
-        text_audio = text_audio_scores(scorer, descriptors if scorer.input_kind == "descriptor" else clap_audio,
-                                       [c.caption for c in kept])
-        report = ccs_report(judge, descriptors if judge.input_kind == "descriptor" else clap_audio,
+        text_audio = text_audio_scores(scorer, arrays.get("descriptors" if scorer.input_kind == "descriptor"
+                                                          else "clap"), [c.caption for c in kept])
+        report = ccs_report(judge, arrays.get("descriptors" if judge.input_kind == "descriptor" else "clap"),
                             [dict(c.tags) for c in kept], np.arange(len(kept)), shuffle_seed)
         scores.update(clap=float(np.mean(text_audio)), ccs=report["ccs"], ccs_shuffled=report["ccs_shuffled"],
                       ccs_margin=report["ccs"] - report["ccs_shuffled"])
@@ -247,8 +269,10 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
     sets = {name: _set_scores(r, windows, ref_stats, text_audio, report["coverage"], report["coverage_shuffled"],
                               f"{name} clips") for name, r in rows.items()}
     if roundtrip is not None:
-        sets["ceiling"] = _ceiling_scores(ref_clips, (fad_emb, desc_emb, clap_emb), ref_stats, roundtrip, scorer,
-                                          judge, settings.shuffle_seed, rejects)
+        arrays, hit = _ceiling_embeddings(settings, ref_paths, (fad_emb, desc_emb, clap_emb), roundtrip,
+                                          ref_meta["file_list_hash"], rejects)
+        sets["ceiling"] = {**_ceiling_scores(ref_clips, arrays, ref_stats, scorer, judge, settings.shuffle_seed),
+                           "cache_hit": hit}
     metrics, counts = assemble_metrics(sets)
     details: dict[str, Any] = {
         "headline": "one clip per prompt: the seed chosen by evaluate.best_seed_rule, the clip that is submitted",

@@ -14,9 +14,10 @@ listening report), ``models/`` (trained tagger / local-clap), ``evaluate_rejects
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,26 @@ OUTPUT_RATE, OUTPUT_CHANNELS = 44100, 2  # what generate writes
 LIVE_DIR = "dvclive"  # where the train stage's DVCLive writes (pipelines/train.py LIVE_DIR)
 
 
-def codec_roundtrip(codec_params: dict[str, Any]) -> Callable[[np.ndarray, int], tuple[np.ndarray, int]]:
+class CodecRoundTrip:
     """audio (C, N) at sr -> the same audio encoded and decoded by the model's codec (``codec:``), as generate
-    delivers it: 44.1 kHz stereo, cropped to the input's duration."""
-    codec = build_codec(codec_params)
+    delivers it: 44.1 kHz stereo, cropped to the input's duration. ``settings()`` keys the ceiling cache."""
 
-    def roundtrip(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    def __init__(self, codec_params: dict[str, Any]):
+        self.codec = build_codec(codec_params)
+
+    def settings(self) -> dict[str, Any]:
+        source = Path(inspect.getsourcefile(type(self.codec)) or "")
+        # a changed codec implementation must never reuse a cached ceiling
+        return {**self.codec.settings(), "code_sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+        codec = self.codec
         wav = to_channels(resample(np.ascontiguousarray(audio, np.float32), sample_rate, codec.sample_rate),
                           codec.channels)
         with torch.no_grad():
             out = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].float().cpu().numpy()
         out = to_channels(resample(out[:, : wav.shape[1]], codec.sample_rate, OUTPUT_RATE), OUTPUT_CHANNELS)
         return out[:, : round(audio.shape[1] / sample_rate * OUTPUT_RATE)], OUTPUT_RATE
-
-    return roundtrip
 
 
 def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOutputs:
@@ -63,7 +70,7 @@ def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOut
     generated_dir = str(get(params, "generate.out_dir", "generated"))
     tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
     instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
-    roundtrip = codec_roundtrip(get(params, "codec")) if settings.ceiling else None
+    roundtrip = CodecRoundTrip(get(params, "codec")) if settings.ceiling else None
     outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip)
     out = Path(settings.out_dir)
     write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)

@@ -41,7 +41,7 @@ def test_stage_writes_metrics_table_and_best_seeds(world):
     details = json.loads((reports / "details.json").read_text())
     assert set(metrics) == {"fad", "clap", "ccs", "ccs_margin", "first_seed", "all_seeds", "ceiling"}
     assert all(set(metrics[k]) == {"fad", "clap", "ccs", "ccs_margin"} for k in ("first_seed", "all_seeds", "ceiling"))
-    assert details["sets"]["ceiling"]["n_clips"] == 4  # the 4 reference (test split) files through the mel codec
+    assert details["sets"]["ceiling"]["cache_hit"] is False and details["sets"]["ceiling"]["n_clips"] == 4  # the 4 reference (test split) files through the mel codec
     assert all(isinstance(v, float) and np.isfinite(v) for v in _leaves(metrics)), metrics  # numbers only
     chosen_set = details["sets"]["chosen"]
     assert metrics["ccs_margin"] == pytest.approx(metrics["ccs"] - chosen_set["ccs_shuffled"])
@@ -72,6 +72,8 @@ def test_stage_writes_metrics_table_and_best_seeds(world):
     again = json.loads((reports / "metrics.json").read_text())
     assert json.loads((reports / "details.json").read_text())["reference"]["cache_hit"] is True
     assert again["fad"] == pytest.approx(metrics["fad"], rel=1e-12)
+    assert json.loads((reports / "details.json").read_text())["sets"]["ceiling"]["cache_hit"] is True
+    assert again["ceiling"] == pytest.approx(metrics["ceiling"], rel=1e-12)  # the round trip came from the cache
     assert again["ccs"] == metrics["ccs"]  # seeded training: identical judgements
 
 
