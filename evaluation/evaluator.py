@@ -141,11 +141,13 @@ def metric_sources(settings: EvaluateSettings, reference_source: str) -> dict[st
         "clap": {"challenge_metric": clap_real,
                  "what": ("LAION-CLAP music text-audio cosine" if clap_real else
                           "offline stand-in: cosine of a small text-audio model trained on the train split")},
-        "ccs": {"challenge_metric": False,
+        # the challenge asks an audio-language model per concept; its exact model and wording are not public
+        "ccs": {"challenge_metric": settings.judge == "alm",
                 "what": {"tagger": "offline stand-in: a concept tagger trained on the train split",
                          "clap": "stand-in: CLAP zero-shot concept judge (the challenge asks an audio-language model)",
-                         }.get(settings.judge, f"audio-language-model judge ({settings.judge}); the challenge's "
-                               "own model and question wording are not public here")},
+                         }.get(settings.judge, f"the challenge's protocol with our model: an audio-language model "
+                               f"({settings.judge}) asked yes/no per concept; the challenge's own model and "
+                               "question wording are not public")},
     }
 
 
