@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 repro: env
 	PATH="$(CURDIR)/.venv/bin:$$PATH" dvc repro
+	$(PY) -m pipelines.summary
 
 test: env
 	$(PY) -m pytest -q

@@ -112,8 +112,11 @@ def reference_files(reference_dir: str | os.PathLike) -> list[str]:
 
 
 def embed_paths(paths: Sequence[str], embedders: dict[str, Callable[[np.ndarray, int], np.ndarray]],
-                seconds: float, desc: str) -> tuple[dict[str, list[np.ndarray | None]], list[dict[str, str]]]:
-    """Decode the first ``seconds`` of each path once and run every embedder on it.
+                seconds: float, desc: str,
+                transform: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                ) -> tuple[dict[str, list[np.ndarray | None]], list[dict[str, str]]]:
+    """Decode the first ``seconds`` of each path once, apply ``transform(audio, sr) -> (audio, sr)`` if given
+    (e.g. a codec round trip), and run every embedder on the result.
 
     Returns ``{embedder key: [per path (W, E) or None when rejected]}`` and the rejects (path, reason).
     """
@@ -128,6 +131,8 @@ def embed_paths(paths: Sequence[str], embedders: dict[str, Callable[[np.ndarray,
             for k in embedders:
                 out[k].append(None)
             continue
+        if transform is not None:
+            audio, sr = transform(audio, sr)
         for key, fn in embedders.items():
             out[key].append(fn(audio, sr))
     return out, rejects

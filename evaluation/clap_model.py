@@ -11,7 +11,8 @@
   tokenizer directory); audio embeddings (FAD) do not.
 
 :class:`ClapEmbedder` embeds audio exactly as fadtk's ``clap-laion-music``: mono at 48 kHz, int16
-round-trip, 10 s windows every 1 s (zero-padded at the end), one 512-d L2-normalised embedding each.
+round-trip, 10 s windows every 1 s (zero-padded at the end), one 512-d L2-normalised embedding each. As in fadtk,
+a window starts at every started second of the audio: a 6.5 s file gives 7 windows, never windows of pure padding.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evaluation.excerpt import SCORED_SECONDS, scored_excerpt
+from evaluation.excerpt import SCORED_SECONDS, scored_head
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +234,15 @@ class ClapEmbedder:
         self.name = f"clap-laion-music ({Path(bundle.source).name}, {bundle.kind}; via transformers ClapModel)"
 
     def windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """fadtk's windows of the scored 10 s: (W, 480000) float32, int16-quantised, zero-padded."""
-        mono = scored_excerpt(audio, sample_rate, SAMPLE_RATE).mean(axis=0)
+        """fadtk's windows of the scored first 10 s: (W, 480000) float32, int16-quantised, zero-padded.
+
+        One window starts at every started ``hop_seconds`` of the audio (fadtk's ``range(0, len, hop)``): a 10 s
+        clip gives 10 windows at a 1 s hop, a 6.5 s file 7; the file is not padded to 10 s first.
+        """
+        mono = scored_head(audio, sample_rate, SAMPLE_RATE).mean(axis=0)
         mono = (np.clip(mono, -1.0, 1.0) * 32767.0).astype(np.int16).astype(np.float32) / 32767.0
         size, hop = int(SCORED_SECONDS * SAMPLE_RATE), int(self.hop_seconds * SAMPLE_RATE)
-        chunks = [mono[i : i + size] for i in range(0, mono.shape[0], hop)]
+        chunks = [mono[i : i + size] for i in range(0, max(mono.shape[0], 1), hop)]
         return np.stack([np.pad(c, (0, size - c.shape[0])) for c in chunks])
 
     @torch.no_grad()
@@ -274,4 +279,4 @@ class ClapEmbedder:
     def settings(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.bundle.source, "kind": self.bundle.kind,
                 "sample_rate": SAMPLE_RATE, "window_seconds": SCORED_SECONDS, "hop_seconds": self.hop_seconds,
-                "scored_seconds": SCORED_SECONDS, "dim": self.dim}
+                "windows": "one per started hop of the first 10 s, unpadded file (fadtk)", "scored_seconds": SCORED_SECONDS, "dim": self.dim}

@@ -1,14 +1,19 @@
 """The evaluate stage's work: embed generated and reference audio, score FAD / CLAP / CCS, pick the best seeds.
 
 ``run_evaluation(settings, generated_dir, tracks_path, instrumental_manifest) -> EvaluationOutputs`` returns
-the metrics dict (``metrics.json``), the per-clip table (``per_prompt.parquet``) and ``best_seeds``; the
-stage writes them. Which embedder, text–audio model and judge produced the numbers is part of the metrics.
+the metrics (``metrics.json``: numbers only), the details (``details.json``: which embedder, text–audio model and
+judge, the reference set, set sizes, validation of the offline models), the per-clip table (``per_prompt.parquet``)
+and ``best_seeds``; the stage writes them.
+
+The headline fad / clap / ccs / ccs_margin score one clip per prompt, the chosen seed — what is submitted and
+what the challenge scores. ``first_seed.*`` (seed 0 only, the same number of clips: the no-selection baseline) and
+``all_seeds.*`` (every clip pooled) are secondary.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,7 @@ from evaluation.embedders import SpectralStatsEmbedder, build_embedder
 from evaluation.excerpt import SCORED_SECONDS
 from evaluation.fad import EmbeddingStats, fad_between, mahalanobis_to_reference
 from evaluation.offline_models import clip_descriptors, fit_local_clap, fit_tagger
-from evaluation.reference_stats import load_or_compute_reference_stats
+from evaluation.reference_stats import load_or_compute_arrays, load_or_compute_reference_stats
 from evaluation.settings import EvaluateSettings
 from evaluation.spectral_features import judge_features
 
@@ -40,7 +45,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvaluationOutputs:
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # numbers only (metrics.json, the DVC metric)
+    details: dict[str, Any]  # what produced them (details.json)
     per_prompt: pa.Table
     best_seeds: dict[str, int]
     rejects: list[dict[str, str]]
@@ -54,6 +60,29 @@ def _embedders(settings: EvaluateSettings) -> tuple[Any, Any, Any]:
     if settings.needs_descriptors:
         descriptor = fad if isinstance(fad, SpectralStatsEmbedder) else SpectralStatsEmbedder()
     return fad, descriptor, clap
+
+
+def _embed_set(paths: Sequence[str], fad_emb: Any, desc_emb: Any, clap_emb: Any, label: str,
+               transform: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None):
+    """Decode each path once, optionally ``transform`` it, and run the embedders.
+
+    Returns (indices of the readable paths, (FAD windows [(W, E)], judge descriptors (B, F) or None, CLAP audio
+    embeddings (B, E) of window 0 or None), rejects).
+    """
+    fns = {"fad": fad_emb.embed}
+    if desc_emb is not None and desc_emb is not fad_emb:
+        fns["descriptor"] = desc_emb.embed
+    if clap_emb is not None and clap_emb is not fad_emb:
+        fns["clap"] = clap_emb.embed
+    embedded, rejects = embed_paths(list(paths), fns, SCORED_SECONDS, label, transform)
+    embedded.setdefault("descriptor", embedded["fad"] if desc_emb is fad_emb else [None] * len(paths))
+    embedded.setdefault("clap", embedded["fad"] if clap_emb is fad_emb else [None] * len(paths))
+    keep = [i for i, e in enumerate(embedded["fad"]) if e is not None]
+    windows = [embedded["fad"][i] for i in keep]
+    descriptors = (judge_features(np.stack([embedded["descriptor"][i].mean(axis=0) for i in keep]))
+                   if desc_emb and keep else None)
+    clap_audio = np.stack([embedded["clap"][i][0] for i in keep]) if clap_emb and keep else None  # window 0: 10 s
+    return keep, (windows, descriptors, clap_audio), rejects
 
 
 def _reference_stats(settings: EvaluateSettings, fad_embedder: Any, paths: Sequence[str],
@@ -70,40 +99,131 @@ def _reference_stats(settings: EvaluateSettings, fad_embedder: Any, paths: Seque
                                            list(paths), compute)
 
 
-def _set_metrics(rows: np.ndarray, windows: list[np.ndarray], ref: EmbeddingStats, text_audio: np.ndarray,
-                 cov: np.ndarray, cov_shuffled: np.ndarray) -> dict[str, float]:
-    stats = EmbeddingStats.from_embeddings(np.concatenate([windows[i] for i in rows]))
+HEADLINE = ("fad", "clap", "ccs", "ccs_margin")
+
+
+def _set_scores(rows: np.ndarray, windows: list[np.ndarray], ref: EmbeddingStats, text_audio: np.ndarray,
+                cov: np.ndarray, cov_shuffled: np.ndarray, label: str) -> dict[str, float]:
+    """fad / clap / ccs / ccs_shuffled / ccs_margin / n_clips / n_windows of the clips ``rows`` (one set)."""
+    emb = np.concatenate([windows[i] for i in rows])
+    if emb.shape[0] < 2:
+        raise ValueError(f"{label}: FAD needs >= 2 embedding windows, the set has {emb.shape[0]}; "
+                         "generate more prompts (generate.prompts) or seeds")
     ccs, ccs_sh = float(np.nanmean(cov[rows])), float(np.nanmean(cov_shuffled[rows]))
-    return {"fad": fad_between(stats, ref), "clap": float(np.mean(text_audio[rows])), "ccs": ccs,
-            "ccs_shuffled": ccs_sh, "ccs_margin": ccs - ccs_sh, "n_clips": int(len(rows))}
+    return {"fad": fad_between(EmbeddingStats.from_embeddings(emb), ref), "clap": float(np.mean(text_audio[rows])),
+            "ccs": ccs, "ccs_shuffled": ccs_sh, "ccs_margin": ccs - ccs_sh, "n_clips": int(len(rows)),
+            "n_windows": int(emb.shape[0])}
 
 
-def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: str,
-                   instrumental_manifest: str) -> EvaluationOutputs:
+def assemble_metrics(sets: dict[str, dict[str, float]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics.json, the sets' counts for details.json) from per-set scores.
+
+    ``sets`` has ``chosen`` (one clip per prompt, the submitted seed: the headline), ``first_seed`` and
+    ``all_seeds``, optionally ``ceiling``. metrics.json holds numbers only: the headline at the top level, each
+    other set as a block of the same four numbers; ``ccs_shuffled`` and the counts go to details.
+    """
+    metrics: dict[str, Any] = {k: float(sets["chosen"][k]) for k in HEADLINE}
+    for name in ("first_seed", "all_seeds", "ceiling"):
+        if name in sets:  # the ceiling of a captionless reference_dir has fad only
+            metrics[name] = {k: float(sets[name][k]) for k in HEADLINE if k in sets[name]}
+    counts = {name: {k: v for k, v in s.items() if k not in HEADLINE} for name, s in sets.items()}
+    return metrics, counts
+
+
+def metric_sources(settings: EvaluateSettings, reference_source: str) -> dict[str, dict[str, Any]]:
+    """Per headline metric: is it the challenge's metric or an offline stand-in, and what computed it."""
+    fad_real, clap_real = settings.embedder == "clap", settings.text_audio == "clap"
+    return {
+        "fad": {"challenge_metric": fad_real,
+                "what": ("FAD on LAION-CLAP music embeddings, fadtk clap-laion-music windows" if fad_real else
+                         "offline stand-in: FAD on weight-free spectral descriptors; not comparable to CLAP FAD"),
+                "reference": reference_source},
+        "clap": {"challenge_metric": clap_real,
+                 "what": ("LAION-CLAP music text-audio cosine" if clap_real else
+                          "offline stand-in: cosine of a small text-audio model trained on the train split")},
+        # the challenge asks an audio-language model per concept; its exact model and wording are not public
+        "ccs": {"challenge_metric": settings.judge == "alm",
+                "what": {"tagger": "offline stand-in: a concept tagger trained on the train split",
+                         "clap": "stand-in: CLAP zero-shot concept judge (the challenge asks an audio-language model)",
+                         }.get(settings.judge, f"the challenge's protocol with our model: an audio-language model "
+                               f"({settings.judge}) asked yes/no per concept; the challenge's own model and "
+                               "question wording are not public")},
+    }
+
+
+def build_judge(settings: EvaluateSettings, tagger: Any, clap_emb: Any, tracks_path: str) -> ConceptJudge:
+    """The CCS judge named by ``evaluate.judge`` (one place where judges are built)."""
+    if settings.judge == "tagger":
+        return TaggerJudge(tagger)
+    return ClapJudge(clap_emb.embed_text, tag_vocabulary(tracks_path), clap_emb.name)
+
+
+def _ceiling_embeddings(settings: EvaluateSettings, paths: list[str], embedders: tuple[Any, Any, Any],
+                        roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]], files_hash: str,
+                        rejects: list[dict[str, str]]) -> tuple[dict[str, np.ndarray], bool]:
+    """(arrays, cache hit): the reference files' embeddings after ``roundtrip``, cached in ``evaluate.cache_dir`` by codec settings,
+    embedder settings and file list: the round trip (Griffin-Lim, a DCAE) costs more than the rest of the stage.
+
+    Returns ``keep`` (B,) readable file indices, ``windows`` (sum W, E) with ``lengths`` (B,), and, when those
+    embedders are used, ``descriptors`` (B, F) and ``clap`` (B, E).
+    """
+    key = {"codec": getattr(roundtrip, "settings", lambda: repr(roundtrip))(), "files": files_hash,
+           "embedders": [e.settings() if e is not None else None for e in embedders]}
+
+    def compute() -> dict[str, np.ndarray]:
+        keep, (windows, descriptors, clap_audio), skipped = _embed_set(paths, *embedders, "codec ceiling", roundtrip)
+        rejects.extend(skipped)
+        out = {"keep": np.asarray(keep, np.int64), "lengths": np.array([len(w) for w in windows], np.int64),
+               "windows": np.concatenate(windows) if windows else np.zeros((0, embedders[0].dim))}
+        if descriptors is not None:
+            out["descriptors"] = descriptors
+        if clap_audio is not None:
+            out["clap"] = clap_audio
+        return out
+
+    return load_or_compute_arrays(settings.cache_dir, "ceiling", key, compute)
+
+
+def _ceiling_scores(ref_clips: list[DatasetClip], arrays: dict[str, np.ndarray], ref: EmbeddingStats,
+                    scorer: TextAudioScorer, judge: ConceptJudge, shuffle_seed: int) -> dict[str, float]:
+    """The codec ceiling: the round-tripped reference audio scored like generated clips (what a perfect generator
+    of latents would reach). clap / ccs need captions and tags (the test split), else fad only."""
+    emb, keep = arrays["windows"], arrays["keep"]
+    if emb.shape[0] < 2:
+        raise ValueError(f"codec ceiling: {len(keep)} readable reference file(s); FAD needs >= 2 windows")
+    scores = {"fad": fad_between(EmbeddingStats.from_embeddings(emb), ref), "n_clips": int(len(keep)),
+              "n_windows": int(emb.shape[0])}
+    kept = [ref_clips[i] for i in keep]
+    if all(c.caption and c.tags for c in kept):
+        text_audio = text_audio_scores(scorer, arrays.get("descriptors" if scorer.input_kind == "descriptor"
+                                                          else "clap"), [c.caption for c in kept])
+        report = ccs_report(judge, arrays.get("descriptors" if judge.input_kind == "descriptor" else "clap"),
+                            [dict(c.tags) for c in kept], np.arange(len(kept)), shuffle_seed)
+        scores.update(clap=float(np.mean(text_audio)), ccs=report["ccs"], ccs_shuffled=report["ccs_shuffled"],
+                      ccs_margin=report["ccs"] - report["ccs_shuffled"])
+    return scores
+
+
+def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: str, instrumental_manifest: str,
+                   roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                   ) -> EvaluationOutputs:
+    """Score the generated clips (see the module docstring); with ``roundtrip`` (audio, sr) -> (audio, sr), the
+    model's codec, also the codec ceiling: the reference audio through that codec, scored the same way."""
     prompts, clips = read_generated(generated_dir)
     fad_emb, desc_emb, clap_emb = _embedders(settings)
-    fns = {"fad": fad_emb.embed}
-    if desc_emb is not None and desc_emb is not fad_emb:
-        fns["descriptor"] = desc_emb.embed
-    if clap_emb is not None and clap_emb is not fad_emb:
-        fns["clap"] = clap_emb.embed
-    embedded, rejects = embed_paths([c.path for c in clips], fns, SCORED_SECONDS, "generated")
-    embedded.setdefault("descriptor", embedded["fad"] if desc_emb is fad_emb else [None] * len(clips))
-    embedded.setdefault("clap", embedded["fad"] if clap_emb is fad_emb else [None] * len(clips))
-    keep = [i for i, e in enumerate(embedded["fad"]) if e is not None]
+    keep, (windows, descriptors, clap_audio), rejects = _embed_set(
+        [c.path for c in clips], fad_emb, desc_emb, clap_emb, "generated")
     if len(keep) < 2:
         raise ValueError(f"{generated_dir}: only {len(keep)} readable generated clip(s); FAD needs >= 2")
     clips = [clips[i] for i in keep]
-    windows = [embedded["fad"][i] for i in keep]
-    descriptors = (judge_features(np.stack([embedded["descriptor"][i].mean(axis=0) for i in keep]))
-                   if desc_emb else None)
-    clap_audio = np.stack([embedded["clap"][i][0] for i in keep]) if clap_emb else None  # window 0 = whole 10 s
 
     if settings.reference_dir:
-        ref_paths, ref_source = reference_files(settings.reference_dir), settings.reference_dir
+        ref_clips = [DatasetClip(Path(p).stem, p, "") for p in reference_files(settings.reference_dir)]
+        ref_source = settings.reference_dir
     else:
-        ref_paths = [c.path for c in read_dataset_split(tracks_path, instrumental_manifest, "test")]
+        ref_clips = read_dataset_split(tracks_path, instrumental_manifest, "test")
         ref_source = f"test split of {tracks_path} (instrumental audio, first {SCORED_SECONDS:g} s)"
+    ref_paths = [c.path for c in ref_clips]
     ref_stats, ref_meta = _reference_stats(settings, fad_emb, ref_paths, rejects)
 
     models_dir = Path(settings.out_dir) / "models"
@@ -134,10 +254,7 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
     text_audio = text_audio_scores(scorer, descriptors if scorer.input_kind == "descriptor" else clap_audio,
                                    captions)
 
-    if settings.judge == "tagger":
-        judge: ConceptJudge = TaggerJudge(tagger)
-    else:
-        judge = ClapJudge(clap_emb.embed_text, tag_vocabulary(tracks_path), clap_emb.name)
+    judge = build_judge(settings, tagger, clap_emb, tracks_path)
     prompt_order = [p.prompt_id for p in prompts]
     prompt_index = np.array([prompt_order.index(c.prompt_id) for c in clips])
     concepts = [dict(p.concepts) for p in prompts]
@@ -148,29 +265,30 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
     best = choose_best_seeds([c.prompt_id for c in clips], [c.seed for c in clips], fad_distance, text_audio,
                              settings.best_seed_rule)
 
-    all_rows = np.arange(len(clips))
     seeds = sorted({c.seed for c in clips})
-    metrics: dict[str, Any] = _set_metrics(all_rows, windows, ref_stats, text_audio, report["coverage"],
-                                           report["coverage_shuffled"])
-    chosen_rows = np.flatnonzero(best.chosen)
-    first_seed_rows = np.array([i for i, c in enumerate(clips) if c.seed == seeds[0]])
-    metrics.update({
-        "n_prompts": len(prompts), "n_seeds": len(seeds), "n_rejected": len(rejects),
+    rows = {"chosen": np.flatnonzero(best.chosen), "first_seed": np.array([i for i, c in enumerate(clips) if c.seed == seeds[0]]),
+            "all_seeds": np.arange(len(clips))}
+    sets = {name: _set_scores(r, windows, ref_stats, text_audio, report["coverage"], report["coverage_shuffled"],
+                              f"{name} clips") for name, r in rows.items()}
+    if roundtrip is not None:
+        arrays, hit = _ceiling_embeddings(settings, ref_paths, (fad_emb, desc_emb, clap_emb), roundtrip,
+                                          ref_meta["file_list_hash"], rejects)
+        sets["ceiling"] = {**_ceiling_scores(ref_clips, arrays, ref_stats, scorer, judge, settings.shuffle_seed),
+                           "cache_hit": hit}
+    metrics, counts = assemble_metrics(sets)
+    details: dict[str, Any] = {
+        "headline": "one clip per prompt: the seed chosen by evaluate.best_seed_rule, the clip that is submitted",
+        "best_seed_rule": settings.best_seed_rule, "first_seed": int(seeds[0]), "seeds": [int(s) for s in seeds],
+        "n_prompts": len(prompts), "n_rejected": len(rejects), "sets": counts,
         "embedder": fad_emb.name, "text_audio_model": scorer.name, "judge": judge.name,
-        "best_of_n": {"rule": settings.best_seed_rule,
-                      **_set_metrics(chosen_rows, windows, ref_stats, text_audio, report["coverage"],
-                                     report["coverage_shuffled"])},
-        # same number of clips as best_of_n (FAD is biased by set size): the fair no-selection baseline
-        "first_seed": {"seed": int(seeds[0]),
-                       **_set_metrics(first_seed_rows, windows, ref_stats, text_audio, report["coverage"],
-                                      report["coverage_shuffled"])} if len(first_seed_rows) >= 2 else None,
+        "metric_sources": metric_sources(settings, ref_source),
         "reference": {"source": ref_source, "n_files": len(ref_paths), "n_windows": ref_stats.count,
                       "file_list_hash": ref_meta["file_list_hash"], "stats_cache": ref_meta["cache_path"],
                       "cache_hit": ref_meta["cache_hit"]},
         **offline,
-    })
+    }
     if isinstance(judge, TaggerJudge) and judge.unknown_concepts:
-        metrics["unknown_concepts"] = sorted(f"{c}:{n}" for c, n in judge.unknown_concepts)
+        details["unknown_concepts"] = sorted(f"{c}:{n}" for c, n in judge.unknown_concepts)
 
     judged = report["judgements"]
     per_prompt = pa.table({
@@ -190,6 +308,8 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
         "mean_rank": best.mean_rank,
         "chosen": best.chosen,
     })
-    log.info("FAD %.4f  CLAP %.4f  CCS %.3f (shuffled %.3f)  [%s | %s | %s]", metrics["fad"], metrics["clap"],
-             metrics["ccs"], metrics["ccs_shuffled"], fad_emb.name, scorer.name, judge.name)
-    return EvaluationOutputs(metrics, per_prompt, best.best_seeds, rejects)
+    log.info("chosen seeds: FAD %.4f  CLAP %.4f  CCS %.3f (margin %.3f); all seeds: FAD %.4f  CLAP %.4f  CCS %.3f"
+             "  [%s | %s | %s]", metrics["fad"], metrics["clap"], metrics["ccs"], metrics["ccs_margin"],
+             metrics["all_seeds"]["fad"], metrics["all_seeds"]["clap"], metrics["all_seeds"]["ccs"],
+             fad_emb.name, scorer.name, judge.name)
+    return EvaluationOutputs(metrics, details, per_prompt, best.best_seeds, rejects)

@@ -80,3 +80,24 @@ def load_or_compute_reference_stats(
     write_json_atomic(meta_path, meta)
     log.info("reference statistics computed and cached at %s (%d windows)", npz_path, stats.count)
     return stats, {**meta, "cache_hit": False, "cache_path": str(npz_path)}
+
+
+def load_or_compute_arrays(cache_dir: str | os.PathLike, kind: str, key: dict[str, Any],
+                           compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+    """Arrays cached as ``<cache_dir>/<kind>-<hash of key>.npz`` (no pickles); ``compute()`` only on a miss.
+
+    ``key`` (JSON-able) must name everything the arrays depend on (e.g. codec settings, embedder settings and
+    the file-list hash). Returns (arrays, cache hit).
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = Path(cache_dir) / f"{kind}-{digest}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            log.info("%s reused from %s", kind, path)
+            return dict(stored), True
+    arrays = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return arrays, False

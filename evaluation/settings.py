@@ -30,6 +30,7 @@ class EvaluateSettings:
     alm_batch_size: int = 4
     reference_dir: str = ""  # empty: the test split's instrumental audio
     best_seed_rule: str = "fad_clap"
+    ceiling: bool = True  # also score the reference audio round-tripped through the model's codec
     shuffle_seed: int = 0  # derangement for ccs_shuffled
     seed: int = 0  # training seed of the tagger and local-clap
     tagger_steps: int = 600
@@ -80,6 +81,8 @@ class EvaluateSettings:
                 raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be a number, got {value!r}")
             if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be an integer, got {value!r}")
+            if kind is bool and not isinstance(value, bool):
+                raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be true or false, got {value!r}")
             if kind is str and not isinstance(value, str):
                 raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be a string, got {value!r}")
             values[key] = value

@@ -1,23 +1,35 @@
-"""Stage `evaluate`: FAD, CLAP score and CCS of the generated audio, and the best seed per prompt.
+"""Stage `evaluate`: FAD, CLAP score and CCS of the generated audio, the best seed per prompt, the listening report.
 
 Reads ``<generate.out_dir>/prompts.jsonl`` + ``manifest.parquet`` (the prompt set and clips generate wrote),
-the reference audio (the test split's instrumental audio, or ``evaluate.reference_dir``) and, for the offline
-judge and text–audio model, the train/validation splits of ``<data.prepared_dir>/tracks.parquet`` with
-``<separate.out_dir>/manifest.parquet``. Writes in ``evaluate.out_dir``: ``metrics.json``,
-``per_prompt.parquet``, ``best_seeds.json``, ``models/`` (trained tagger / local-clap), ``evaluate_rejects.json`` and
+the reference audio (the test split's instrumental audio, or ``evaluate.reference_dir``), for the offline
+judge and text–audio model the train/validation splits of ``<data.prepared_dir>/tracks.parquet`` with
+``<separate.out_dir>/manifest.parquet``, and the train stage's DVCLive loss curves (``dvclive/``, for the report).
+With ``evaluate.ceiling`` (default true) the reference audio is also round-tripped through the ``codec:`` the
+model was trained with and scored the same way: ``ceiling.*`` in metrics.json.
+Writes in ``evaluate.out_dir``: ``metrics.json`` (numbers only: the DVC metric), ``details.json`` (what produced
+them), ``per_prompt.parquet`` (one row per clip), ``best_seeds.json``, ``index.html`` + ``spectrograms/`` (the
+listening report), ``models/`` (trained tagger / local-clap), ``evaluate_rejects.json`` and
 ``evaluate_provenance.json``. Logic lives in ``evaluation/``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from evaluation.evaluator import EvaluationOutputs, run_evaluation
+from evaluation.report import write_report
+from evaluation.report_figures import read_training_curves
 from evaluation.settings import EvaluateSettings
+from model.audio.io import resample, to_channels
+from model.codec import build_codec
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import get, load_params, stage_arg_parser
@@ -25,31 +37,62 @@ from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.evaluate")
 
+OUTPUT_RATE, OUTPUT_CHANNELS = 44100, 2  # what generate writes
+LIVE_DIR = "dvclive"  # where the train stage's DVCLive writes (pipelines/train.py LIVE_DIR)
 
-def run_stage(params: dict[str, Any]) -> EvaluationOutputs:
+
+class CodecRoundTrip:
+    """audio (C, N) at sr -> the same audio encoded and decoded by the model's codec (``codec:``), as generate
+    delivers it: 44.1 kHz stereo, cropped to the input's duration. ``settings()`` keys the ceiling cache."""
+
+    def __init__(self, codec_params: dict[str, Any]):
+        self.codec = build_codec(codec_params)
+
+    def settings(self) -> dict[str, Any]:
+        source = Path(inspect.getsourcefile(type(self.codec)) or "")
+        # a changed codec implementation must never reuse a cached ceiling
+        return {**self.codec.settings(), "code_sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+        codec = self.codec
+        wav = to_channels(resample(np.ascontiguousarray(audio, np.float32), sample_rate, codec.sample_rate),
+                          codec.channels)
+        with torch.no_grad():
+            out = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].float().cpu().numpy()
+        out = to_channels(resample(out[:, : wav.shape[1]], codec.sample_rate, OUTPUT_RATE), OUTPUT_CHANNELS)
+        return out[:, : round(audio.shape[1] / sample_rate * OUTPUT_RATE)], OUTPUT_RATE
+
+
+def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOutputs:
     settings = EvaluateSettings.from_params(get(params, "evaluate", {}))
     if not settings.needs_clap:
         torch.set_num_threads(1)  # offline path: small matrices, extra threads only contend on shared cores
     generated_dir = str(get(params, "generate.out_dir", "generated"))
     tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
     instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
-    outputs = run_evaluation(settings, generated_dir, tracks, instrumental)
+    roundtrip = CodecRoundTrip(get(params, "codec")) if settings.ceiling else None
+    outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip)
     out = Path(settings.out_dir)
     write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
     write_json_atomic(out / "best_seeds.json", outputs.best_seeds)
     write_json_atomic(out / "evaluate_rejects.json", outputs.rejects)
+    write_json_atomic(out / "details.json", outputs.details)
     write_json_atomic(out / "metrics.json", outputs.metrics)
     used = {"evaluate": settings.__dict__, "generate.out_dir": generated_dir, "tracks": tracks,
             "instrumental_manifest": instrumental}
-    write_json_atomic(out / "evaluate_provenance.json", provenance("evaluate", used, embedder=outputs.metrics["embedder"],
-                                                          text_audio_model=outputs.metrics["text_audio_model"],
-                                                          judge=outputs.metrics["judge"]))
-    log.info("wrote %s, %s and %s", out / "metrics.json", out / "per_prompt.parquet", out / "best_seeds.json")
+    write_json_atomic(out / "evaluate_provenance.json",
+                      provenance("evaluate", used, embedder=outputs.details["embedder"],
+                                 text_audio_model=outputs.details["text_audio_model"], judge=outputs.details["judge"]))
+    started = time.perf_counter()
+    page = write_report(out, outputs.metrics, outputs.details, outputs.per_prompt, read_training_curves(live_dir))
+    log.info("wrote %s, %s, %s and %s; listening report %s (%.1f s)", out / "metrics.json", out / "details.json",
+             out / "per_prompt.parquet", out / "best_seeds.json", page, time.perf_counter() - started)
     return outputs
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arg_parser("Score generated audio (FAD, CLAP score, CCS) and pick the best seed per prompt.").parse_args(argv)
+    args = stage_arg_parser("Score generated audio (FAD, CLAP score, CCS), pick the best seed per prompt and "
+                            "write the listening report.").parse_args(argv)
     setup_logging()
     run_stage(load_params(args.params))
 

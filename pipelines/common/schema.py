@@ -213,6 +213,7 @@ class EvaluateSection(Section):
     alm_batch_size: Integer = Field(4, ge=1)
     reference_dir: str = ""
     best_seed_rule: str = "fad_clap"
+    ceiling: Flag = True  # also score the reference audio round-tripped through the model's codec
     shuffle_seed: Integer = 0
     seed: Integer = 0
     tagger_steps: Integer = Field(600, ge=1)

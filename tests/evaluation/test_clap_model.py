@@ -51,6 +51,17 @@ def test_fadtk_windows_are_ten_seconds_every_second_zero_padded(tiny_dir):
     np.testing.assert_allclose(windows[1, : 9 * 48000], windows[0, 48000:], atol=0)
 
 
+def test_short_files_get_a_window_per_started_second_as_fadtk(tiny_dir):
+    """A 6.5 s file: windows at 0..6 s (7, fadtk's range(0, len, hop)); none made only of zero padding."""
+    root, _ = tiny_dir
+    embedder = ClapEmbedder(load_clap(str(root / "hf")))
+    windows = embedder.windows(_audio(seconds=6.5), 44100)
+    assert windows.shape == (7, 480000)
+    assert all(np.any(w[:24000] != 0.0) for w in windows) and np.all(windows[:, 312000:] == 0.0)
+    assert embedder.windows(_audio(seconds=0.4), 44100).shape == (1, 480000)
+    assert "fadtk" in embedder.settings()["windows"]  # a changed windowing never reuses cached reference stats
+
+
 def _to_original(hf_state):
     """Independent inverse of the mapping: transformers names -> LAION's original (DDP-prefixed) names."""
     out, qkv = {}, {}

@@ -1,0 +1,206 @@
+"""The listening report ``<evaluate.out_dir>/index.html``: one static page, opened from the file system.
+
+``write_report(out_dir, metrics, details, per_clip, curves)`` writes ``index.html`` and one spectrogram PNG per clip
+(``spectrograms/<prompt_id>/seed-<k>.png``). The page holds, top to bottom: the headline metrics (chosen seed per
+prompt, first seed, all seeds) each labelled as the challenge's metric or an offline stand-in; the training loss
+curves (inline SVG); then one group of rows per prompt: caption, concepts (which ones the judge heard, per clip),
+an audio player per seed with the chosen seed marked, its spectrogram and its scores. Audio is linked by a relative
+path into the generated folder (no copies, no server, no network); a few lines of inline script sort the prompts.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import shutil
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from evaluation.report_figures import colourise, png_bytes, spectrogram_image, svg_line_plot
+from model.audio.io import AudioDecodeError, load_audio
+from model.runtime.atomic_io import atomic_path
+
+log = logging.getLogger(__name__)
+
+SETS = (("", "chosen seed per prompt (headline, submitted)"), ("first_seed", "first seed"),
+        ("all_seeds", "all seeds pooled"),
+        ("ceiling", "codec ceiling (reference audio through the model's codec)"))
+ROWS = (("fad", "FAD", "lower is better"), ("clap", "CLAP score", "higher is better"),
+        ("ccs", "CCS", "higher is better"), ("ccs_margin", "CCS margin", "CCS minus CCS against shuffled prompts"))
+CLIP_SCORES = (("fad_distance", "FAD distance", "lower: closer to the reference set"),
+               ("text_audio", "CLAP", "text-audio cosine with its caption"),
+               ("ccs", "CCS", "share of the prompt's concepts the judge heard"))
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.challenge{color:#0a6b2d;font-weight:600}.standin{color:#a04000;font-weight:600}
+.heard{background:#d8f0d8;border-radius:3px;padding:0 4px;margin:1px;display:inline-block}
+.missed{background:#f4dcdc;border-radius:3px;padding:0 4px;margin:1px;display:inline-block;text-decoration:line-through}
+tr.chosen td{background:#fffbe6}tr td.promptcell{background:#fff;max-width:260px}.badge{background:#f0b400;color:#000;border-radius:3px;padding:0 4px;font-size:85%}
+img.spec{width:300px;height:80px;image-rendering:pixelated;display:block}audio{width:260px}
+.caption{font-style:italic}button{margin-right:6px}
+"""
+SORT_SCRIPT = """
+function sortPrompts(key, descending) {
+  const table = document.getElementById('clips');
+  const groups = Array.from(table.tBodies);
+  groups.sort((a, b) => {
+    const x = a.dataset[key], y = b.dataset[key];
+    const nx = parseFloat(x), ny = parseFloat(y);
+    const cmp = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+    return descending ? -cmp : cmp;
+  });
+  groups.forEach(g => table.appendChild(g));
+}
+"""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) and np.isfinite(value) else html.escape(str(value))
+
+
+def _relative_url(path: str, out_dir: Path) -> str:
+    return urllib.parse.quote(Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix())
+
+
+def _metric_table(metrics: dict[str, Any], details: dict[str, Any]) -> str:
+    present = [(key, title) for key, title in SETS if key == "" or key in metrics]
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in present)
+    rows = []
+    for name, label, hint in ROWS:
+        cells = []
+        for key, _ in present:
+            block = metrics if key == "" else metrics[key]
+            data_key = name if key == "" else f"{key}.{name}"
+            cells.append(f'<td class="num" data-key="{data_key}">{_fmt(block[name])}</td>' if name in block
+                         else '<td class="num">&ndash;</td>')
+        source = details.get("metric_sources", {}).get(name)
+        if source is None:
+            kind = '<span class="standin">diagnostic</span> (not a challenge metric)'
+        elif source["challenge_metric"]:
+            kind = f'<span class="challenge">challenge metric</span>: {html.escape(source["what"])}'
+        else:
+            kind = f'<span class="standin">offline stand-in</span>: {html.escape(source["what"].split(": ", 1)[-1])}'
+        rows.append(f"<tr><th title=\"{html.escape(hint)}\">{label}</th>{''.join(cells)}<td>{kind}</td></tr>")
+    return (f'<table id="metrics"><thead><tr><th>metric</th>{head}<th>what it is</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _provenance(details: dict[str, Any]) -> str:
+    items = [("headline", details.get("headline", "")), ("best-seed rule", details.get("best_seed_rule", "")),
+             ("FAD embedder", details.get("embedder", "")), ("text-audio model", details.get("text_audio_model", "")),
+             ("CCS judge", details.get("judge", "")),
+             ("reference set", details.get("reference", {}).get("source", "")),
+             ("prompts / seeds", f"{details.get('n_prompts', '?')} / {len(details.get('seeds', []))}")]
+    return "<ul>" + "".join(f"<li><b>{k}</b>: {html.escape(str(v))}</li>" for k, v in items) + "</ul>"
+
+
+def _concept_chips(present: list[str], missing: list[str]) -> str:
+    chips = [(c, "heard") for c in present] + [(c, "missed") for c in missing]
+    chips.sort(key=lambda t: t[0])
+    return "".join(f'<span class="{kind}" title="judge: {"heard" if kind == "heard" else "not heard"}">'
+                   f"{html.escape(c)}</span>" for c, kind in chips)
+
+
+def write_spectrograms(rows: list[dict[str, Any]], out_dir: Path) -> dict[tuple[str, int], str]:
+    """One PNG per clip under ``out_dir/spectrograms``; returns (prompt_id, seed) -> path relative to out_dir."""
+    written: dict[tuple[str, int], str] = {}
+    shutil.rmtree(out_dir / "spectrograms", ignore_errors=True)  # no stale images of prompts no longer generated
+    for row in tqdm(rows, desc="spectrograms", unit="clip", leave=False):
+        rel = f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png"
+        try:
+            audio, sr = load_audio(row["path"], duration_s=10.0)
+        except AudioDecodeError as exc:
+            log.warning("no spectrogram for %s: %s", row["path"], exc.reason)
+            continue
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            Path(tmp).write_bytes(png_bytes(colourise(spectrogram_image(audio, sr))))
+        written[(row["prompt_id"], int(row["seed"]))] = rel
+    return written
+
+
+def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[tuple[str, int], str]) -> str:
+    by_prompt: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    groups = []
+    for pid, clips in by_prompt.items():
+        clips.sort(key=lambda r: int(r["seed"]))
+        chosen = next((r for r in clips if r["chosen"]), clips[0])
+        data = " ".join(f'data-{k.replace("_", "")}="{float(chosen[k]):.6g}"' for k, _, _ in CLIP_SCORES)
+        out = [f'<tbody class="prompt" data-prompt="{html.escape(pid)}" {data}>']
+        for i, r in enumerate(clips):
+            cells = []
+            if i == 0:
+                concepts = sorted({*r["concepts_present"], *r["concepts_missing"]})
+                cells.append(f'<td class="promptcell" rowspan="{len(clips)}"><b>{html.escape(pid)}</b><br>'
+                             f'<span class="caption">{html.escape(r["caption"])}</span><br>concepts: '
+                             f'{html.escape(", ".join(concepts) or "none")}</td>')
+            mark = ' <span class="badge">chosen</span>' if r["chosen"] else ""
+            cells.append(f"<td>seed {int(r['seed'])}{mark}</td>")
+            cells.append(f'<td><audio controls preload="metadata" src="{_relative_url(r["path"], out_dir)}">'
+                         "</audio></td>")
+            spec = spectrograms.get((pid, int(r["seed"])))
+            cells.append(f'<td><img class="spec" alt="spectrogram of {html.escape(pid)} seed {int(r["seed"])}" '
+                         f'src="{urllib.parse.quote(spec)}"></td>' if spec else "<td>(audio unreadable)</td>")
+            cells += [f'<td class="num">{float(r[k]):.4g}</td>' for k, _, _ in CLIP_SCORES]
+            cells.append(f"<td>{_concept_chips(r['concepts_present'], r['concepts_missing'])}</td>")
+            out.append(f'<tr class="{"chosen" if r["chosen"] else "other"}">{"".join(cells)}</tr>')
+        groups.append("".join(out) + "</tbody>")
+    return "".join(groups)
+
+
+def render_html(metrics: dict[str, Any], details: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path,
+                spectrograms: dict[tuple[str, int], str],
+                curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """The page as a string (see the module docstring); ``rows`` are the per-clip table's rows."""
+    loss = svg_line_plot(curves) or "<p>No training log (DVCLive <code>plots/metrics/*loss*.tsv</code>) found.</p>"
+    heads = "".join(f'<th title="{html.escape(h)}">{html.escape(t)}</th>' for _, t, h in CLIP_SCORES)
+    sort_buttons = "".join(
+        f"<button onclick=\"sortPrompts('{k.replace('_', '')}', {str(desc).lower()})\">{t} {arrow}</button>"
+        for k, t, desc, arrow in (("fad_distance", "FAD distance", False, "&uarr;"), ("text_audio", "CLAP", True, "&darr;"),
+                                  ("ccs", "CCS", True, "&darr;"), ("prompt", "prompt id", False, "")))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>flowjam listening report</title><style>{STYLE}</style></head>
+<body>
+<h1>flowjam listening report</h1>
+<h2>Headline metrics</h2>
+{_metric_table(metrics, details)}
+<p>The headline scores one clip per prompt, the chosen seed: what is submitted and what the challenge scores.
+Numbers labelled <span class="standin">offline stand-in</span> come from weight-free or locally trained models and
+are not comparable to the challenge's figures.</p>
+{_provenance(details)}
+<h2>Training loss</h2>
+{loss}
+<h2>Prompts</h2>
+<p>Sort prompts by the chosen clip's {sort_buttons}. Concepts: <span class="heard">heard</span> /
+<span class="missed">not heard</span> by the CCS judge. Spectrograms: log-mel, first 10 s, 80 dB range.</p>
+<table id="clips"><thead><tr><th>prompt</th><th>seed</th><th>audio</th><th>spectrogram</th>{heads}
+<th>concepts (judge)</th></tr></thead>
+{_clip_groups(rows, out_dir, spectrograms)}
+</table>
+<script>{SORT_SCRIPT}</script>
+</body></html>
+"""
+
+
+def write_report(out_dir: str | os.PathLike, metrics: dict[str, Any], details: dict[str, Any], per_clip: pa.Table,
+                 curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Write ``out_dir/index.html`` and its spectrograms; returns the page's path."""
+    out = Path(out_dir)
+    rows = per_clip.to_pylist()
+    spectrograms = write_spectrograms(rows, out)
+    page = out / "index.html"
+    with atomic_path(page) as tmp:
+        Path(tmp).write_text(render_html(metrics, details, rows, out, spectrograms, curves), encoding="utf-8")
+    log.info("listening report: %s (%d clips)", page, len(rows))
+    return page
