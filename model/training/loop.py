@@ -214,9 +214,10 @@ class Trainer:
             batch = self.batches.next().to(self.device)
             # DDP all-reduces on the last micro-batch only; the earlier ones accumulate locally
             sync = micro == accum - 1 or not hasattr(self.model, "no_sync")
-            with contextlib.nullcontext() if sync else self.model.no_sync(), self.autocast():
-                loss, _ = self.model(batch.x, batch.mask, batch.text, batch.text_mask, self.generator)
-            (loss / accum).backward()
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                with self.autocast():
+                    loss, _ = self.model(batch.x, batch.mask, batch.text, batch.text_mask, self.generator)
+                (loss / accum).backward()
             total = total + loss.detach().float()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip))

@@ -1,5 +1,7 @@
 """Gradient accumulation (train.accum_steps): one step = one update over accum_steps micro-batches."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -92,3 +94,36 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batch_gradients(tmp_path,
                  live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
     for accumulated, first, second in zip(grads["one"], *grads["micro"], strict=True):
         torch.testing.assert_close(accumulated, (first + second) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_sync_is_skipped_on_all_but_the_last_micro_batch(tmp_path):
+    """With a DDP-like wrapper (``no_sync``), forward AND backward of micro-batches 1..k-1 run inside no_sync."""
+    events = []
+
+    class SyncRecorder(torch.nn.Module):
+        def __init__(self, flow):
+            super().__init__()
+            self.flow = flow
+            self.in_no_sync = False
+
+        @contextlib.contextmanager
+        def no_sync(self):
+            self.in_no_sync = True
+            try:
+                yield
+            finally:
+                self.in_no_sync = False
+
+        def forward(self, *args, **kwargs):
+            loss, path = self.flow(*args, **kwargs)
+            events.append(("forward", self.in_no_sync))
+            loss.register_hook(lambda grad: events.append(("backward", self.in_no_sync)))
+            return loss, path
+
+    write_fixture_shards(tmp_path)
+    run_training(tiny_params(tmp_path, steps=2, accum_steps=3, val_every=100),
+                 live_dir=str(tmp_path / "dvclive"), prepare=lambda flow, device: SyncRecorder(flow),
+                 text_encoder=HashTextEncoder())
+    per_micro = [False, False, True]  # in no_sync, in no_sync, synchronised
+    expected = [(kind, not synced) for synced in per_micro for kind in ("forward", "backward")] * 2
+    assert events == expected
