@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench
+.PHONY: env repro test lint bench gpu-check
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -26,3 +26,10 @@ lint: env
 bench: env
 	mkdir -p bench/results
 	set -e; for f in bench/bench_*.py; do echo "== $$f"; PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) $$f; done
+
+# On a GPU machine: pytest -m cuda, scan parity, paper-size steps/s and memory, generation, DCAE and htdemucs
+# throughput, 2-GPU DDP; writes bench/results/gpu.json (docs/gpu.md). GPU_CHECK_ARGS=--dry-run runs it on CPU.
+GPU_CHECK_ARGS ?=
+gpu-check: env
+	mkdir -p bench/results
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)

@@ -6,14 +6,16 @@ uses the same keys. The scan runs on one of two backends:
 
 - ``torch``: our pure-PyTorch scan (``model.network.scan``), any device, any float dtype;
 - ``cuda``: mamba_ssm's fused kernel (``model.network.scan_cuda``; the optional ``cuda`` extra);
-- ``auto``: ``cuda`` when the input is on a CUDA device and mamba_ssm imports, else ``torch``; the choice is
-  logged once per process. An explicit ``cuda`` never falls back: it raises with what to install.
+- ``auto``: ``cuda`` when the input is on a CUDA device and a tiny real call of mamba_ssm's kernel there
+  succeeded (``scan_cuda.probe_cuda_scan``, once per process), else ``torch``; the choice is logged once per
+  process. An explicit ``cuda`` never falls back: it raises with what to install.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -35,6 +37,35 @@ def _log_auto_choice_once(backend: str, device: torch.device, reason: str) -> No
     if key not in _logged_auto_choices:
         _logged_auto_choices.add(key)
         logger.info("scan_backend=auto: using the %s selective scan on %s (%s)", backend, device.type, reason)
+
+
+def choose_scan_backend(
+    requested: str, device: torch.device, probe: Callable[[torch.device], tuple[bool, str]] | None = None
+) -> tuple[Literal["cuda", "torch"], str]:
+    """(backend, reason) for ``model.scan_backend = requested`` on ``device``.
+
+    ``torch`` -> torch. ``auto`` -> cuda only on a CUDA device where ``probe`` (default: one tiny real kernel
+    call, cached per process) succeeds, else torch. ``cuda`` -> cuda, or a ValueError off CUDA devices and a
+    CudaScanUnavailableError (saying what to install) where the probe fails: it never falls back.
+    """
+    probe = scan_cuda.probe_cuda_scan if probe is None else probe
+    if requested == "torch":
+        return "torch", "model.scan_backend is torch"
+    if device.type != "cuda":
+        if requested == "cuda":
+            raise ValueError(
+                f"scan_backend='cuda' got input on {device}; move the model and inputs to a CUDA device, or set "
+                "model.scan_backend to `torch` or `auto`"
+            )
+        return "torch", "input is not on a CUDA device"
+    usable, reason = probe(device)
+    if usable:
+        return "cuda", reason
+    if requested == "cuda":
+        raise scan_cuda.CudaScanUnavailableError(
+            f"scan_backend='cuda' cannot run on {device}: {reason}; {scan_cuda.INSTALL_HINT}"
+        )
+    return "torch", f"{reason}; {scan_cuda.INSTALL_HINT}"
 
 
 class Mamba(nn.Module):
@@ -126,23 +157,10 @@ class Mamba(nn.Module):
 
     def resolve_backend(self, device: torch.device) -> Literal["cuda", "torch"]:
         """The backend that runs for inputs on ``device``; raises if an explicit ``cuda`` cannot run there."""
-        if self.scan_backend == "torch":
-            return "torch"
-        if self.scan_backend == "cuda":
-            if device.type != "cuda":
-                raise ValueError(
-                    f"Mamba(layer_idx={self.layer_idx}): scan_backend='cuda' got input on {device}; move the "
-                    "model and inputs to a CUDA device, or set model.scan_backend to `torch` or `auto`"
-                )
-            return "cuda"
-        if device.type != "cuda":
-            _log_auto_choice_once("torch", device, "input is not on a CUDA device")
-            return "torch"
-        if scan_cuda.cuda_scan_importable():
-            _log_auto_choice_once("cuda", device, "mamba_ssm kernels import")
-            return "cuda"
-        _log_auto_choice_once("torch", device, f"mamba_ssm does not import; {scan_cuda.INSTALL_HINT}")
-        return "torch"
+        backend, reason = choose_scan_backend(self.scan_backend, device)
+        if self.scan_backend == "auto":
+            _log_auto_choice_once(backend, device, reason)
+        return backend
 
     def _causal_conv(self, x: torch.Tensor) -> torch.Tensor:
         """Depthwise causal conv1d on time-major x: (L, B, d_inner) -> (L, B, d_inner).
@@ -152,10 +170,12 @@ class Mamba(nn.Module):
         """
         length = x.shape[0]
         padded = F.pad(x, (0, 0, 0, 0, self.d_conv - 1, 0))
-        weight = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        # In x's dtype, as an autocast nn.Conv1d would be: autocast does not cast addcmul, and fp32 weights
+        # would otherwise promote u to fp32 under bf16 autocast while delta, B, C and z stay bf16.
+        weight = self.conv1d.weight[:, 0, :].to(x.dtype)  # (d_inner, d_conv)
         last = self.d_conv - 1
         if self.conv1d.bias is not None:
-            out = torch.addcmul(self.conv1d.bias, padded[last:], weight[:, last])
+            out = torch.addcmul(self.conv1d.bias.to(x.dtype), padded[last:], weight[:, last])
         else:
             out = padded[last:] * weight[:, last]
         for tap in range(last):

@@ -125,6 +125,12 @@ class _ChunkedScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
+        # the backward runs on the caller's thread on CPU, where autocast may still be on: keep it fp32 too
+        with torch.autocast(device_type=grad_y.device.type, enabled=False):
+            return _ChunkedScan._backward(ctx, grad_y)
+
+    @staticmethod
+    def _backward(ctx, grad_y):
         u, delta, A_t, B, C, boundary_states = ctx.saved_tensors
         length, chunk_size = u.shape[0], ctx.chunk_size
         grad_y = grad_y.contiguous()
@@ -179,8 +185,30 @@ def selective_scan_time_major(
 ) -> torch.Tensor:
     """Selective scan on time-major tensors: u, delta, z (L, B, D); B, C (L, B, N) -> (L, B, D).
 
-    Half-precision inputs are scanned in fp32 (as mamba_ssm does) and the result cast back; fp64 stays fp64.
+    Half-precision inputs are scanned in fp32 (as mamba_ssm does) and the result cast back to u's dtype; fp64
+    stays fp64. Autocast is switched off inside: the state, the read-out and the backward all run in that
+    precision, so forward and backward agree and the state accumulates in fp32 as in the kernel (under autocast
+    a matmul read-out would otherwise drop to bf16 in the forward only).
     """
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return _selective_scan_time_major(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, method, chunk_size
+        )
+
+
+def _selective_scan_time_major(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+    method: ScanMethod,
+    chunk_size: int,
+) -> torch.Tensor:
     _check_time_major(u, delta, A, B, C)
     if method not in SCAN_METHODS:
         raise ValueError(f"selective scan: method must be one of {SCAN_METHODS}, got {method!r}")

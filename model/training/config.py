@@ -20,6 +20,7 @@ RESUME_SAFE_KEYS = ("steps", "val_every", "ckpt_every", "keep", "log_every", "re
 class TrainConfig:
     steps: int = 3000
     batch_size: int = 16
+    accum_steps: int = 1
     frames: int = 128
     lr: float = 3e-4
     min_lr_ratio: float = 0.0
@@ -42,7 +43,7 @@ class TrainConfig:
     out_dir: str = "models/final"
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "frames", "val_every", "val_batch_size", "ckpt_every", "keep",
+        positive = ("steps", "batch_size", "accum_steps", "frames", "val_every", "val_batch_size", "ckpt_every", "keep",
                     "log_every", "workers")
         for key in positive:
             if int(getattr(self, key)) < 1:
@@ -68,6 +69,9 @@ class TrainConfig:
     def resume_fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint's run."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in RESUME_SAFE_KEYS}
+        if self.accum_steps == 1:
+            # absent at its default, so runs checkpointed before the key existed keep their run directory
+            del out["accum_steps"]
         out["flow"] = {k: getattr(self.flow, k) for k in FLOW_KEYS}
         return out
 

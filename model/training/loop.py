@@ -1,9 +1,11 @@
 """The training loop: flow-matching loss, AdamW + warmup/cosine, grad clipping, EMA, NaN guard, validation,
 DVCLive logging and exact resume from checkpoints.
 
-One step: next batch -> loss under bf16 autocast on CUDA (fp32 on CPU) -> backward (DDP averages gradients
-when wrapped) -> clip -> if loss and gradient norm are finite: AdamW step + EMA update, else skip and count
--> scheduler step. Every random draw is seeded (the batch stream's state, one torch.Generator per rank for
+One step (one optimiser update): ``train.accum_steps`` micro-batches of ``train.batch_size``, each: next batch ->
+loss under bf16 autocast on CUDA (fp32 on CPU) -> backward of loss / accum_steps (DDP averages gradients on the
+last micro-batch only) -> clip -> if the mean loss and gradient norm are finite: AdamW step + EMA update, else
+skip and count -> scheduler step. ``step`` counts updates, so warmup, schedule, EMA, logging, validation and
+checkpoints are all in updates whatever accum_steps is; checkpoints fall between updates. Every random draw is seeded (the batch stream's state, one torch.Generator per rank for
 t/noise/condition dropout, the global RNGs for anything in the network), and all of it is in the checkpoint,
 so 10 steps + kill + resume to 20 gives bit-identical weights to 20 steps straight.
 """
@@ -41,6 +43,8 @@ from model.training.optimizer import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
+# devices whose steps run under bf16 autocast (tests add "cpu" to exercise the mixed-precision path on CPU)
+AUTOCAST_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
 MAX_CONSECUTIVE_SKIPS = 50  # this many non-finite steps in a row means divergence, not a glitch
 VAL_SEED_OFFSET = 1_000_003
 
@@ -87,6 +91,9 @@ class Trainer:
         self.val_clips = val_clips if val_clips is not None and len(val_clips) > 0 else None
         self.fingerprint, self.device, self.dist = fingerprint, torch.device(device), dist
         self.net = net.to(self.device)
+        for module in self.net.modules():  # an explicit scan_backend that cannot run here fails now, not mid-run
+            if hasattr(module, "resolve_backend"):
+                module.resolve_backend(self.device)
         null_text, null_mask = texts.null_condition()
         self.flow = FlowMatching(self.net, config.flow, null_text, null_mask).to(self.device)
         self.model = prepare(self.flow, self.device) if prepare is not None else self.flow
@@ -104,8 +111,8 @@ class Trainer:
         self.val_losses: list[float] = []
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if self.device.type in AUTOCAST_DEVICE_TYPES:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     # ---- checkpoints -------------------------------------------------------------------------------------
@@ -198,15 +205,23 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def train_step(self) -> tuple[float, float, bool]:
-        """One update; returns (loss averaged over ranks, grad norm, applied?)."""
-        batch = self.batches.next().to(self.device)
+        """One update over ``accum_steps`` micro-batches; returns (mean loss over micro-batches and ranks, grad
+        norm, applied?)."""
+        accum = self.cfg.accum_steps
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            loss, _ = self.model(batch.x, batch.mask, batch.text, batch.text_mask, self.generator)
-        loss.backward()
+        total = torch.zeros((), device=self.device)
+        for micro in range(accum):
+            batch = self.batches.next().to(self.device)
+            # DDP all-reduces on the last micro-batch only; the earlier ones accumulate locally
+            sync = micro == accum - 1 or not hasattr(self.model, "no_sync")
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                with self.autocast():
+                    loss, _ = self.model(batch.x, batch.mask, batch.text, batch.text_mask, self.generator)
+                (loss / accum).backward()
+            total = total + loss.detach().float()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip))
-        loss_value = self.dist.mean(loss)
+        loss_value = self.dist.mean(total / accum)
         applied = math.isfinite(loss_value) and math.isfinite(grad_norm)
         if applied:
             self.optimizer.step()
