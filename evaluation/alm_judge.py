@@ -77,14 +77,20 @@ class AlmBundle:
     source: str
 
 
-def load_alm(path: str, device: str | None = "auto") -> AlmBundle:
-    """Load ``evaluate.alm_path`` (a local transformers directory of a Qwen2-Audio model and its processor)."""
+def check_alm_dir(path: str) -> Path:
+    """``evaluate.alm_path`` must be a local model directory (with config.json); cheap, before any heavy work."""
     if not path:
         raise AlmWeightsError(f"params.yaml: evaluate.alm_path is empty but evaluate.judge is alm; {HOW_TO_GET}")
     root = Path(path).expanduser()
     if not root.is_dir() or not (root / "config.json").is_file():
         what = "has no config.json" if root.is_dir() else "does not exist"
         raise AlmWeightsError(f"params.yaml: evaluate.alm_path = {path!r} {what}; {HOW_TO_GET}")
+    return root
+
+
+def load_alm(path: str, device: str | None = "auto") -> AlmBundle:
+    """Load ``evaluate.alm_path`` (a local transformers directory of a Qwen2-Audio model and its processor)."""
+    root = check_alm_dir(path)
     from transformers import AutoConfig, AutoProcessor, Qwen2AudioForConditionalGeneration
 
     config = AutoConfig.from_pretrained(root, local_files_only=True)
