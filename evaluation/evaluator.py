@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from evaluation.alm_judge import AlmJudge, load_alm
 from evaluation.audio_sets import (
     DatasetClip,
     embed_paths,
@@ -136,12 +137,15 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
 
     if settings.judge == "tagger":
         judge: ConceptJudge = TaggerJudge(tagger)
+    elif settings.judge == "alm":
+        judge = AlmJudge(load_alm(settings.alm_path), settings.alm_batch_size)  # reads the clips' own files
     else:
         judge = ClapJudge(clap_emb.embed_text, tag_vocabulary(tracks_path), clap_emb.name)
     prompt_order = [p.prompt_id for p in prompts]
     prompt_index = np.array([prompt_order.index(c.prompt_id) for c in clips])
     concepts = [dict(p.concepts) for p in prompts]
-    judge_input = descriptors if judge.input_kind == "descriptor" else clap_audio
+    judge_input = {"descriptor": descriptors, "clap": clap_audio,
+                   "path": np.array([c.path for c in clips])}[judge.input_kind]
     report = ccs_report(judge, judge_input, concepts, prompt_index, settings.shuffle_seed)
 
     fad_distance = np.array([mahalanobis_to_reference(w, ref_stats).mean() for w in windows])

@@ -10,7 +10,7 @@ from evaluation.embedders import EMBEDDER_NAMES
 from model.runtime.params_check import reject_unknown_keys
 
 TEXT_AUDIO_NAMES = ("local", "clap")
-JUDGE_NAMES = ("tagger", "clap")
+JUDGE_NAMES = ("tagger", "clap", "alm")
 
 
 class EvaluateParamsError(ValueError):
@@ -21,11 +21,13 @@ class EvaluateParamsError(ValueError):
 class EvaluateSettings:
     embedder: str = "spectral"  # FAD embedder: spectral (weight-free, offline) | clap
     text_audio: str = "local"  # CLAP-score model: local (trained here) | clap
-    judge: str = "tagger"  # CCS judge: tagger (trained here) | clap (zero-shot)
+    judge: str = "tagger"  # CCS judge: tagger (trained here) | clap (zero-shot) | alm (audio-language model)
     clap_path: str = ""  # LAION-CLAP: transformers dir or music_audioset_epoch_15_esc_90.14.pt
     clap_tokenizer_path: str = ""  # roberta-base tokenizer dir, for text with the original .pt
     clap_batch_size: int = 8
     clap_hop_seconds: float = 1.0  # fadtk clap-laion-music: 10 s windows every 1 s
+    alm_path: str = ""  # local Qwen2-Audio directory (e.g. Qwen/Qwen2-Audio-7B-Instruct), for judge: alm
+    alm_batch_size: int = 4  # (clip, question) pairs per forward pass of the ALM judge
     reference_dir: str = ""  # empty: the test split's instrumental audio
     best_seed_rule: str = "fad_clap"
     shuffle_seed: int = 0  # derangement for ccs_shuffled
@@ -41,7 +43,7 @@ class EvaluateSettings:
             if getattr(self, key) not in allowed:
                 raise EvaluateParamsError(f"params.yaml: evaluate.{key} = {getattr(self, key)!r}; "
                                           f"expected one of {', '.join(allowed)}")
-        for key in ("clap_batch_size", "tagger_steps", "local_clap_steps"):
+        for key in ("clap_batch_size", "alm_batch_size", "tagger_steps", "local_clap_steps"):
             if getattr(self, key) < 1:
                 raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be >= 1")
         if not 0.0 < self.clap_hop_seconds <= 10.0:
@@ -50,6 +52,14 @@ class EvaluateSettings:
             raise EvaluateParamsError(
                 "params.yaml: evaluate.clap_path is empty but evaluate.embedder/text_audio/judge asks for clap; "
                 "set it to music_audioset_epoch_15_esc_90.14.pt or a laion/larger_clap_music snapshot directory")
+
+        if self.judge == "alm":
+            from evaluation.alm_judge import AlmWeightsError, check_alm_dir
+
+            try:
+                check_alm_dir(self.alm_path)
+            except AlmWeightsError as exc:
+                raise EvaluateParamsError(str(exc)) from exc
 
     @property
     def needs_clap(self) -> bool:

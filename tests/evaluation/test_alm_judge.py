@@ -98,3 +98,40 @@ def test_decision_is_p_yes_at_least_one_half_per_clip_and_concept(judge, clips, 
     assert out == [[("genre", "rock", True), ("mood", "sad", False)], [("genre", "jazz", True)]]
     assert [q for _, q in asked] == [question("genre", "rock"), question("mood", "sad"), question("genre", "jazz")]
     assert asked[0][0] == asked[1][0] != asked[2][0]  # both questions of clip 0 heard clip 0's audio
+
+
+def test_settings_need_an_alm_directory(alm_dir, tmp_path):
+    from evaluation.settings import EvaluateParamsError, EvaluateSettings
+
+    with pytest.raises(EvaluateParamsError, match="evaluate.alm_path is empty"):
+        EvaluateSettings.from_params({"judge": "alm"})
+    with pytest.raises(EvaluateParamsError, match="evaluate.alm_path .* has no config.json"):
+        EvaluateSettings.from_params({"judge": "alm", "alm_path": str(tmp_path)})
+    with pytest.raises(EvaluateParamsError, match="evaluate.alm_batch_size"):
+        EvaluateSettings.from_params({"judge": "alm", "alm_path": str(alm_dir), "alm_batch_size": 0})
+    assert EvaluateSettings.from_params({"judge": "alm", "alm_path": str(alm_dir)}).alm_batch_size == 4
+
+
+@pytest.mark.slow
+def test_evaluate_stage_with_the_alm_judge(alm_dir, tmp_path):
+    import json
+
+    import polars as pl
+    import yaml
+
+    from pipelines.evaluate import main
+    from tests.evaluation.synthetic_fixture import build_world
+
+    build_world(tmp_path, n_tracks=20, seconds=10.0, generator="faithful", n_seeds=1)
+    params = {"data": {"prepared_dir": str(tmp_path / "data/prepared")},
+              "separate": {"out_dir": str(tmp_path / "data/instrumental")},
+              "generate": {"out_dir": str(tmp_path / "generated")},
+              "evaluate": {"judge": "alm", "alm_path": str(alm_dir), "alm_batch_size": 8, "local_clap_steps": 20,
+                           "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "reports")}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    main(["--params", str(tmp_path / "params.yaml")])
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert 0.0 <= metrics["ccs"] <= 1.0
+    table = pl.read_parquet(tmp_path / "reports" / "per_prompt.parquet")
+    assert table.height == 4 and all(n > 0 for n in table["n_concepts"])
+    assert not (tmp_path / "reports" / "models" / "tagger.pt").exists()  # the ALM replaces the trained judge
