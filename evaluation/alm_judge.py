@@ -101,7 +101,7 @@ def load_alm(path: str, device: str | None = "auto") -> AlmBundle:
         processor = AutoProcessor.from_pretrained(root, local_files_only=True)
     except OSError as exc:
         raise AlmWeightsError(f"evaluate.alm_path {root}: no usable processor/tokenizer files ({exc})") from exc
-    target = resolve_device(device, "evaluate.alm_path device")
+    target = resolve_device(device, "ALM judge device")
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     model = Qwen2AudioForConditionalGeneration.from_pretrained(root, local_files_only=True, dtype=dtype)
     model = model.to(target).eval()
