@@ -6,7 +6,9 @@
   checkpoint published with transformers' CLAP conversion fix (PR #27153); or
 - the original LAION ``.pt`` file, whose keys are renamed by :func:`rename_original_clap_state_dict`
   (our own mapping, following the renames of transformers' ``convert_clap_original_pytorch_to_hf.py``)
-  and whose architecture is read off the tensor shapes by :func:`clap_config_from_original`. Text
+  and whose architecture is read off the tensor shapes by :func:`clap_config_from_original` (including the
+  text branch's LayerNorm eps, :func:`text_layer_norm_eps`: 1e-5 for LAION's RoBERTa, not transformers'
+  default 1e-12, which moves text embeddings by up to ~3e-4). Text
   embeddings then need the RoBERTa tokenizer (``evaluate.clap_tokenizer_path``, a local ``roberta-base``
   tokenizer directory); audio embeddings (FAD) do not.
 
@@ -106,6 +108,22 @@ def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
+ROBERTA_LAYER_NORM_EPS = 1e-5  # roberta-base's config, which LAION-CLAP's `roberta` text branch is built from
+BERT_LAYER_NORM_EPS = 1e-12  # bert-base-uncased's, LAION-CLAP's `bert` text branch
+
+
+def text_layer_norm_eps(state_dict: dict[str, torch.Tensor]) -> float:
+    """LayerNorm eps of an original checkpoint's text branch, told apart by its token-type table (renamed keys).
+
+    RoBERTa has one token type, BERT two; LAION-CLAP builds each from its Hugging Face base config, so the eps
+    is that config's: 1e-5 (``roberta-base``) or 1e-12 (``bert-base-uncased``).
+    """
+    key = "text_model.embeddings.token_type_embeddings.weight"
+    if key not in state_dict:
+        raise ClapWeightsError(f"not a LAION-CLAP (HTSAT + RoBERTa) checkpoint: missing '{key}'")
+    return ROBERTA_LAYER_NORM_EPS if state_dict[key].shape[0] == 1 else BERT_LAYER_NORM_EPS
+
+
 def clap_config_from_original(state_dict: dict[str, torch.Tensor]) -> Any:
     """Build the ``ClapConfig`` of an original checkpoint from its tensor shapes (renamed or not)."""
     from transformers import ClapConfig
@@ -139,6 +157,7 @@ def clap_config_from_original(state_dict: dict[str, torch.Tensor]) -> Any:
             "intermediate_size": sd["text_model.encoder.layer.0.intermediate.dense.weight"].shape[0],
             "max_position_embeddings": sd["text_model.embeddings.position_embeddings.weight"].shape[0],
             "type_vocab_size": sd["text_model.embeddings.token_type_embeddings.weight"].shape[0],
+            "layer_norm_eps": text_layer_norm_eps(sd),
         }
         projection_dim = sd["audio_projection.linear2.weight"].shape[0]
     except KeyError as exc:
@@ -199,6 +218,7 @@ def load_clap(path: str, tokenizer_path: str = "") -> ClapBundle:
         if not (p / "config.json").exists():
             raise ClapWeightsError(f"{p}: no config.json, not a transformers CLAP directory; {HOW_TO_GET}")
         model = ClapModel.from_pretrained(p).eval()
+        _warn_on_text_eps(model.config.text_config, p)
         try:
             feature_extractor = ClapFeatureExtractor.from_pretrained(p)
         except OSError:
@@ -215,6 +235,15 @@ def load_clap(path: str, tokenizer_path: str = "") -> ClapBundle:
     if tokenizer is None:
         log.warning("CLAP loaded without a tokenizer: audio embeddings only (set evaluate.clap_tokenizer_path)")
     return ClapBundle(model=model, feature_extractor=feature_extractor, tokenizer=tokenizer, source=str(p), kind=kind)
+
+
+def _warn_on_text_eps(text_config: Any, source: Path) -> None:
+    """A transformers dir's config is used as is; say so when its RoBERTa eps differs from LAION's."""
+    eps = float(text_config.layer_norm_eps)
+    if int(text_config.type_vocab_size) == 1 and eps != ROBERTA_LAYER_NORM_EPS:
+        log.warning("%s/config.json: text_config.layer_norm_eps = %g, LAION-CLAP's RoBERTa uses %g; text "
+                    "embeddings differ from the original checkpoint's by up to ~3e-4", source, eps,
+                    ROBERTA_LAYER_NORM_EPS)
 
 
 def _has_tokenizer(directory: Path) -> bool:

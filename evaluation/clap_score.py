@@ -7,7 +7,9 @@ Two scorers behind one interface (``audio_vectors``, ``text_vectors``, both L2-n
 - ``local``: :class:`LocalClap`, ``local-clap (trained on the train split; not LAION-CLAP)``: a small
   contrastive projection trained by the evaluate stage — audio: weight-free descriptors
   (``evaluation/spectral_features.py``); text: all-MiniLM-L6-v2 token embeddings, mean-pooled. Its numbers
-  are only comparable with other runs of itself, never with published CLAP scores.
+  are only comparable with other runs of itself, never with published CLAP scores. Trained and run in
+  float64, its captions pooled with oneDNN off, so it does not depend on the CPU's instruction set
+  (:mod:`evaluation.portable_numerics`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evaluation.portable_numerics import TRAIN_DTYPE, portable_kernels
 from model.runtime.atomic_io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -69,10 +72,11 @@ class ClapTextAudio:
 
 
 def pooled_text_features(text_encoder: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Mean of the real-token embeddings of ``text_encoder.encode`` -> (B, dim) float64."""
+    """Mean of the real-token embeddings of ``text_encoder.encode`` -> (B, dim) float64 (oneDNN off)."""
     out = []
     for start in range(0, len(texts), batch_size):
-        emb, mask = text_encoder.encode(list(texts[start : start + batch_size]))
+        with portable_kernels():
+            emb, mask = text_encoder.encode(list(texts[start : start + batch_size]))
         m = mask.unsqueeze(-1).to(emb.dtype)
         out.append(((emb * m).sum(1) / m.sum(1).clamp_min(1.0)).double().cpu().numpy())
     return np.concatenate(out)
@@ -110,12 +114,12 @@ class LocalClap:
 
     @torch.no_grad()
     def audio_vectors(self, audio: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(((np.atleast_2d(audio) - self.mean) / self.std).astype(np.float32))
+        x = torch.from_numpy((np.atleast_2d(audio) - self.mean) / self.std).to(TRAIN_DTYPE)
         return _unit(self.towers.audio(x).double().numpy())
 
     @torch.no_grad()
     def project_text(self, pooled: np.ndarray) -> np.ndarray:
-        return _unit(self.towers.text(torch.from_numpy(pooled.astype(np.float32))).double().numpy())
+        return _unit(self.towers.text(torch.from_numpy(pooled).to(TRAIN_DTYPE)).double().numpy())
 
     def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
         if self.text_encoder is None:
@@ -133,7 +137,7 @@ class LocalClap:
     def load(cls, path: str | os.PathLike, text_encoder: Any = None) -> LocalClap:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         cfg = LocalClapConfig(**payload["config"])
-        towers = _Towers(payload["audio_dim"], payload["text_dim"], cfg)
+        towers = _Towers(payload["audio_dim"], payload["text_dim"], cfg).to(TRAIN_DTYPE)
         towers.load_state_dict(payload["towers"])
         return cls(towers, payload["mean"].numpy(), payload["std"].numpy(), cfg, text_encoder, payload["info"])
 
@@ -149,17 +153,18 @@ def train_local_clap(audio_x: np.ndarray, text_x: np.ndarray, tag_keys: Sequence
         raise ValueError(f"local-clap needs >= 2 paired clips, got {len(audio_x)} audio and {len(text_x)} texts")
     torch.manual_seed(cfg.seed)
     mean, std = audio_x.mean(axis=0), audio_x.std(axis=0) + 1e-6
-    towers = _Towers(audio_x.shape[1], text_x.shape[1], cfg)
-    a_in = torch.from_numpy(((audio_x - mean) / std).astype(np.float32))
-    t_in = torch.from_numpy(text_x.astype(np.float32))
+    towers = _Towers(audio_x.shape[1], text_x.shape[1], cfg).to(TRAIN_DTYPE)
+    a_in = torch.from_numpy((audio_x - mean) / std).to(TRAIN_DTYPE)
+    t_in = torch.from_numpy(text_x).to(TRAIN_DTYPE)
     keys = np.asarray(tag_keys)
-    positives = torch.from_numpy((keys[:, None] == keys[None, :]).astype(np.float32))
+    positives = torch.from_numpy(keys[:, None] == keys[None, :]).to(TRAIN_DTYPE)
     target = positives / positives.sum(dim=1, keepdim=True)
     opt = torch.optim.AdamW(towers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     towers.train()
     for _ in range(cfg.steps):
-        a = nn.functional.normalize(towers.audio(a_in + 0.05 * torch.randn(a_in.shape, generator=gen)), dim=1)
+        noise = 0.05 * torch.randn(a_in.shape, generator=gen, dtype=TRAIN_DTYPE)
+        a = nn.functional.normalize(towers.audio(a_in + noise), dim=1)
         t = nn.functional.normalize(towers.text(t_in), dim=1)
         logits = a @ t.T / cfg.temperature
         loss = 0.5 * (-(target * logits.log_softmax(dim=1)).sum(1).mean()

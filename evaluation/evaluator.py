@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from evaluation.alm_judge import AlmJudge, load_alm
 from evaluation.audio_sets import (
     DatasetClip,
     embed_paths,
@@ -155,6 +156,8 @@ def build_judge(settings: EvaluateSettings, tagger: Any, clap_emb: Any, tracks_p
     """The CCS judge named by ``evaluate.judge`` (one place where judges are built)."""
     if settings.judge == "tagger":
         return TaggerJudge(tagger)
+    if settings.judge == "alm":
+        return AlmJudge(load_alm(settings.alm_path), settings.alm_batch_size)  # reads the clips' own files
     return ClapJudge(clap_emb.embed_text, tag_vocabulary(tracks_path), clap_emb.name)
 
 
@@ -197,9 +200,14 @@ def _ceiling_scores(ref_clips: list[DatasetClip], arrays: dict[str, np.ndarray],
     if all(c.caption and c.tags for c in kept):
         text_audio = text_audio_scores(scorer, arrays.get("descriptors" if scorer.input_kind == "descriptor"
                                                           else "clap"), [c.caption for c in kept])
+        scores["clap"] = float(np.mean(text_audio))
+        if judge.input_kind == "path":  # the round-tripped audio is never written to files for a path judge
+            log.info("codec ceiling: no ccs with judge %s (it reads files; the round trip stays in memory)",
+                     judge.name)
+            return scores
         report = ccs_report(judge, arrays.get("descriptors" if judge.input_kind == "descriptor" else "clap"),
                             [dict(c.tags) for c in kept], np.arange(len(kept)), shuffle_seed)
-        scores.update(clap=float(np.mean(text_audio)), ccs=report["ccs"], ccs_shuffled=report["ccs_shuffled"],
+        scores.update(ccs=report["ccs"], ccs_shuffled=report["ccs_shuffled"],
                       ccs_margin=report["ccs"] - report["ccs_shuffled"])
     return scores
 
@@ -258,7 +266,8 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
     prompt_order = [p.prompt_id for p in prompts]
     prompt_index = np.array([prompt_order.index(c.prompt_id) for c in clips])
     concepts = [dict(p.concepts) for p in prompts]
-    judge_input = descriptors if judge.input_kind == "descriptor" else clap_audio
+    judge_input = {"descriptor": descriptors, "clap": clap_audio,
+                   "path": np.array([c.path for c in clips])}[judge.input_kind]
     report = ccs_report(judge, judge_input, concepts, prompt_index, settings.shuffle_seed)
 
     fad_distance = np.array([mahalanobis_to_reference(w, ref_stats).mean() for w in windows])

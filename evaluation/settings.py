@@ -26,8 +26,8 @@ class EvaluateSettings:
     clap_tokenizer_path: str = ""  # roberta-base tokenizer dir, for text with the original .pt
     clap_batch_size: int = 8
     clap_hop_seconds: float = 1.0  # fadtk clap-laion-music: 10 s windows every 1 s
-    alm_path: str = ""  # audio-language model snapshot dir, for judge: alm
-    alm_batch_size: int = 4
+    alm_path: str = ""  # local Qwen2-Audio directory (e.g. Qwen/Qwen2-Audio-7B-Instruct), for judge: alm
+    alm_batch_size: int = 4  # (clip, question) pairs per forward pass of the ALM judge
     reference_dir: str = ""  # empty: the test split's instrumental audio
     best_seed_rule: str = "fad_clap"
     ceiling: bool = True  # also score the reference audio round-tripped through the model's codec
@@ -53,9 +53,13 @@ class EvaluateSettings:
             raise EvaluateParamsError(
                 "params.yaml: evaluate.clap_path is empty but evaluate.embedder/text_audio/judge asks for clap; "
                 "set it to music_audioset_epoch_15_esc_90.14.pt or a laion/larger_clap_music snapshot directory")
-        if self.judge == "alm" and not self.alm_path:
-            raise EvaluateParamsError("params.yaml: evaluate.alm_path is empty but evaluate.judge is alm; set it to "
-                                      "the audio-language model's local snapshot directory")
+        if self.judge == "alm":
+            from evaluation.alm_judge import AlmWeightsError, check_alm_dir
+
+            try:
+                check_alm_dir(self.alm_path)
+            except AlmWeightsError as exc:
+                raise EvaluateParamsError(str(exc)) from exc
 
     @property
     def needs_clap(self) -> bool:

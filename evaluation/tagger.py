@@ -10,7 +10,9 @@ calibrated on the validation split:
   that concept's balanced accuracy (mean of the true-positive and true-negative rates), so a tagger that
   calls everything present gains nothing.
 
-Network: standardised descriptor (D,) -> Linear(D, hidden) -> GELU -> dropout -> Linear(hidden, n_concepts).
+Network: standardised descriptor (D,) -> Linear(D, hidden) -> GELU -> dropout -> Linear(hidden, n_concepts),
+trained and run in float64 so its judgements do not depend on the CPU's instruction set
+(:mod:`evaluation.portable_numerics`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evaluation.portable_numerics import TRAIN_DTYPE
 from model.runtime.atomic_io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -110,7 +113,7 @@ class ConceptTagger:
     @torch.no_grad()
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(B, D) -> (B, K): softmax within exclusive categories, sigmoid elsewhere."""
-        x = torch.from_numpy(((np.atleast_2d(features) - self.mean) / self.std).astype(np.float32))
+        x = torch.from_numpy((np.atleast_2d(features) - self.mean) / self.std).to(TRAIN_DTYPE)
         logits = self.net(x)
         probs = torch.sigmoid(logits)
         for cat, cols in self._groups():
@@ -140,7 +143,7 @@ class ConceptTagger:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         vocab = ConceptVocabulary({c: tuple(v) for c, v in payload["categories"].items()},
                                   frozenset(payload["exclusive"]))
-        net = TaggerNet(payload["in_dim"], len(vocab.keys), payload["hidden"], 0.0)
+        net = TaggerNet(payload["in_dim"], len(vocab.keys), payload["hidden"], 0.0).to(TRAIN_DTYPE)
         net.load_state_dict(payload["state_dict"])
         return cls(vocab, net, payload["mean"].numpy(), payload["std"].numpy(), payload["thresholds"].numpy(),
                    payload["info"])
@@ -172,17 +175,17 @@ def train_tagger(train_x: np.ndarray, train_tags: Sequence[dict[str, Sequence[st
     std = train_x.std(axis=0) + 1e-6
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    net = TaggerNet(train_x.shape[1], len(vocab.keys), config.hidden, config.dropout)
-    x = torch.from_numpy(((train_x - mean) / std).astype(np.float32))
-    y = torch.from_numpy(vocab.targets(train_tags))
+    net = TaggerNet(train_x.shape[1], len(vocab.keys), config.hidden, config.dropout).to(TRAIN_DTYPE)
+    x = torch.from_numpy((train_x - mean) / std).to(TRAIN_DTYPE)
+    y = torch.from_numpy(vocab.targets(train_tags)).to(TRAIN_DTYPE)
     groups = [(cat in vocab.exclusive, torch.tensor([i for i, (c, _) in enumerate(vocab.keys) if c == cat]))
               for cat in vocab.categories]
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     net.train()
     for _ in range(config.steps):
-        noise = 0.05 * torch.randn(x.shape, generator=gen)
+        noise = 0.05 * torch.randn(x.shape, generator=gen, dtype=TRAIN_DTYPE)
         logits = net(x + noise)
-        loss = torch.zeros(())
+        loss = torch.zeros((), dtype=TRAIN_DTYPE)
         for exclusive, cols in groups:
             if exclusive:
                 loss = loss + nn.functional.cross_entropy(logits[:, cols], y[:, cols].argmax(dim=1))

@@ -8,6 +8,14 @@ resamples 48k -> 44.1k; our input is always at 44.1 kHz so no resampling happens
   4. ``dcae.encoder`` -> (B, 8, 16, W / 8); 5. ``(z - (-1.9091)) · 0.1786``; flattened to (B, 128, T), d = 16·c + h.
 Decode reverses it: ``z / 0.1786 + (-1.9091)``, ``dcae.decoder`` -> mel in [-1, 1] -> ``x · 0.5 + 0.5`` ->
 ``x · 14 - 11``, then the vocoder per channel -> (B, 2, T · 4096) at 44.1 kHz.
+
+The compression (8), latent channels (8) and mel height (128) are read from the loaded configs and checked
+(anything but f8c8 with a 128-mel vocoder is refused, naming the folder and the values found).
+
+Latent lengths round up: N samples give ceil(N / 4096) frames, where ACE-Step's ``encode`` returns the same
+padded tensor but reports ``latent_lengths`` floored. Ceil keeps every input sample inside a latent frame, so a
+decode covers the whole input (10 s -> 108 frames -> 10.03 s, cropped to 10 s; floor would give 107 frames ->
+9.94 s, short of the challenge's 10 s); the last frame's tail is the zero padding ACE-Step also encodes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import torch
 from model.codec.acestep_snapshot import (
     DCAE_SUBDIR,
     VOCODER_SUBDIR,
+    dcae_layout,
     load_dcae,
     load_vocoder,
     require_snapshot,
@@ -35,7 +44,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 44100
 HOP = 512
-TIME_COMPRESSION = 8
+MEL_BINS = 128  # the mel height ACE-Step's DCAE was trained on
 MIN_MEL, MAX_MEL = -11.0, 3.0
 SHIFT_FACTOR, SCALE_FACTOR = -1.9091, 0.1786
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -64,7 +73,6 @@ class AceStepCodec(Codec):
     name = "acestep"
     sample_rate = SAMPLE_RATE
     channels = 2
-    frame_rate = SAMPLE_RATE / (HOP * TIME_COMPRESSION)
 
     def __init__(self, cfg: AceStepCodecConfig, device: str | None = "auto"):
         self.cfg = cfg
@@ -78,21 +86,28 @@ class AceStepCodec(Codec):
         if (mel.sampling_rate, mel.hop_length) != (SAMPLE_RATE, HOP):
             raise ValueError(f"{root / VOCODER_SUBDIR}/config.json: sampling_rate {mel.sampling_rate}, hop_length "
                              f"{mel.hop_length}; ACE-Step's codec needs {SAMPLE_RATE} and {HOP}")
-        self.latent_channels = int(self.dcae.config.latent_channels)
-        self.latent_height = mel.n_mels // TIME_COMPRESSION
+        if mel.n_mels != MEL_BINS:
+            raise ValueError(f"{root / VOCODER_SUBDIR}/config.json: n_mels {mel.n_mels}; ACE-Step's DCAE reads "
+                             f"{MEL_BINS}-bin mel images")
+        layout = dcae_layout(self.dcae.config)  # checked by load_dcae: f8c8
+        self.time_compression = layout["encoder_compression"]
+        self.frame_rate = SAMPLE_RATE / (HOP * self.time_compression)
+        self.latent_channels = layout["latent_channels"]
+        self.latent_height = mel.n_mels // self.time_compression
         self.latent_dim = self.latent_channels * self.latent_height
         log.info("ACE-Step codec from %s on %s (%s): latent (%d, %d, T) at %.3f Hz", root, self.device, cfg.dtype,
                  self.latent_channels, self.latent_height, self.frame_rate)
 
     def num_frames(self, n_samples: int) -> int:
-        block = HOP * TIME_COMPRESSION
+        """ceil(N / 4096): see the module docstring for why not ACE-Step's floor."""
+        block = HOP * self.time_compression
         return -(-n_samples // block)
 
     def settings(self) -> dict[str, Any]:
         return {"name": self.name, "sample_rate": self.sample_rate, "channels": self.channels,
                 "frame_rate": self.frame_rate, "latent_dim": self.latent_dim,
                 "latent_shape": [self.latent_channels, self.latent_height], "hop": HOP,
-                "time_compression": TIME_COMPRESSION, "mel_range": [MIN_MEL, MAX_MEL],
+                "time_compression": self.time_compression, "mel_range": [MIN_MEL, MAX_MEL],
                 "shift_factor": SHIFT_FACTOR, "scale_factor": SCALE_FACTOR, "dtype": self.cfg.dtype,
                 "snapshot": Path(self.cfg.acestep_dir).name, "vocoder": self.vocoder.cfg.to_dict(),
                 "dcae": json.loads(json.dumps({k: v for k, v in self.dcae.config.items() if not k.startswith("_")}))}
@@ -108,7 +123,7 @@ class AceStepCodec(Codec):
         """wav (B, C, N) at 44.1 kHz (mono is duplicated) -> latents (B, 128, ceil(N / 4096)) float32."""
         out_device = wav.device
         audio = self.check_wav(wav).to(self.device)
-        block = HOP * TIME_COMPRESSION
+        block = HOP * self.time_compression
         if audio.shape[-1] % block:
             audio = torch.nn.functional.pad(audio, (0, block - audio.shape[-1] % block))
         mel = self.normalised_mel(audio).to(self.dtype)

@@ -2,7 +2,12 @@
 
 Layout (as on the hub): ``<dir>/music_dcae_f8c8/{config.json, diffusion_pytorch_model.safetensors}`` (diffusers
 ``AutoencoderDC``) and ``<dir>/music_vocoder/{config.json, diffusion_pytorch_model.safetensors}`` (our
-``AceStepVocoder``). ``.bin`` weights are accepted too. Nothing is ever downloaded here.
+``AceStepVocoder``). Nothing is ever downloaded here.
+
+Weights: the DCAE folder is read by diffusers, which looks only for ``diffusion_pytorch_model.safetensors`` /
+``.bin`` (or their sharded ``.index.json``), so only those names count there; the vocoder is read by our own
+loader, which also takes ``model.safetensors`` / ``pytorch_model.bin``. The DCAE must be ACE-Step's f8c8 layout
+(:func:`check_dcae_layout`): the codec's frame rate and latent shape follow from it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,8 +25,13 @@ log = logging.getLogger(__name__)
 
 DCAE_SUBDIR = "music_dcae_f8c8"
 VOCODER_SUBDIR = "music_vocoder"
-WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
-                "pytorch_model.bin")
+# What diffusers' ModelMixin.from_pretrained reads (diffusers.utils.constants; a test checks they agree).
+DCAE_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+                     "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
+VOCODER_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
+                        "pytorch_model.bin")
+# ACE-Step's music_dcae_f8c8: 8x down in mel height and time, 8 latent channels, a stereo mel image in.
+F8C8_COMPRESSION, F8C8_LATENT_CHANNELS, F8C8_IN_CHANNELS = 8, 8, 2
 # Deterministic front-end buffers: rebuilt from the config if a checkpoint predates persisting them.
 REBUILDABLE_BUFFERS = {"mel_transform.spectrogram.window", "mel_transform.mel_scale.fb"}
 DOWNLOAD_HINT = (
@@ -41,20 +52,22 @@ def require_snapshot(acestep_dir: str | Path | None) -> Path:
     root = Path(acestep_dir).expanduser()
     if not root.is_dir():
         raise SnapshotError(f"params.yaml: codec.acestep_dir = {str(acestep_dir)!r} is not a directory; {DOWNLOAD_HINT}")
-    for sub in (DCAE_SUBDIR, VOCODER_SUBDIR):
+    for sub, names in ((DCAE_SUBDIR, DCAE_WEIGHT_NAMES), (VOCODER_SUBDIR, VOCODER_WEIGHT_NAMES)):
         folder = root / sub
         if not (folder / "config.json").is_file():
             raise SnapshotError(f"codec.acestep_dir: {folder / 'config.json'} is missing; {DOWNLOAD_HINT}")
-        weights_file(folder)
+        weights_file(folder, names)
     return root
 
 
-def weights_file(folder: Path) -> Path:
-    for name in WEIGHT_NAMES:
+def weights_file(folder: Path, names: tuple[str, ...] = VOCODER_WEIGHT_NAMES) -> Path:
+    """The first of ``names`` present in ``folder``; an error listing what is there otherwise."""
+    for name in names:
         if (folder / name).is_file():
             return folder / name
-    raise SnapshotError(f"codec.acestep_dir: no weights in {folder} (looked for {', '.join(WEIGHT_NAMES)}); "
-                        f"{DOWNLOAD_HINT}")
+    present = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    raise SnapshotError(f"codec.acestep_dir: no weights in {folder} that its loader reads (looked for "
+                        f"{', '.join(names)}; found {', '.join(present) or 'nothing'}); {DOWNLOAD_HINT}")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -74,7 +87,7 @@ def load_vocoder(folder: str | Path) -> AceStepVocoder:
     if ignored:
         log.warning("%s: ignoring keys our vocoder does not use: %s", config_path, ", ".join(ignored))
     vocoder = AceStepVocoder(cfg)
-    path = weights_file(folder)
+    path = weights_file(folder, VOCODER_WEIGHT_NAMES)
     state = read_state_dict(path)
     absent = REBUILDABLE_BUFFERS - set(state)
     if absent:
@@ -97,7 +110,7 @@ def save_vocoder(vocoder: AceStepVocoder, folder: str | Path) -> Path:
     config = {"_class_name": "ADaMoSHiFiGANV1", **vocoder.cfg.to_dict()}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     state = {k: v.detach().contiguous() for k, v in vocoder.state_dict().items()}
-    save_file(state, str(folder / WEIGHT_NAMES[0]))
+    save_file(state, str(folder / VOCODER_WEIGHT_NAMES[0]))
     return folder
 
 
@@ -106,9 +119,34 @@ def load_dcae(folder: str | Path, dtype: torch.dtype = torch.float32):
     from diffusers import AutoencoderDC
 
     folder = Path(folder)
-    model, info = AutoencoderDC.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
-                                                output_loading_info=True)
+    weights_file(folder, DCAE_WEIGHT_NAMES)
+    try:
+        model, info = AutoencoderDC.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
+                                                    output_loading_info=True)
+    except RuntimeError as exc:  # size mismatches between config.json and the weights
+        raise RuntimeError(f"{folder}: AutoencoderDC weights do not match its config.json: {exc}") from exc
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise RuntimeError(f"{folder}: AutoencoderDC weights do not match its config.json: {problems}")
+    check_dcae_layout(model.config, folder)
     return model.eval()
+
+
+def dcae_layout(config: Any) -> dict[str, int]:
+    """compression (2 ** (number of encoder / decoder blocks - 1), as diffusers builds it), channels in and out."""
+    return {"encoder_compression": 2 ** (len(config["encoder_block_out_channels"]) - 1),
+            "decoder_compression": 2 ** (len(config["decoder_block_out_channels"]) - 1),
+            "latent_channels": int(config["latent_channels"]), "in_channels": int(config["in_channels"])}
+
+
+def check_dcae_layout(config: Any, folder: str | Path) -> int:
+    """Refuse a DCAE that is not ACE-Step's f8c8 layout; returns its compression factor (8)."""
+    found = dcae_layout(config)
+    expected = {"encoder_compression": F8C8_COMPRESSION, "decoder_compression": F8C8_COMPRESSION,
+                "latent_channels": F8C8_LATENT_CHANNELS, "in_channels": F8C8_IN_CHANNELS}
+    if found != expected:
+        shown = ", ".join(f"{k} {v}" for k, v in found.items())
+        raise ValueError(f"{Path(folder) / 'config.json'}: DCAE layout {shown}; ACE-Step's {DCAE_SUBDIR} (the "
+                         f"only layout this codec's frame rate and (8, 16, T) latents are defined for) has "
+                         + ", ".join(f"{k} {v}" for k, v in expected.items()))
+    return found["encoder_compression"]

@@ -11,6 +11,7 @@ from evaluation.clap_model import (
     ClapWeightsError,
     clap_config_from_original,
     load_clap,
+    model_from_original,
     rename_original_clap_state_dict,
 )
 from tests.evaluation.tiny_clap import TEXTS, save_tiny_clap
@@ -117,6 +118,32 @@ def test_original_checkpoint_key_mapping_round_trips(tiny_dir, tmp_path):
     audio = _audio(seed=1)
     np.testing.assert_allclose(converted.embed(audio, 44100), reference.embed(audio, 44100), atol=1e-5)
     np.testing.assert_allclose(converted.embed_text(TEXTS), reference.embed_text(TEXTS), atol=1e-5)
+
+
+def test_text_layer_norm_eps_is_read_off_the_text_branch(tiny_dir):
+    """RoBERTa (one token type) -> roberta-base's 1e-5 in every text LayerNorm; BERT (two) -> 1e-12."""
+    _, model = tiny_dir
+    original = _to_original(model.state_dict())
+    assert clap_config_from_original(original).text_config.layer_norm_eps == 1e-5
+    built = model_from_original(original)
+    text_norms = [m for m in built.text_model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert text_norms and all(m.eps == 1e-5 for m in text_norms)
+    bert = dict(original)
+    bert["module.text_branch.embeddings.token_type_embeddings.weight"] = torch.zeros(2, 64)
+    assert clap_config_from_original(bert).text_config.layer_norm_eps == 1e-12
+
+
+def test_transformers_dir_with_default_eps_is_flagged(tmp_path, caplog):
+    from transformers import ClapModel
+
+    from tests.evaluation.tiny_clap import tiny_config
+
+    cfg = tiny_config()
+    cfg.text_config.layer_norm_eps = 1e-12
+    ClapModel(cfg).save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="evaluation.clap_model"):
+        load_clap(str(tmp_path))
+    assert "layer_norm_eps = 1e-12" in caplog.text
 
 
 def test_missing_weights_name_the_param():

@@ -126,9 +126,10 @@ def test_settings_reject_bad_values():
         EvaluateSettings.from_params({"ceiling": "yes"})
 
 
-def test_alm_judge_keys_agreed_for_the_judge_are_known():
-    settings = EvaluateSettings.from_params({"judge": "alm", "alm_path": "/models/alm", "alm_batch_size": 2})
-    assert (settings.judge, settings.alm_path, settings.alm_batch_size) == ("alm", "/models/alm", 2)
+def test_alm_judge_keys_agreed_for_the_judge_are_known(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    settings = EvaluateSettings.from_params({"judge": "alm", "alm_path": str(tmp_path), "alm_batch_size": 2})
+    assert (settings.judge, settings.alm_path, settings.alm_batch_size) == ("alm", str(tmp_path), 2)
     with pytest.raises(EvaluateParamsError, match="evaluate.alm_path"):
         EvaluateSettings.from_params({"judge": "alm"})
     with pytest.raises(EvaluateParamsError, match="evaluate.alm_batch_size"):

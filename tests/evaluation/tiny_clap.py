@@ -17,7 +17,8 @@ def tiny_config():
 
     return ClapConfig(
         text_config=dict(vocab_size=300, hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
-                         intermediate_size=48, max_position_embeddings=40),
+                         intermediate_size=48, max_position_embeddings=40,
+                         layer_norm_eps=1e-5),  # LAION-CLAP's RoBERTa eps
         audio_config=dict(patch_embeds_hidden_size=8, depths=[1, 1], num_attention_heads=[2, 4], hidden_size=16,
                           window_size=8, spec_size=256, num_mel_bins=64),
         projection_dim=12,
