@@ -1,0 +1,168 @@
+"""Solver study: local FAD / CLAP / CCS of the trained model against network evaluations, per ODE solver.
+
+For every solver (euler, midpoint, heun, ab2) and budget of network evaluations (NFE: 4, 8, 16, 25, 50, 100; the
+two-evaluation solvers take NFE // 2 steps, so "25" is 24 for them) and every noise seed index, the trained model
+renders the same prompt subset (the first ``--prompts`` builtin prompts, 10 s, CFG ``generate.cfg_scale``) and the
+clips are scored in memory with the pipeline's own offline metrics, exactly as the evaluate stage builds them:
+FAD of the set against the test split (``evaluate.embedder: spectral``), the local text–audio score (``local``) and
+CCS with the trained tagger (``tagger``). The tagger and local-clap are trained once, with the stage's settings.
+Each seed is scored as its own set, so the spread between seeds shows the noise of each figure.
+
+Writes ``reports/solver_study.json`` (settings, every row, wall time) and ``reports/solver_study/<method>.csv``
+(nfe, steps and per-seed + mean figures), the DVC plots of metric vs evaluations (dvc.yaml ``plots:``).
+
+    PYTHONPATH=. .venv/bin/python bench/study_solvers.py --root . --prompts 24
+    # --root: the repository whose data/ and models/final to read (relative audio paths resolve there)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluation.audio_sets import embed_paths, read_dataset_split  # noqa: E402
+from evaluation.ccs import TaggerJudge, ccs_report  # noqa: E402
+from evaluation.clap_score import text_audio_scores  # noqa: E402
+from evaluation.embedders import SpectralStatsEmbedder  # noqa: E402
+from evaluation.excerpt import SCORED_SECONDS  # noqa: E402
+from evaluation.fad import EmbeddingStats, fad_between  # noqa: E402
+from evaluation.offline_models import clip_descriptors, fit_local_clap, fit_tagger  # noqa: E402
+from evaluation.prompts import resolve_prompts  # noqa: E402
+from evaluation.settings import EvaluateSettings  # noqa: E402
+from evaluation.spectral_features import judge_features  # noqa: E402
+from model.flow.sampling import SINGLE_EVALUATION_METHODS, SamplerConfig, noise_generator  # noqa: E402
+from model.flow.text_to_music import OUTPUT_SAMPLE_RATE, TextToMusic  # noqa: E402
+from pipelines.common.params import get, load_params  # noqa: E402
+
+log = logging.getLogger("study_solvers")
+METHODS = ("euler", "midpoint", "heun", "ab2")
+NFES = (4, 8, 16, 25, 50, 100)
+
+
+def steps_for(method: str, nfe: int) -> int:
+    return nfe if method in SINGLE_EVALUATION_METHODS else max(1, nfe // 2)
+
+
+class LocalMetrics:
+    """The evaluate stage's offline metrics (spectral FAD, local-clap, tagger CCS), built once."""
+
+    def __init__(self, settings: EvaluateSettings, tracks: str, instrumental: str, work: Path):
+        if (settings.embedder, settings.text_audio, settings.judge) != ("spectral", "local", "tagger"):
+            raise SystemExit("study_solvers: needs the offline metrics (evaluate.embedder: spectral, "
+                             "text_audio: local, judge: tagger)")
+        from model.text import build_text_encoder
+
+        self.embedder = SpectralStatsEmbedder()
+        test = read_dataset_split(tracks, instrumental, "test")
+        emb, _ = embed_paths([c.path for c in test], {"fad": self.embedder.embed}, SCORED_SECONDS, "reference")
+        self.reference = EmbeddingStats.from_embeddings(np.concatenate([e for e in emb["fad"] if e is not None]))
+        train = read_dataset_split(tracks, instrumental, "train")
+        val = read_dataset_split(tracks, instrumental, "validation")
+        train, train_x, _ = clip_descriptors(train, self.embedder.embed, "train split")
+        val, val_x, _ = clip_descriptors(val, self.embedder.embed, "validation split")
+        self.tagger, self.tagger_validation = fit_tagger(train, train_x, val, val_x, settings.tagger_steps,
+                                                         settings.seed, settings.shuffle_seed, work / "tagger.pt")
+        text_encoder = build_text_encoder({"encoder": "minilm", "path": "", "max_length": 64})
+        self.clap, self.clap_validation = fit_local_clap(train, train_x, val, val_x, text_encoder,
+                                                         settings.local_clap_steps, settings.seed,
+                                                         settings.shuffle_seed, work / "local_clap.pt")
+        self.shuffle_seed = settings.shuffle_seed
+        self.n_reference = len(test)
+
+    def score(self, audio: np.ndarray, captions: list[str], concepts: list[dict]) -> dict[str, float]:
+        """audio: (B, 2, N) at 44.1 kHz, clip b for prompt b -> fad, clap, ccs, ccs_margin of the set."""
+        windows = [self.embedder.embed(a, OUTPUT_SAMPLE_RATE) for a in audio]
+        descriptors = judge_features(np.stack([w.mean(axis=0) for w in windows]))
+        fad = fad_between(EmbeddingStats.from_embeddings(np.concatenate(windows)), self.reference)
+        clap = float(np.mean(text_audio_scores(self.clap, descriptors, captions)))
+        report = ccs_report(TaggerJudge(self.tagger), descriptors, concepts, np.arange(len(captions)),
+                            self.shuffle_seed)
+        return {"fad": float(fad), "clap": clap, "ccs": float(report["ccs"]),
+                "ccs_margin": float(report["ccs"] - report["ccs_shuffled"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=".", help="repository to read data/, models/final and params.yaml from")
+    parser.add_argument("--model-dir", default=None, help="default: <root>/<train.out_dir>")
+    parser.add_argument("--prompts", type=int, default=24, help="the first N builtin prompts")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--nfe", nargs="+", type=int, default=list(NFES))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "reports"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default="/tmp/flowjam_solver_study", help="scratch dir (tagger, local-clap)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out).resolve()
+    (out / "solver_study").mkdir(parents=True, exist_ok=True)
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.root)  # the prepared tables hold paths relative to the repository root
+    params = load_params("params.yaml")
+    model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
+    tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
+    instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
+    settings = EvaluateSettings.from_params({**get(params, "evaluate", {}), "cache_dir": str(work)})
+    cfg_scale = float(get(params, "generate.cfg_scale", 3.5))
+    prompts = resolve_prompts("builtin", tracks, args.prompts, seed=0)
+
+    start = time.perf_counter()
+    metrics = LocalMetrics(settings, tracks, instrumental, work)
+    setup_s = time.perf_counter() - start
+    engine = TextToMusic.from_dir(model_dir, "cpu")
+    captions = [p.caption for p in prompts]
+    concepts = [dict(p.concepts) for p in prompts]
+    rows = []
+    jobs = [(m, n, k) for m in args.methods for n in args.nfe for k in range(args.seeds)]
+    for method, nfe, seed in tqdm(jobs, desc="solver study", unit="set"):
+        sampler = SamplerConfig(steps=steps_for(method, nfe), cfg_scale=cfg_scale, method=method)
+        gens = [noise_generator(p.prompt_id, seed, 0) for p in prompts]
+        t0 = time.perf_counter()
+        audio = engine.generate(captions, gens, 10.0, sampler)
+        gen_s = time.perf_counter() - t0
+        rows.append({"method": method, "nfe": sampler.evaluations, "nfe_budget": nfe, "steps": sampler.steps,
+                     "seed": seed, "generate_s": round(gen_s, 2), **metrics.score(audio, captions, concepts)})
+        log.info("%s", rows[-1])
+    write_outputs(out, rows, {
+        "what": "local FAD (spectral-stats, not CLAP), local-clap text-audio score and tagger CCS of one 10 s clip "
+                "per prompt, per seed index, against network evaluations (NFE) and ODE solver",
+        "model_dir": str(Path(model_dir).resolve()), "prompts": [p.prompt_id for p in prompts],
+        "n_prompts": len(prompts), "seeds": args.seeds, "cfg_scale": cfg_scale, "threads": args.threads,
+        "n_reference_clips": metrics.n_reference, "tagger_validation": metrics.tagger_validation,
+        "local_clap_validation": metrics.clap_validation, "setup_s": round(setup_s, 1),
+        "total_s": round(time.perf_counter() - start, 1)})
+
+
+def write_outputs(out: Path, rows: list[dict], info: dict) -> None:
+    (out / "solver_study.json").write_text(json.dumps({**info, "rows": rows}, indent=2) + "\n")
+    keys = ("fad", "clap", "ccs", "ccs_margin")
+    for method in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == method]
+        with open(out / "solver_study" / f"{method}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            seeds = sorted({r["seed"] for r in mine})
+            writer.writerow(["nfe", "steps", *keys, *(f"{k}_seed{s}" for k in keys for s in seeds)])
+            for nfe in sorted({r["nfe"] for r in mine}):
+                at = {r["seed"]: r for r in mine if r["nfe"] == nfe}
+                means = [round(float(np.mean([at[s][k] for s in at])), 5) for k in keys]
+                writer.writerow([nfe, next(iter(at.values()))["steps"], *means,
+                                 *(round(at[s][k], 5) if s in at else "" for k in keys for s in seeds)])
+    print(f"wrote {out / 'solver_study.json'} and {out / 'solver_study'}/<method>.csv")
+
+
+if __name__ == "__main__":
+    main()
