@@ -62,24 +62,40 @@ class LocalMetrics:
         if (settings.embedder, settings.text_audio, settings.judge) != ("spectral", "local", "tagger"):
             raise SystemExit("study_solvers: needs the offline metrics (evaluate.embedder: spectral, "
                              "text_audio: local, judge: tagger)")
+        from evaluation.clap_score import LocalClap
+        from evaluation.tagger import ConceptTagger
         from model.text import build_text_encoder
 
         self.embedder = SpectralStatsEmbedder()
-        test = read_dataset_split(tracks, instrumental, "test")
-        emb, _ = embed_paths([c.path for c in test], {"fad": self.embedder.embed}, SCORED_SECONDS, "reference")
-        self.reference = EmbeddingStats.from_embeddings(np.concatenate([e for e in emb["fad"] if e is not None]))
-        train = read_dataset_split(tracks, instrumental, "train")
-        val = read_dataset_split(tracks, instrumental, "validation")
-        train, train_x, _ = clip_descriptors(train, self.embedder.embed, "train split")
-        val, val_x, _ = clip_descriptors(val, self.embedder.embed, "validation split")
-        self.tagger, self.tagger_validation = fit_tagger(train, train_x, val, val_x, settings.tagger_steps,
-                                                         settings.seed, settings.shuffle_seed, work / "tagger.pt")
-        text_encoder = build_text_encoder({"encoder": "minilm", "path": "", "max_length": 64})
-        self.clap, self.clap_validation = fit_local_clap(train, train_x, val, val_x, text_encoder,
-                                                         settings.local_clap_steps, settings.seed,
-                                                         settings.shuffle_seed, work / "local_clap.pt")
         self.shuffle_seed = settings.shuffle_seed
-        self.n_reference = len(test)
+        text_encoder = build_text_encoder({"encoder": "minilm", "path": "", "max_length": 64})
+        key = {"tracks": str(Path(tracks).resolve()), "settings": settings.__dict__}
+        cached = work / "setup.json"
+        if cached.is_file() and json.loads(cached.read_text())["key"] == json.loads(json.dumps(key)):
+            info = json.loads(cached.read_text())
+            ref = np.load(work / "reference.npy")
+            self.tagger = ConceptTagger.load(work / "tagger.pt")
+            self.clap = LocalClap.load(work / "local_clap.pt", text_encoder=text_encoder)
+            self.tagger_validation, self.clap_validation = info["tagger"], info["clap"]
+            log.info("reusing the reference set, tagger and local-clap of %s", work)
+        else:
+            test = read_dataset_split(tracks, instrumental, "test")
+            emb, _ = embed_paths([c.path for c in test], {"fad": self.embedder.embed}, SCORED_SECONDS, "reference")
+            ref = np.concatenate([e for e in emb["fad"] if e is not None])
+            train = read_dataset_split(tracks, instrumental, "train")
+            val = read_dataset_split(tracks, instrumental, "validation")
+            train, train_x, _ = clip_descriptors(train, self.embedder.embed, "train split")
+            val, val_x, _ = clip_descriptors(val, self.embedder.embed, "validation split")
+            self.tagger, self.tagger_validation = fit_tagger(train, train_x, val, val_x, settings.tagger_steps,
+                                                             settings.seed, settings.shuffle_seed, work / "tagger.pt")
+            self.clap, self.clap_validation = fit_local_clap(train, train_x, val, val_x, text_encoder,
+                                                             settings.local_clap_steps, settings.seed,
+                                                             settings.shuffle_seed, work / "local_clap.pt")
+            np.save(work / "reference.npy", ref)
+            cached.write_text(json.dumps({"key": key, "tagger": self.tagger_validation,
+                                          "clap": self.clap_validation}, default=str))
+        self.reference = EmbeddingStats.from_embeddings(ref)
+        self.n_reference = int(ref.shape[0])
 
     def score(self, audio: np.ndarray, captions: list[str], concepts: list[dict]) -> dict[str, float]:
         """audio: (B, 2, N) at 44.1 kHz, clip b for prompt b -> fad, clap, ccs, ccs_margin of the set."""
@@ -103,6 +119,8 @@ def main() -> None:
     parser.add_argument("--nfe", nargs="+", type=int, default=list(NFES))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "reports"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-nfe-others", type=int, default=1000,
+                        help="run solvers other than euler only up to this NFE (euler runs all: the reference)")
     parser.add_argument("--work", default="/tmp/flowjam_solver_study", help="scratch dir (tagger, local-clap)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -126,25 +144,36 @@ def main() -> None:
     engine = TextToMusic.from_dir(model_dir, "cpu")
     captions = [p.caption for p in prompts]
     concepts = [dict(p.concepts) for p in prompts]
-    rows = []
-    jobs = [(m, n, k) for m in args.methods for n in args.nfe for k in range(args.seeds)]
-    for method, nfe, seed in tqdm(jobs, desc="solver study", unit="set"):
-        sampler = SamplerConfig(steps=steps_for(method, nfe), cfg_scale=cfg_scale, method=method)
-        gens = [noise_generator(p.prompt_id, seed, 0) for p in prompts]
-        t0 = time.perf_counter()
-        audio = engine.generate(captions, gens, 10.0, sampler)
-        gen_s = time.perf_counter() - t0
-        rows.append({"method": method, "nfe": sampler.evaluations, "nfe_budget": nfe, "steps": sampler.steps,
-                     "seed": seed, "generate_s": round(gen_s, 2), **metrics.score(audio, captions, concepts)})
-        log.info("%s", rows[-1])
-    write_outputs(out, rows, {
+    done_file = work / "rows.jsonl"
+    rows = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.is_file() else []
+    rows = [r for r in rows if r.get("model_dir") == str(Path(model_dir).resolve()) and r["n_prompts"] == len(prompts)]
+    done = {(r["method"], r["nfe_budget"], r["seed"]) for r in rows}
+    jobs = [(m, n, k) for n in sorted(args.nfe) for m in args.methods for k in range(args.seeds)
+            if (m, n, k) not in done and not (m != "euler" and n > args.max_nfe_others)]
+    reference = [j for j in jobs if j[:2] == ("euler", max(args.nfe))]
+    jobs = reference + [j for j in jobs if j not in reference]  # the reference first: the rest is judged by it
+    info = {
         "what": "local FAD (spectral-stats, not CLAP), local-clap text-audio score and tagger CCS of one 10 s clip "
                 "per prompt, per seed index, against network evaluations (NFE) and ODE solver",
         "model_dir": str(Path(model_dir).resolve()), "prompts": [p.prompt_id for p in prompts],
         "n_prompts": len(prompts), "seeds": args.seeds, "cfg_scale": cfg_scale, "threads": args.threads,
         "n_reference_clips": metrics.n_reference, "tagger_validation": metrics.tagger_validation,
-        "local_clap_validation": metrics.clap_validation, "setup_s": round(setup_s, 1),
-        "total_s": round(time.perf_counter() - start, 1)})
+        "local_clap_validation": metrics.clap_validation, "setup_s": round(setup_s, 1)}
+    for method, nfe, seed in tqdm(jobs, desc="solver study", unit="set"):
+        sampler = SamplerConfig(steps=steps_for(method, nfe), cfg_scale=cfg_scale, method=method)
+        gens = [noise_generator(p.prompt_id, seed, 0) for p in prompts]
+        t0, c0 = time.perf_counter(), time.process_time()
+        audio = engine.generate(captions, gens, 10.0, sampler)
+        row = {"method": method, "nfe": sampler.evaluations, "nfe_budget": nfe, "steps": sampler.steps,
+               "seed": seed, "generate_wall_s": round(time.perf_counter() - t0, 2),
+               "generate_cpu_s": round(time.process_time() - c0, 2), **metrics.score(audio, captions, concepts),
+               "model_dir": str(Path(model_dir).resolve()), "n_prompts": len(prompts)}
+        rows.append(row)
+        with open(done_file, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        log.info("%s", row)
+        write_outputs(out, rows, {**info, "wall_s_this_run": round(time.perf_counter() - start, 1)})
+    write_outputs(out, rows, {**info, "wall_s_this_run": round(time.perf_counter() - start, 1)})
 
 
 def write_outputs(out: Path, rows: list[dict], info: dict) -> None:
