@@ -2,8 +2,8 @@
 
 Inputs: the first ``--clips`` test-split tracks (instrumental audio, first 10 s) of ``--root``; caption = the
 track's own caption. Edits with the trained model (``--model-dir``): inpaint 4.0–6.5 s, and continue the first
-6 s to 10 s. Settings compared: no smoothing (1 pass per step, no crossfade), crossfade only (0.25 s), and
-crossfade + re-noising (3 passes per step, RePaint-style).
+6 s to 10 s. Settings compared: no smoothing (1 pass per step, no crossfade), re-noising only (3 passes per step,
+RePaint-style), crossfade only (0.25 s), and both.
 
 Measure: log-magnitude STFT of the mono output (n_fft 2048, hop 512 at 44.1 kHz); spectral flux per frame =
 mean over bins of the positive change from the previous frame. Seam score = the largest flux within ±3 frames
@@ -37,8 +37,8 @@ from model.flow.text_to_music import OUTPUT_SAMPLE_RATE, TextToMusic  # noqa: E4
 from pipelines.common.params import get, load_params  # noqa: E402
 
 N_FFT, HOP, WINDOW = 2048, 512, 3
-SETTINGS = {"none": {"repeats": 1, "crossfade_s": 0.0}, "crossfade": {"repeats": 1, "crossfade_s": 0.25},
-            "crossfade+renoise3": {"repeats": 3, "crossfade_s": 0.25}}
+SETTINGS = {"none": {"repeats": 1, "crossfade_s": 0.0}, "renoise3": {"repeats": 3, "crossfade_s": 0.0},
+            "crossfade": {"repeats": 1, "crossfade_s": 0.25}, "crossfade+renoise3": {"repeats": 3, "crossfade_s": 0.25}}
 
 
 def flux(audio: np.ndarray) -> np.ndarray:
