@@ -9,7 +9,9 @@ Measure: log-magnitude STFT of the mono output (n_fft 2048, hop 512 at 44.1 kHz)
 mean over bins of the positive change from the previous frame. Seam score = the largest flux within ±3 frames
 (±35 ms) of a boundary divided by the median flux of the whole clip: ≈ 1–3 for ordinary music, higher for a
 click or a jump in timbre. The same score of the untouched input at the same times is the baseline (music has
-onsets too). Writes bench/results/seams.json.
+onsets too). Scored twice: on the output (input audio spliced with the decode) and on the decode alone (the
+model's own transition across the boundary, which re-noising can change and a crossfade cannot).
+Writes bench/results/seams.json.
 
     PYTHONPATH=. .venv/bin/python bench/bench_seams.py --root . --clips 6
 """
@@ -82,18 +84,21 @@ def main() -> None:
         base = {"inpaint": [seam_score(audio, 4.0), seam_score(audio, 6.5)], "continue": [seam_score(audio, 6.0)]}
         for name, opts in SETTINGS.items():
             gen = torch.Generator().manual_seed(0)
-            inp = editor.inpaint(clip.caption, audio, sr, 4.0, 6.5, sampler, gen, **opts).audio
+            inp = editor.inpaint(clip.caption, audio, sr, 4.0, 6.5, sampler, gen, **opts)
             gen = torch.Generator().manual_seed(0)
-            cont = editor.continue_audio(clip.caption, audio[:, : 6 * sr], sr, 10.0, sampler, gen, **opts).audio
+            cont = editor.continue_audio(clip.caption, audio[:, : 6 * sr], sr, 10.0, sampler, gen, **opts)
             rows.append({"track": clip.track_id, "setting": name, **opts,
-                         "inpaint": [seam_score(inp, 4.0), seam_score(inp, 6.5)], "continue": [seam_score(cont, 6.0)],
+                         "inpaint": [seam_score(inp.audio, 4.0), seam_score(inp.audio, 6.5)],
+                         "continue": [seam_score(cont.audio, 6.0)],
+                         "decoded_inpaint": [seam_score(inp.decoded, 4.0), seam_score(inp.decoded, 6.5)],
+                         "decoded_continue": [seam_score(cont.decoded, 6.0)],
                          "input_inpaint": base["inpaint"], "input_continue": base["continue"]})
             print(rows[-1], flush=True)
     summary = {}
     for name in SETTINGS:
         mine = [r for r in rows if r["setting"] == name]
-        summary[name] = {"inpaint_seam_median": float(np.median([v for r in mine for v in r["inpaint"]])),
-                         "continue_seam_median": float(np.median([v for r in mine for v in r["continue"]]))}
+        summary[name] = {key + "_seam_median": float(np.median([v for r in mine for v in r[key]]))
+                         for key in ("inpaint", "continue", "decoded_inpaint", "decoded_continue")}
     summary["input_same_times"] = {
         "inpaint_seam_median": float(np.median([v for r in rows[:: len(SETTINGS)] for v in r["input_inpaint"]])),
         "continue_seam_median": float(np.median([v for r in rows[:: len(SETTINGS)] for v in r["input_continue"]]))}
@@ -103,7 +108,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for name, s in summary.items():
-        print(f"{name:<20} inpaint {s['inpaint_seam_median']:.2f}  continue {s['continue_seam_median']:.2f}")
+        print(f"{name:<20} " + "  ".join(f"{k.replace('_seam_median', '')} {v:.2f}" for k, v in s.items()))
     print(f"wrote {out}")
 
 

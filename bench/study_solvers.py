@@ -176,8 +176,48 @@ def main() -> None:
     write_outputs(out, rows, {**info, "wall_s_this_run": round(time.perf_counter() - start, 1)})
 
 
+HIGHER_IS_BETTER = {"fad": False, "clap": True, "ccs": True}
+
+
+def summarise(rows: list[dict]) -> dict | None:
+    """Mean per (method, nfe), the seed noise per metric and the cheapest setting within noise of the reference.
+
+    noise[m] = mean |seed 0 − seed 1| over every setting run on both seeds (how far one prompt set moves with the
+    noise seed alone). A setting is within noise of the reference (euler at the largest NFE) when on every metric
+    |mean − reference| <= noise[m], either way: a few-step setting that scores *better* on a stand-in metric is a
+    different output distribution, not the same one more cheaply. The chosen setting is the cheapest whose method
+    stays within noise at every larger NFE measured too (so one lucky pair of seeds cannot pick it).
+    """
+    by = {}
+    for r in rows:
+        by.setdefault((r["method"], r["nfe"]), {})[r["seed"]] = r
+    pairs = [v for v in by.values() if len(v) >= 2]
+    if not pairs:
+        return None
+    noise = {m: float(np.mean([abs(v[0][m] - v[1][m]) for v in pairs if 0 in v and 1 in v])) for m in HIGHER_IS_BETTER}
+    eulers = [k for k in by if k[0] == "euler" and len(by[k]) >= 2]
+    if not eulers:
+        return None
+    ref_key = max(eulers, key=lambda k: k[1])
+    ref = {m: float(np.mean([r[m] for r in by[ref_key].values()])) for m in HIGHER_IS_BETTER}
+    table = []
+    for (method, nfe), seeds in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        mean = {m: float(np.mean([r[m] for r in seeds.values()])) for m in HIGHER_IS_BETTER}
+        worse = [m for m in HIGHER_IS_BETTER
+                 if (ref[m] - mean[m] if HIGHER_IS_BETTER[m] else mean[m] - ref[m]) > noise[m]]
+        differs = [m for m in HIGHER_IS_BETTER if abs(mean[m] - ref[m]) > noise[m]]
+        table.append({"method": method, "nfe": nfe, "seeds": len(seeds), **mean, "worse_than_reference": worse,
+                      "differs_from_reference": differs, "within_noise": len(seeds) >= 2 and not differs})
+    ok = [t for t in table if all(u["within_noise"] for u in table
+                                  if u["method"] == t["method"] and u["nfe"] >= t["nfe"])]
+    chosen = min(ok, key=lambda t: (t["nfe"], t["method"] != "euler")) if ok else None
+    return {"reference": {"method": ref_key[0], "nfe": ref_key[1], **ref}, "noise": noise, "table": table,
+            "cheapest_within_noise": chosen}
+
+
 def write_outputs(out: Path, rows: list[dict], info: dict) -> None:
-    (out / "solver_study.json").write_text(json.dumps({**info, "rows": rows}, indent=2) + "\n")
+    summary = summarise(rows)
+    (out / "solver_study.json").write_text(json.dumps({**info, "summary": summary, "rows": rows}, indent=2) + "\n")
     keys = ("fad", "clap", "ccs", "ccs_margin")
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
