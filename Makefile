@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench
+.PHONY: env repro test lint bench solver-study
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -25,3 +25,7 @@ lint: env
 bench: env
 	mkdir -p bench/results
 	set -e; for f in bench/bench_*.py; do echo "== $$f"; PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) $$f; done
+
+# metric vs network evaluations per ODE solver on the trained model (docs/generation.md); ~20 CPU-minutes
+solver-study: env
+	PYTHONPATH=$(CURDIR) $(PY) bench/study_solvers.py --root . --prompts 20 --seeds 2 --max-nfe-others 25

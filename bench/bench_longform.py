@@ -225,7 +225,9 @@ def main() -> None:
               "nfe_for_per_second_figures": nfe, "generate_steps": steps, "generate_method": method,
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "rows": rows,
               "growth_fits": fits}
-    if not args.skip_cli:
+    if not args.skip_cli and not (Path(args.model_dir) / "model.safetensors").is_file():
+        print(f"no trained model in {args.model_dir} (run `make repro` first): skipping the 3-minute CLI clip")
+    elif not args.skip_cli:
         result["cli_3min"] = run_cli(args.model_dir, 180.0, steps, method)
         print(f"CLI 3-minute clip: {result['cli_3min']}")
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,9 @@ def main() -> None:
     sampler = SamplerConfig(steps=args.steps or int(get(params, "generate.steps", 25)),
                             cfg_scale=float(get(params, "generate.cfg_scale", 3.5)),
                             method=str(get(params, "generate.method", "euler")))
+    if not (Path(model_dir) / "model.safetensors").is_file() or not Path(instrumental).is_file():
+        print(f"bench_seams: needs a trained model ({model_dir}) and the pipeline's data; run `make repro` first")
+        return
     editor = MusicEditor(TextToMusic.from_dir(model_dir, "cpu"))
     clips = read_dataset_split(tracks, instrumental, "test")[: args.clips]
     rows = []
