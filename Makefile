@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench gpu-check
+.PHONY: env repro test lint bench gpu-check solver-study
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -33,3 +33,7 @@ GPU_CHECK_ARGS ?=
 gpu-check: env
 	mkdir -p bench/results
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
+
+# metric vs network evaluations per ODE solver on the trained model (docs/generation.md); ~20 CPU-minutes
+solver-study: env
+	PYTHONPATH=$(CURDIR) $(PY) bench/study_solvers.py --root . --prompts 20 --seeds 2 --max-nfe-others 25

@@ -73,6 +73,10 @@ class AceStepCodec(Codec):
     name = "acestep"
     sample_rate = SAMPLE_RATE
     channels = 2
+    # the DCAE decoder's activations grow with length: decode 512-frame (47.6 s) windows sharing 128 frames,
+    # the window ACE-Step's own overlapped decode uses
+    decode_window = 512
+    decode_overlap = 128
 
     def __init__(self, cfg: AceStepCodecConfig, device: str | None = "auto"):
         self.cfg = cfg

@@ -21,6 +21,9 @@ class Codec(ABC):
     channels: int
     frame_rate: float
     latent_dim: int
+    # frames per decode window and frames shared by neighbours (``model/codec/windowed.py``); None = one call
+    decode_window: int | None = None
+    decode_overlap: int = 0
 
     @abstractmethod
     def encode(self, wav: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ evaluated with ONE forward over the conditional and null halves stacked on the b
     midpoint  x_{i+1} = x_i + h·s(x_i + h/2·s(x_i, t_i), t_i + h/2)                 2 evaluations / step, order 2
     heun      k1 = s(x_i, t_i), k2 = s(x_i + h·k1, t_{i+1}),
               x_{i+1} = x_i + h/2·(k1 + k2)                                        2 evaluations / step, order 2
+    ab2       x_{i+1} = x_i + h·(3/2·k_i − 1/2·k_{i−1}), k_i = s(x_i, t_i)           1 evaluation / step, order 2
+              (Adams–Bashforth two-step: reuses the previous step's velocity; the first step is Euler)
 
 Shapes: latents (B, D, T); text (B, L, E) with text_mask (B, L) bool (True = real token); the null text is
 (1, L0, E) and is broadcast to the batch. Each batch item's initial noise comes from its own
@@ -33,7 +35,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-METHODS = ("euler", "midpoint", "heun")
+METHODS = ("euler", "midpoint", "heun", "ab2")
+SINGLE_EVALUATION_METHODS = ("euler", "ab2")
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class SamplerConfig:
     @property
     def evaluations(self) -> int:
         """Number of (batched, guided) network evaluations one sample costs."""
-        return self.steps * (1 if self.method == "euler" else 2)
+        return self.steps * (1 if self.method in SINGLE_EVALUATION_METHODS else 2)
 
 
 def stable_seed(prompt_id: str, seed_index: int, base_seed: int = 0) -> int:
@@ -160,29 +163,52 @@ class GuidedVelocity:
         return v_null + self.cfg_scale * (v_cond - v_null)
 
 
-def integrate(
-    velocity: Any, x0: torch.Tensor, steps: int, method: str = "euler", progress: Any = None
-) -> torch.Tensor:
-    """Integrate dx/dt = velocity(x, t) from t = 0 to 1 in ``steps`` uniform steps; x0: (B, D, T).
+def solver_step(
+    velocity: Any, x: torch.Tensor, t: float, h: float, method: str, previous: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of ``method`` from (x (B, D, T), t) to t + h -> (x_next, s(x, t)).
 
-    ``velocity(x, t)`` takes x (B, D, T) and a float t. ``progress``, if given, is called with 1 per step.
+    ``previous`` is s at the previous grid point, used by the multistep ``ab2`` (None: an Euler step).
     """
+    k1 = velocity(x, t)
+    if method == "euler" or (method == "ab2" and previous is None):
+        return x + h * k1, k1
+    if method == "ab2":
+        return x + h * (1.5 * k1 - 0.5 * previous), k1
+    if method == "midpoint":
+        return x + h * velocity(x + (0.5 * h) * k1, t + 0.5 * h), k1
+    k2 = velocity(x + h * k1, t + h)
+    return x + (0.5 * h) * (k1 + k2), k1
+
+
+def check_solver(steps: int, method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"sampler method {method!r} is unknown; expected one of {', '.join(METHODS)}")
     if steps < 1:
         raise ValueError(f"sampler steps must be >= 1, got {steps}")
+
+
+def integrate(
+    velocity: Any,
+    x0: torch.Tensor,
+    steps: int,
+    method: str = "euler",
+    progress: Any = None,
+    after_step: Any = None,
+) -> torch.Tensor:
+    """Integrate dx/dt = velocity(x, t) from t = 0 to 1 in ``steps`` uniform steps; x0: (B, D, T).
+
+    ``velocity(x, t)`` takes x (B, D, T) and a float t. ``progress``, if given, is called with 1 per step.
+    ``after_step(x, t_next) -> x``, if given, may change the state after each step (e.g. put a known region
+    back on its path, ``model/flow/editing.py``).
+    """
+    check_solver(steps, method)
     h = 1.0 / steps
-    x = x0
+    x, previous = x0, None
     for i in range(steps):
-        t = i / steps
-        k1 = velocity(x, t)
-        if method == "euler":
-            x = x + h * k1
-        elif method == "midpoint":
-            x = x + h * velocity(x + (0.5 * h) * k1, t + 0.5 * h)
-        else:
-            k2 = velocity(x + h * k1, (i + 1) / steps)
-            x = x + (0.5 * h) * (k1 + k2)
+        x, previous = solver_step(velocity, x, i / steps, h, method, previous)
+        if after_step is not None:
+            x = after_step(x, (i + 1) / steps)
         if progress is not None:
             progress(1)
     return x

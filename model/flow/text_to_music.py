@@ -5,7 +5,9 @@
              ──resample (soxr) + channel map──▶ (B, 2, round(seconds · 44100)) float32
 
 T = ceil(seconds · frame_rate) frames, so the decoded audio covers at least ``seconds``; it is cropped to exactly
-``seconds``. A decode that comes back shorter, or with non-finite samples, raises ``GenerationError``.
+``seconds``. Any length works in one pass (the backbone's cost is linear in T); a codec whose decoder memory
+grows with length is decoded in overlapping windows (``model/codec/windowed.py``). A decode that comes back
+shorter, or with non-finite samples, raises ``GenerationError``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from model.audio.io import resample, to_channels
+from model.codec.windowed import decode_long
 from model.flow.sampling import SamplerConfig, sample
 from model.runtime.devices import resolve_device
 
@@ -103,7 +106,7 @@ class TextToMusic:
     ) -> np.ndarray:
         """Render captions: (B, 2, round(seconds · 44100)) float32 at 44.1 kHz, item b from ``generators[b]``."""
         z = self.latents(captions, generators, seconds, sampler, progress)
-        wav = self.codec.decode(z).detach().float().cpu().numpy()
+        wav = decode_long(self.codec, z).detach().float().cpu().numpy()
         return np.stack([to_output(w, self.codec.sample_rate, seconds, caption)
                          for w, caption in zip(wav, captions, strict=True)])
 

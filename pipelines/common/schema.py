@@ -191,9 +191,9 @@ class GenerateSection(Section):
     prompts: str = "builtin"
     n_prompts: Integer = Field(100, ge=0)
     seconds: Real = Field(10.0, gt=0)
-    steps: Integer = Field(25, ge=1)
+    steps: Integer = Field(4, ge=1)
     cfg_scale: Real = 3.5
-    method: str = "euler"
+    method: str = "ab2"
     seeds: Integer = Field(2, ge=1)
     seed: Integer = 0
     batch_size: Integer = Field(16, ge=1)
