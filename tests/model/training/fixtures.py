@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from model.data.shards import ClipRecord, ShardMetadata, shard_name, write_shard
+from model.data.store import pack_store
 
 CAPTIONS = ("calm piano", "fast rock drums", "dark ambient pad", "happy folk guitar")
 
 
 def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int = 4, width: int = 24,
                          seed: int = 0, rows_per_shard: int = 5) -> Path:
-    """Shards under root/shards (clip lengths vary, some shorter than a crop) and root/stats.json."""
+    """Shards under root/shards (clip lengths vary, some shorter than a crop), their packed store root/store
+    (what the pack stage writes) and root/stats.json."""
     rng = np.random.default_rng(seed)
     meta = ShardMetadata(codec="fixture", settings={}, latent_shape=(dim, width), frame_rate=10.0)
     records = []
@@ -41,6 +43,7 @@ def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int
     stats = {"count": int(valid.shape[1]), "mean": valid.mean(axis=1).tolist(), "var": valid.var(axis=1).tolist(),
              "split": "train", "codec": {"name": "fixture"}}
     (root / "stats.json").write_text(json.dumps(stats))
+    pack_store(shards, root / "store")
     return shards
 
 
@@ -83,6 +86,7 @@ def tiny_params(root: Path, **train: Any) -> dict[str, Any]:
         "codec": {"name": "mel"},
         "text": {"encoder": "minilm", "path": "", "max_length": 16},
         "encode": {"out_dir": str(root / "shards"), "stats_path": str(root / "stats.json")},
+        "pack": {"out_dir": str(root / "store")},
         "model": dict(TINY_MODEL),
         "train": train_section,
     }
