@@ -105,6 +105,8 @@ def _filesystem(path: str):
 
 
 def _exists(target: str) -> bool:
+    if not is_uri(target):
+        return os.path.exists(target)
     import pyarrow.fs
 
     fs, inner = _filesystem(target)
@@ -117,7 +119,8 @@ def _blind_nodes(target: str) -> tuple[list[str], int]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = alive_nodes()
-    probe = ray.remote(num_cpus=0)(_exists)
+    # max_calls=1: a probe's worker process exits after it and is never reused for an actor
+    probe = ray.remote(num_cpus=0, max_calls=1)(_exists)
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(target) for n in nodes]
     seen = ray.get(refs)
@@ -143,15 +146,22 @@ def check_reachable(path: str | os.PathLike, key: str) -> None:
     if len(alive_nodes()) <= 1:
         return
     path = _absolute(path)
-    fs, root = _filesystem(path)
-    fs.create_dir(root, recursive=True)
     marker = f"{path.rstrip('/')}/.flowjam-reach-{uuid.uuid4().hex}"
-    with fs.open_output_stream(_filesystem(marker)[1]) as out:
-        out.write(b"flowjam")
+    if is_uri(path):
+        fs, root = _filesystem(path)
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(_filesystem(marker)[1]) as out:
+            out.write(b"flowjam")
+    else:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        Path(marker).write_bytes(b"flowjam")
     try:
         blind, n_nodes = _blind_nodes(marker)
     finally:
-        fs.delete_file(_filesystem(marker)[1])
+        if is_uri(path):
+            fs.delete_file(_filesystem(marker)[1])
+        else:
+            Path(marker).unlink()
     if blind:
         _refuse(path, blind, n_nodes, key)
 
