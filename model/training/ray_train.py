@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.data.store import check_current
 from model.runtime.atomic_io import atomic_path
 from model.training.checkpoints import LAST, STEP_FILE
 from model.training.context import DistContext
@@ -103,7 +104,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     result = run_training(config["params"], dist=dist, device=device, prepare=ray_prepare,
                           live_dir=config["live_dir"], text_encoder=config["text_encoder"],
-                          trainer_cls=config["trainer_cls"])
+                          trainer_cls=config["trainer_cls"], check_store=False)
     if not dist.is_main:
         ray.train.report({"step": result.step, "final": True})
         return
@@ -175,6 +176,7 @@ def run_ray_training(
     if workers < 1:
         raise ValueError(f"params.yaml: train.workers must be >= 1, got {workers}")
     params = absolute_params(params)
+    check_current(params["pack"]["out_dir"], params["encode"]["out_dir"])  # here: workers need not see the shards
     live_dir = str(Path(live_dir).resolve())
     storage = str(storage_dir) if is_uri(str(storage_dir)) else str(
         Path(storage_dir or Path(params["train"]["ckpt_dir"]) / "ray").resolve())

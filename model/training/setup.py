@@ -92,11 +92,14 @@ def run_training(
     live_dir: str = "dvclive",
     text_encoder: Any = None,
     trainer_cls: type[Trainer] = Trainer,
+    check_store: bool = True,
 ) -> TrainResult:
     """Load data, build the network and train per ``params``; rank 0 exports ``train.out_dir`` at the end.
 
     ``text_encoder`` overrides ``build_text_encoder(params["text"])`` (tests pass a tiny one); ``trainer_cls`` is
-    the loop (the Ray launcher passes one that also reports checkpoints to Ray Train).
+    the loop (the Ray launcher passes one that also reports checkpoints to Ray Train). ``check_store`` compares
+    the store with the shards in ``encode.out_dir`` (the Ray launcher does it once, on the driver, since workers on
+    other nodes need not see the shards).
     """
     config = TrainConfig.from_params(params["train"])
     device = torch.device(device)
@@ -105,7 +108,8 @@ def run_training(
     if not store_dir:
         raise KeyError("params.yaml: missing key 'pack.out_dir' (the packed latent store that training reads)")
     standardiser = Standardiser.from_json(stats_path)
-    check_current(store_dir, shards_dir)
+    if check_store:
+        check_current(store_dir, shards_dir)
     train_clips = PackedClips.open(store_dir, "train")
     val_clips: Clips = PackedClips.open(store_dir, "validation")
     if len(val_clips) == 0:
