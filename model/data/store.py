@@ -8,8 +8,8 @@ Layout of ``<pack.out_dir>`` (written by the ``pack`` stage, read by training)::
     <split>/clips.parquet   track_id, clip_index, caption, offset (int64), n_frames (int32), in shard order
 
 Only valid frames are stored (the shards' zero padding is dropped). Frame-major means a crop of ``F`` frames is one
-contiguous read of ``F * D * 2`` bytes, and every process on a node that maps the file shares one page-cache copy,
-so training memory does not grow with the dataset. Packing streams shard by shard (memory: one shard) and writes
+contiguous read of ``F * D * 2`` bytes (``os.pread``), and every process on a node reading the file shares one
+page-cache copy, so training memory does not grow with the dataset. Packing streams shard by shard (memory: one shard) and writes
 into a temporary sibling directory that is renamed into place at the end: a store that exists is complete.
 """
 
@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,18 +156,22 @@ def check_current(store_dir: str | os.PathLike, shards_dir: str | os.PathLike) -
 
 @dataclass(frozen=True)
 class PackedClips:
-    """One split of a store, memory-mapped: ``window(i, start, frames)`` reads a crop without loading the split.
+    """One split of a store: ``window(i, start, frames)`` reads one crop with a positioned read (``os.pread``).
 
-    ``latents`` (total_frames, D) float16 is a read-only ``np.memmap``; ``offsets``/``lengths`` (N,) locate clip i.
+    Nothing of the split is loaded or memory-mapped: each crop is one contiguous read through the page cache, which
+    keeps one copy per node for every process reading the store, and (unlike pages of a memory map) never counts
+    in a process's RSS, however long the run. ``offsets``/``lengths`` (N,) locate clip i in frames.
     """
 
-    latents: np.ndarray
+    path: str
+    data_offset: int
     offsets: np.ndarray
     lengths: np.ndarray
     captions: tuple[str, ...]
     track_ids: tuple[str, ...]
     dim: int
     frame_rate: float
+    fd: int = field(default=-1, compare=False)
 
     @classmethod
     def open(cls, store_dir: str | os.PathLike, split: str) -> PackedClips:
@@ -176,13 +180,18 @@ class PackedClips:
             raise ValueError(f"{store_dir} holds splits {sorted(description['splits'])}, not {split!r}")
         root = Path(store_dir) / split
         table = pq.read_table(root / CLIPS_FILE)
-        n_frames = description["splits"][split]["frames"]
-        # np.load cannot map an empty array; an empty split is a (0, D) array
-        latents = (np.load(root / LATENTS_FILE, mmap_mode="r") if n_frames else
-                   np.zeros((0, description["dim"]), np.float16))
-        return cls(latents, table["offset"].to_numpy(), table["n_frames"].to_numpy(),
-                   tuple(table["caption"].to_pylist()), tuple(table["track_id"].to_pylist()),
-                   int(description["dim"]), float(description["frame_rate"]))
+        dim = int(description["dim"])
+        with (root / LATENTS_FILE).open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(f)
+            data_offset = f.tell()
+        if shape != (description["splits"][split]["frames"], dim) or dtype != np.float16:
+            raise ValueError(f"{root / LATENTS_FILE}: array {shape} {dtype} does not match {STORE_FILE}; pack again")
+        fd = os.open(root / LATENTS_FILE, os.O_RDONLY)
+        return cls(str(root / LATENTS_FILE), data_offset, table["offset"].to_numpy(), table["n_frames"].to_numpy(),
+                   tuple(table["caption"].to_pylist()), tuple(table["track_id"].to_pylist()), dim,
+                   float(description["frame_rate"]), fd)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -193,10 +202,18 @@ class PackedClips:
     def window(self, index: int, start: int, frames: int) -> np.ndarray:
         """Frames [start, start + frames) of clip ``index`` (clipped to its end) as (D, w) float32."""
         begin = int(self.offsets[index]) + start
-        end = int(self.offsets[index]) + min(start + frames, int(self.lengths[index]))
-        return np.asarray(self.latents[begin:end], dtype=np.float32).T
+        count = min(start + frames, int(self.lengths[index])) - start
+        row = self.dim * 2  # bytes per frame (float16)
+        data = os.pread(self.fd, count * row, self.data_offset + begin * row)
+        if len(data) != count * row:
+            raise OSError(f"{self.path}: short read at frame {begin} (truncated store?); run the pack stage again")
+        return np.frombuffer(data, dtype=np.float16).reshape(count, self.dim).T.astype(np.float32)
 
     def head(self, n: int) -> PackedClips:
-        """The first ``n`` clips (a view; nothing is read)."""
-        return PackedClips(self.latents, self.offsets[:n], self.lengths[:n], self.captions[:n], self.track_ids[:n],
-                           self.dim, self.frame_rate)
+        """The first ``n`` clips (nothing is read)."""
+        return PackedClips(self.path, self.data_offset, self.offsets[:n], self.lengths[:n], self.captions[:n],
+                           self.track_ids[:n], self.dim, self.frame_rate, self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)

@@ -1,7 +1,7 @@
 """Training data: latent clips from the Parquet shards, standardised, cropped, batched with padding masks.
 
-* Training reads crops from the packed store (``model.data.store.PackedClips``, memory-mapped: memory does not
-  grow with the data); :func:`load_split` still reads a split of the Parquet shards into memory
+* Training reads crops from the packed store (``model.data.store.PackedClips``, one positioned read per crop:
+  memory does not grow with the data); :func:`load_split` still reads a split of the Parquet shards into memory
   (:class:`LatentClips`, for small sets and tests). Both offer ``window(i, start, frames)`` (:class:`Clips`).
 * Standardisation ``(z - mean) / sqrt(var)`` per channel with ``data/latents/stats.json`` (:class:`Standardiser`).
 * Text embeddings are computed once per unique caption and cached on disk as float16, keyed by the encoder, its
@@ -42,7 +42,7 @@ TEXT_TOKENS, TEXT_INDEX = "tokens.npy", "index.json"
 
 
 class Clips(Protocol):
-    """What training reads from a split: in memory (:class:`LatentClips`) or memory-mapped (``PackedClips``)."""
+    """What training reads from a split: in memory (:class:`LatentClips`) or from the packed store (``PackedClips``)."""
 
     captions: Sequence[str]
     dim: int

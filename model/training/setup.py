@@ -111,7 +111,8 @@ def run_training(
     if check_store:
         check_current(store_dir, shards_dir)
     train_clips = PackedClips.open(store_dir, "train")
-    val_clips: Clips = PackedClips.open(store_dir, "validation")
+    val_store = PackedClips.open(store_dir, "validation")
+    val_clips: Clips = val_store
     if len(val_clips) == 0:
         logger.warning("%s has no validation clips: no validation loss will be logged", store_dir)
     elif config.val_clips and len(val_clips) > config.val_clips:
@@ -139,6 +140,8 @@ def run_training(
         result = trainer.fit()
     finally:
         batches.close()
+        train_clips.close()
+        val_store.close()
     if batches.served:  # one batch per step
         logger.info("data loading: %.2f ms/step waited, %.2f ms/batch assembled in the background; %.1f ms/step",
                     1e3 * batches.wait_s / batches.served, 1e3 * batches.load_s / batches.served,

@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import psutil
 import pytest
 import soundfile as sf
 import torch
@@ -51,28 +51,31 @@ def node_ports() -> list[str]:
     return [f"{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)]
 
 
-def end_processes_of(temp_dir: str) -> None:
-    """SIGTERM, then SIGKILL, this user's processes whose command line names ``temp_dir`` (and their children)."""
-    mine = []
-    for proc in psutil.process_iter(["cmdline", "uids"]):
-        try:
-            if proc.info["uids"].real == os.getuid() and temp_dir in " ".join(proc.info["cmdline"] or ()):
-                mine += [proc, *proc.children(recursive=True)]
-        except psutil.Error:
+def processes_of(temp_dir: str) -> list[int]:
+    """This user's processes whose command line names ``temp_dir`` (every process of that Ray cluster does)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-    mine = list({p.pid: p for p in mine if p.pid != os.getpid()}.values())
-    for proc in mine:
-        with_ignored(proc.send_signal, signal.SIGTERM)
-    _, alive = psutil.wait_procs(mine, timeout=10)
-    for proc in alive:
-        with_ignored(proc.kill)
+        try:
+            if entry.stat().st_uid == os.getuid() and temp_dir.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
-def with_ignored(call, *args) -> None:
-    try:
-        call(*args)
-    except psutil.Error:
-        pass
+def end_processes_of(temp_dir: str) -> None:
+    """SIGTERM, then after 10 s SIGKILL, the processes of the cluster in ``temp_dir``, by their ids."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_of(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while processes_of(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def ray_start(command: list[str], env: dict[str, str]) -> None:

@@ -127,7 +127,8 @@ print(int(next(line for line in open("/proc/self/status") if line.startswith("Vm
 # run in a fresh process (python -c TRAIN_AND_MEASURE params.yaml live_dir): trains with the word-hash text encoder
 # and prints the process's peak RSS in bytes as the last line
 TRAIN_AND_MEASURE = """
-import sys, yaml
+import logging, sys, yaml
+logging.basicConfig(level=logging.INFO)
 from model.training.setup import run_training
 from tests.model.training.fixtures import HashTextEncoder
 params = yaml.safe_load(open(sys.argv[1]))
