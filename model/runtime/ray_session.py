@@ -119,8 +119,7 @@ def _blind_nodes(target: str) -> tuple[list[str], int]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = alive_nodes()
-    # max_calls=1: a probe's worker process exits after it and is never reused for an actor
-    probe = ray.remote(num_cpus=0, max_calls=1)(_exists)
+    probe = ray.remote(num_cpus=0)(_exists)
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(target) for n in nodes]
     seen = ray.get(refs)
