@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from pipelines import pack, separate, stats
 from tests.model.separation.test_vocal_remover import save_local_repo, stereo, tiny_htdemucs
-from tests.model.training.fixtures import TINY_MODEL
+from tests.model.training.fixtures import TINY_MODEL, tiny_params, write_fixture_shards
 from tests.pipelines.test_encode import CODEC, shard_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,3 +195,17 @@ def test_separate_encode_and_train_on_a_two_node_cluster_equal_a_local_run(tmp_p
     wl, wr = load_file(local / "final" / "model.safetensors"), load_file(remote / "final" / "model.safetensors")
     assert wl.keys() == wr.keys() and all(torch.equal(wl[k], wr[k]) for k in wl)
     assert (remote / "dvclive" / "metrics.json").exists()
+
+
+def test_a_multi_node_cluster_without_shared_storage_is_refused_before_any_work(tmp_path, cluster):
+    write_fixture_shards(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(tmp_path, workers=2)))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "RAY_ADDRESS": cluster}
+    script = ("import sys, yaml\nfrom model.training.ray_train import run_ray_training\n"
+              "run_ray_training(yaml.safe_load(open(sys.argv[1])), workers=2, use_gpu=False, storage_dir='')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(params)], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0
+    assert "ray.storage is empty but the Ray cluster has 2 nodes" in done.stderr
