@@ -223,7 +223,7 @@ def _run_with_ray(
                           weights_dir=str(Path(cfg.weights_dir).resolve()) if cfg.weights_dir else "")
         given = {t.track_id: t for t in pending}
         actor_cls = ray.remote(num_cpus=0 if on_gpu else 1, num_gpus=1 if on_gpu else 0)(SeparationWorker)
-        actors = _start_actors(actor_cls, shipped, min(n_workers, len(pending)))
+        actors = [actor_cls.remote(shipped, single_thread=True) for _ in range(min(n_workers, len(pending)))]
         log.info("separating %d tracks on %d Ray actor(s) (%s each)", len(pending), len(actors),
                  "1 GPU" if on_gpu else "1 CPU")
         pool = ActorPool(actors)
@@ -236,22 +236,3 @@ def _run_with_ray(
         for actor in actors:
             ray.kill(actor)
     return out
-
-
-def _start_actors(actor_cls, cfg: SeparationConfig, n: int, attempts: int = 3) -> list:
-    """``n`` live actors; one that dies before it starts (seen on freshly joined clusters) is replaced."""
-    import ray
-
-    actors: list = []
-    for _ in range(attempts):
-        for actor in [actor_cls.remote(cfg, single_thread=True) for _ in range(n - len(actors))]:
-            try:
-                ray.get(actor.__ray_ready__.remote())
-                actors.append(actor)
-            except ray.exceptions.ActorDiedError as exc:
-                log.warning("a separation actor died before it started (%s); starting another", exc)
-        if len(actors) == n:
-            return actors
-    if not actors:
-        raise RuntimeError(f"no separation actor could be started on the Ray cluster ({attempts} attempts)")
-    return actors

@@ -33,6 +33,9 @@ from tests.pipelines.test_encode import CODEC, shard_rows
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
 pytestmark = pytest.mark.slow
+# the test cluster runs without token authentication; every driver that joins it must say so too (a ray.init
+# elsewhere in this process sets RAY_AUTH_MODE=token in os.environ, which subprocesses would inherit)
+CLUSTER_AUTH = "disabled"
 
 
 def free_ports(n: int) -> list[int]:
@@ -90,7 +93,7 @@ def cluster():
     temp_dir = tempfile.mkdtemp(prefix="fjray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs_port, dashboard_port = free_ports(2)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": CLUSTER_AUTH}
     env.pop("RAY_ADDRESS", None)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}",
               "--object-store-memory=120000000", "--disable-usage-stats"]
@@ -155,8 +158,9 @@ def run_recipe(root: Path, weights_dir: Path, ray_address: str | None) -> None:
     params = str(write_inputs(root, weights_dir))
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_MODE", None)  # a ray.init earlier in this process sets it
     if ray_address:
-        env["RAY_ADDRESS"] = ray_address
+        env.update(RAY_ADDRESS=ray_address, RAY_AUTH_MODE=CLUSTER_AUTH)
     if ray_address:
         run([sys.executable, "-m", "pipelines.separate", "--params", params], env, root)
     else:  # the local reference: one in-process worker
@@ -202,7 +206,7 @@ def test_a_multi_node_cluster_without_shared_storage_is_refused_before_any_work(
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params(tmp_path, workers=2)))
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "RAY_ADDRESS": cluster}
+           "RAY_ADDRESS": cluster, "RAY_AUTH_MODE": CLUSTER_AUTH}
     script = ("import sys, yaml\nfrom model.training.ray_train import run_ray_training\n"
               "run_ray_training(yaml.safe_load(open(sys.argv[1])), workers=2, use_gpu=False, storage_dir='')\n")
     done = subprocess.run([sys.executable, "-c", script, str(params)], env=env, cwd=tmp_path, capture_output=True,
