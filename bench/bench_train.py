@@ -41,7 +41,7 @@ def make_trainer(net_cfg: VelocityNetConfig, batch_size: int, frames: int, clips
                        net_cfg.latent_dim, 10.0)
     gen = torch.Generator().manual_seed(0)
     bank = {f"caption {i}": torch.randn(CAPTION_TOKENS, net_cfg.text_dim, generator=gen) for i in range(8)}
-    texts = TextBank(bank, torch.randn(2, net_cfg.text_dim, generator=gen), net_cfg.text_dim)
+    texts = TextBank.from_tensors(bank, torch.randn(2, net_cfg.text_dim, generator=gen), net_cfg.text_dim)
     stats = Standardiser((0.0,) * net_cfg.latent_dim, (1.0,) * net_cfg.latent_dim)
     cfg = TrainConfig(steps=10_000, batch_size=batch_size, frames=frames, ckpt_dir=str(tmp / "ck"))
     batches = TrainBatches(data, texts, stats, batch_size, frames, seed=0)

@@ -1,9 +1,9 @@
 """Stage ``encode``: instrumental audio -> latent clips in Parquet shards (Ray Data, an actor pool of codecs).
 
 Reads ``<separate.out_dir>/manifest.parquet`` and ``<data.prepared_dir>/tracks.parquet`` (captions, tags, split),
-the ``codec:`` and ``encode:`` params; writes ``<encode.out_dir>/shard-NNNNN.parquet`` (format in
-docs/ARCHITECTURE.md), ``rejects.parquet``, ``plan.json`` and ``provenance.json``. Rerunning after a kill encodes
-only the shards that are missing.
+the ``codec:`` and ``encode:`` params and ``ray.address`` (a Ray cluster to run on: docs/scaling-out.md);
+writes ``<encode.out_dir>/shard-NNNNN.parquet`` (format in docs/ARCHITECTURE.md), ``rejects.parquet``,
+``plan.json`` and ``provenance.json``. Rerunning after a kill encodes only the shards that are missing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from model.codec import build_codec
 from model.codec.encoding import describe_codec, run_encode
 from model.data.clips import ClipPolicy, TrackSource, plan_clips
 from model.runtime.atomic_io import write_json_atomic
-from model.runtime.ray_session import available_cpus, cuda_device_count, ray_session
+from model.runtime.ray_session import (
+    available_cpus,
+    check_visible,
+    cluster_gpus,
+    cuda_device_count,
+    ray_session,
+    resolve_address,
+)
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import get, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
@@ -98,21 +105,27 @@ def main(argv: list[str] | None = None) -> None:
         Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet",
     )
     plan = plan_clips(sources, cfg.policy, cfg.shard_rows, cfg.batch_size)
-    gpus = cuda_device_count()
-    workers = gpus or cfg.workers
-    # GPU actors pick their device from codec params; CPU actors are pinned to the CPU
-    codec_factory = functools.partial(build_codec, codec_params, None if gpus else "cpu")
-    with ray_session(num_cpus=max(cfg.workers, available_cpus()), num_gpus=gpus):
+    address = resolve_address(get(params, "ray.address", ""))
+    with ray_session(num_cpus=max(cfg.workers, available_cpus()), num_gpus=cuda_device_count(), address=address):
         import ray
 
+        # the GPUs of the Ray instance (on a cluster: of every node), not of this machine
+        gpus = cluster_gpus()
+        workers = gpus or cfg.workers
+        # GPU actors pick their device from codec params; CPU actors are pinned to the CPU
+        codec_factory = functools.partial(build_codec, absolute_paths(codec_params), None if gpus else "cpu")
+        if sources:  # the actors read the instrumental audio: it must be on storage every node mounts
+            check_visible(sources[0].path, "separate.out_dir")
         meta = ray.get(ray.remote(num_cpus=1)(_describe).remote(codec_factory, cfg.policy.clip_seconds))
         log.info(
-            "%d tracks -> %d clips in %d shards; codec %s, latent %s",
+            "%d tracks -> %d clips in %d shards; codec %s, latent %s; %d %s actor(s)",
             len(sources),
             sum(len(s) for s in plan.shards),
             len(plan.shards),
             meta.codec,
             meta.latent_shape,
+            workers,
+            "GPU" if gpus else "CPU",
         )
         summary = run_encode(
             plan, cfg.out_dir, codec_factory, meta, cfg.policy.clip_seconds, workers, use_gpu=bool(gpus)
@@ -139,6 +152,14 @@ def main(argv: list[str] | None = None) -> None:
         summary.shards_written,
         summary.rejects,
     )
+
+
+def absolute_paths(codec_params: dict[str, Any]) -> dict[str, Any]:
+    """``codec`` params with ``acestep_dir`` made absolute (actors may run in another directory or node)."""
+    out = dict(codec_params)
+    if out.get("acestep_dir"):
+        out["acestep_dir"] = str(Path(out["acestep_dir"]).resolve())
+    return out
 
 
 def _describe(codec_factory, clip_seconds: float):

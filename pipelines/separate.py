@@ -1,6 +1,7 @@
 """Stage ``separate``: prepared tracks -> instrumental audio + ``manifest.parquet`` + ``rejects.parquet``.
 
-Reads ``data/prepared/tracks.parquet`` (under ``data.prepared_dir``) and the ``separate:`` params; writes
+Reads ``data/prepared/tracks.parquet`` (under ``data.prepared_dir``), the ``separate:`` params and ``ray.address``
+(a Ray cluster to run on, see docs/scaling-out.md); writes
 ``<separate.out_dir>/audio/<track_id>.<audio_format>`` (htdemucs), ``manifest.parquet`` (track_id, path, seconds,
 status), ``rejects.parquet`` (track_id, audio_path, reason) and ``provenance.json``. Rerunning skips finished files.
 """
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     tracks = read_tracks(tracks_path)
     out_dir = Path(cfg.out_dir)
     log.info("%d tracks, model %s -> %s", len(tracks), cfg.model, out_dir)
-    results = run_separation(tracks, cfg)
+    results = run_separation(tracks, cfg, address=get(params, "ray.address", ""))
     manifest, rejects = results_tables(results)
     write_parquet_atomic(out_dir / "manifest.parquet", manifest)
     write_parquet_atomic(out_dir / "rejects.parquet", rejects)

@@ -1,10 +1,11 @@
 """Stage ``train``: latent shards + stats -> trained velocity network.
 
-Reads ``encode.out_dir`` (shards), ``encode.stats_path`` and the ``codec``, ``text``, ``model``, ``train``
-params. Writes checkpoints into ``train.ckpt_dir``/run-<hash> (persisted; a rerun resumes from its ``last.pt``), DVCLive
+Reads ``pack.out_dir`` (the packed store, checked against the shards in ``encode.out_dir``), ``encode.stats_path``
+and the ``codec``, ``text``, ``model``, ``train`` and ``ray`` params. Writes checkpoints into ``train.ckpt_dir``/run-<hash> (persisted; a rerun resumes from its ``last.pt``), DVCLive
 metrics/plots into ``dvclive/``, and the final artefact (EMA weights ``model.safetensors`` + ``config.json``)
 with ``provenance.json`` into ``train.out_dir``. One worker on CPU (the default) trains in-process; more
-workers or ``train.use_gpu`` run the same loop under Ray Train (DDP).
+workers or ``train.use_gpu`` run the same loop under Ray Train (DDP), on a private local Ray instance or on the
+cluster at ``ray.address`` / ``RAY_ADDRESS``, with Ray Train's checkpoints in ``ray.storage`` (docs/scaling-out.md).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    for key in ("encode.out_dir", "encode.stats_path", *PARAM_SECTIONS):
+    for key in ("encode.out_dir", "encode.stats_path", "pack.out_dir", *PARAM_SECTIONS):
         get(params, key)
     config = TrainConfig.from_params(get(params, "train"))
     if config.workers > 1 or config.use_gpu:
-        run_ray_training(params, config.workers, config.use_gpu, Path(config.ckpt_dir) / "ray",
-                         live_dir=args.live_dir)
+        run_ray_training(params, config.workers, config.use_gpu, get(params, "ray.storage", ""),
+                         live_dir=args.live_dir, address=get(params, "ray.address", ""))
     else:
         run_training(params, live_dir=args.live_dir)
     out_dir = Path(config.out_dir)

@@ -169,7 +169,9 @@ def run_encode(
 ) -> EncodeSummary:
     """Encode every unfinished shard of ``plan`` into ``out_dir``; merge all rejects into rejects.parquet.
 
-    Needs a running Ray (``model.runtime.ray_session.ray_session``). Shard contents depend only on the plan.
+    Needs a running Ray (``model.runtime.ray_session.ray_session``): a local instance or a cluster, where each
+    actor asks for one GPU (``use_gpu``) or one CPU; only the driver writes files. Shard contents depend only on
+    the plan.
     """
     import ray.data
 
@@ -196,7 +198,8 @@ def run_encode(
                     {
                         "shard_index": s,
                         "first_position": position,
-                        "clips_json": json.dumps([asdict(c) for c in batch]),
+                        # absolute paths: the actor may run on another node, in another directory
+                        "clips_json": json.dumps([{**asdict(c), "path": os.path.abspath(c.path)} for c in batch]),
                     }
                 )
                 position += len(batch)

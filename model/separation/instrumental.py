@@ -2,7 +2,9 @@
 
 Resumable: outputs are written atomically, so an existing ``audio/<track_id>.<fmt>`` is complete and is not
 redone. Parallel: one Ray actor per GPU (when present) or per CPU, each holding one demucs model; the ``none``
-model only validates (fully decodes) each input, in a thread pool.
+model only validates (fully decodes) each input, in a thread pool. With a Ray cluster (``ray.address`` or
+``RAY_ADDRESS``) the actors ask the cluster for one GPU (or CPU) each, get absolute paths, and write into
+``separate.out_dir``, which must then be a directory every node mounts (checked before any work).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -20,7 +22,15 @@ from tqdm import tqdm
 from model.audio.io import AudioDecodeError, audio_info
 from model.audio.stream import scan_audio
 from model.runtime.atomic_io import write_json_atomic
-from model.runtime.ray_session import available_cpus, cuda_device_count, ray_session
+from model.runtime.ray_session import (
+    available_cpus,
+    check_reachable,
+    cluster_cpus,
+    cluster_gpus,
+    cuda_device_count,
+    ray_session,
+    resolve_address,
+)
 from model.separation.vocal_remover import SeparationConfig, VocalRemover
 
 log = logging.getLogger(__name__)
@@ -155,12 +165,15 @@ def run_separation(
     tracks: Sequence[TrackAudio],
     cfg: SeparationConfig,
     worker_factory: Callable[[], SeparationWorker] | None = None,
+    address: str = "",
 ) -> list[SeparationResult]:
     """Results for every track (sorted by track_id): reused, newly separated/validated, or rejected.
 
     ``worker_factory`` builds the in-process worker (tests inject counting workers); Ray actors are used when
-    more than one worker is configured.
+    more than one worker is configured, or always on a Ray cluster (``address`` = ``ray.address``, or
+    ``RAY_ADDRESS``).
     """
+    address = resolve_address(address)
     prepare_audio_dir(cfg, {t.track_id for t in tracks})
     results: list[SeparationResult] = []
     pending: list[TrackAudio] = []
@@ -179,32 +192,46 @@ def run_separation(
             for res in pool.map(lambda t: process_track(t, cfg, None), pending):
                 results.append(res)
                 bar.update()
-    elif n_workers == 1 or len(pending) <= 1 or worker_factory is not None:
+    elif worker_factory is not None or not pending or (not address and (n_workers == 1 or len(pending) <= 1)):
         worker = (worker_factory or (lambda: SeparationWorker(cfg)))() if pending else None
         for track in pending:
             results.append(worker.run(track))
             bar.update()
     else:
-        results.extend(_run_with_ray(pending, cfg, min(n_workers, len(pending)), on_gpu, bar))
+        results.extend(_run_with_ray(pending, cfg, n_workers, on_gpu, bar, address))
     bar.close()
     return sorted(results, key=lambda r: r.track_id)
 
 
 def _run_with_ray(
-    pending: Sequence[TrackAudio], cfg: SeparationConfig, n_workers: int, on_gpu: bool, bar: tqdm
+    pending: Sequence[TrackAudio], cfg: SeparationConfig, n_workers: int, on_gpu: bool, bar: tqdm, address: str
 ) -> list[SeparationResult]:
+    """Separate ``pending`` on Ray actors (a private local instance, or the cluster at ``address``)."""
     import ray
     from ray.util import ActorPool
 
     out: list[SeparationResult] = []
-    with ray_session(
-        num_cpus=max(n_workers, 1) if not on_gpu else available_cpus(), num_gpus=n_workers if on_gpu else 0
-    ):
+    local_cpus = max(n_workers, 1) if not on_gpu else available_cpus()
+    with ray_session(num_cpus=local_cpus, num_gpus=n_workers if on_gpu else 0, address=address):
+        if address:  # the cluster's resources, not this machine's
+            gpus = 0 if cfg.device == "cpu" else cluster_gpus()
+            on_gpu = gpus > 0
+            n_workers = cfg.workers or gpus or cluster_cpus()
+            check_reachable(Path(cfg.out_dir).resolve(), "separate.out_dir")
+        # workers may run elsewhere, in another directory: they get absolute paths; results keep the given ones
+        shipped = replace(cfg, out_dir=str(Path(cfg.out_dir).resolve()),
+                          weights_dir=str(Path(cfg.weights_dir).resolve()) if cfg.weights_dir else "")
+        given = {t.track_id: t for t in pending}
         actor_cls = ray.remote(num_cpus=0 if on_gpu else 1, num_gpus=1 if on_gpu else 0)(SeparationWorker)
-        actors = [actor_cls.remote(cfg, single_thread=True) for _ in range(n_workers)]
+        actors = [actor_cls.remote(shipped, single_thread=True) for _ in range(min(n_workers, len(pending)))]
+        log.info("separating %d tracks on %d Ray actor(s) (%s each)", len(pending), len(actors),
+                 "1 GPU" if on_gpu else "1 CPU")
         pool = ActorPool(actors)
-        for res in pool.map_unordered(lambda actor, track: actor.run.remote(track), list(pending)):
-            out.append(res)
+        tracks = [TrackAudio(t.track_id, str(Path(t.audio_path).resolve())) for t in pending]
+        for res in pool.map_unordered(lambda actor, track: actor.run.remote(track), tracks):
+            track = given[res.track_id]
+            path = str(output_path(cfg.out_dir, res.track_id, cfg.audio_format)) if res.path else ""
+            out.append(replace(res, audio_path=track.audio_path, path=path))
             bar.update()
         for actor in actors:
             ray.kill(actor)

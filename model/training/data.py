@@ -1,10 +1,12 @@
 """Training data: latent clips from the Parquet shards, standardised, cropped, batched with padding masks.
 
-* Clips are read once (``load_clips``) from ``data/latents/shards/shard-*.parquet`` (format in
-  docs/ARCHITECTURE.md), keeping only each clip's valid frames as float16 (D, n_frames); non-finite latents are an
-  error naming the shard and the track.
+* Training reads crops from the packed store (``model.data.store.PackedClips``, one positioned read per crop:
+  memory does not grow with the data); :func:`load_split` still reads a split of the Parquet shards into memory
+  (:class:`LatentClips`, for small sets and tests). Both offer ``window(i, start, frames)`` (:class:`Clips`).
 * Standardisation ``(z - mean) / sqrt(var)`` per channel with ``data/latents/stats.json`` (:class:`Standardiser`).
-* Text embeddings are computed once per unique caption at start-up (:class:`TextBank`).
+* Text embeddings are computed once per unique caption and cached on disk as float16, keyed by the encoder, its
+  settings and the caption set (:meth:`TextBank.cached`); every process maps the same file.
+* :class:`TrainBatches` assembles batches ahead of the step in a background thread (``prefetch``).
 * :class:`ClipSampler` is an endless, seeded, epoch-wise shuffle whose state is (epoch, position); each of
   ``world_size`` ranks walks its own disjoint slice of every epoch. Crops are a pure function of
   (seed, epoch, clip), so restoring the sampler state restores the exact batch sequence.
@@ -12,11 +14,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,15 +38,50 @@ from model.data.stats import Standardiser
 
 logger = logging.getLogger(__name__)
 
+TEXT_TOKENS, TEXT_INDEX = "tokens.npy", "index.json"
+
+
+class Clips(Protocol):
+    """What training reads from a split: in memory (:class:`LatentClips`) or from the packed store (``PackedClips``)."""
+
+    captions: Sequence[str]
+    dim: int
+    frame_rate: float
+
+    def __len__(self) -> int: ...
+
+    def length(self, index: int) -> int: ...
+
+    def window(self, index: int, start: int, frames: int) -> np.ndarray: ...
+
+    def head(self, n: int) -> Clips: ...
 
 
 @dataclass(frozen=True)
 class TextBank:
-    """Token embeddings per unique caption, real tokens only: caption -> (L_i, E) float32; plus the null text."""
+    """Token embeddings per unique caption (real tokens only) as one float16 array, plus the null text.
 
-    embeddings: dict[str, torch.Tensor]
-    null: torch.Tensor
+    ``tokens`` (N, E) float16 holds every caption's tokens back to back (a memory map when loaded from the cache);
+    ``spans[caption] = (start, end)`` are its rows, ``null`` the rows of the empty text.
+    """
+
+    tokens: np.ndarray
+    spans: dict[str, tuple[int, int]]
+    null: tuple[int, int]
     dim: int
+
+    @classmethod
+    def from_tensors(cls, embeddings: dict[str, torch.Tensor], null: torch.Tensor, dim: int) -> TextBank:
+        """From caption -> (L_i, E) tensors and the null text's (L0, E)."""
+        rows, spans, at = [], {}, 0
+        for caption, emb in embeddings.items():
+            rows.append(emb.detach().float().cpu().numpy().astype(np.float16))
+            spans[caption] = (at, at + emb.shape[0])
+            at += emb.shape[0]
+        rows.append(null.detach().float().cpu().numpy().astype(np.float16))
+        null_span = (at, at + null.shape[0])
+        at += null.shape[0]
+        return cls(np.concatenate(rows).reshape(at, dim), spans, null_span, int(dim))
 
     @classmethod
     def build(cls, encoder: Any, captions: Sequence[str], batch_size: int = 64) -> TextBank:
@@ -47,16 +93,61 @@ class TextBank:
             bank.update(zip(chunk, _real_tokens(*encoder.encode(chunk)), strict=True))
         null = _real_tokens(*encoder.encode([""]))[0]
         logger.info("encoded %d unique captions with %s (dim %d)", len(unique), encoder.name, encoder.dim)
-        return cls(bank, null, int(encoder.dim))
+        return cls.from_tensors(bank, null, int(encoder.dim))
+
+    @classmethod
+    def cached(cls, encoder: Any, captions: Sequence[str], cache_root: str | Path, settings: dict[str, Any],
+               batch_size: int = 64) -> TextBank:
+        """:meth:`build` once per (encoder, ``settings``, caption set) into ``cache_root/<key>``, then map it."""
+        unique = sorted(set(captions))
+        key = hashlib.sha256(json.dumps([encoder.name, int(encoder.dim), settings, unique], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
+        directory = Path(cache_root) / f"text-{key}"
+        if not (directory / TEXT_INDEX).exists():
+            bank = cls.build(encoder, unique, batch_size)
+            bank.save(directory)
+            logger.info("cached text embeddings in %s", directory)
+        return cls.load(directory)
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``tokens.npy`` and ``index.json`` into ``directory`` (renamed into place: complete or absent)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            np.save(tmp / TEXT_TOKENS, np.ascontiguousarray(self.tokens, dtype=np.float16))
+            (tmp / TEXT_INDEX).write_text(json.dumps({"dim": self.dim, "null": list(self.null),
+                                                     "spans": {c: list(s) for c, s in self.spans.items()}}))
+            os.chmod(tmp, 0o755)
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if not (target / TEXT_INDEX).exists():  # not another worker that got there first
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TextBank:
+        index = json.loads((Path(directory) / TEXT_INDEX).read_text())
+        tokens = np.load(Path(directory) / TEXT_TOKENS, mmap_mode="r")
+        return cls(tokens, {c: (int(a), int(b)) for c, (a, b) in index["spans"].items()},
+                   (int(index["null"][0]), int(index["null"][1])), int(index["dim"]))
+
+    def embedding(self, caption: str) -> torch.Tensor:
+        """(L, E) float32 tokens of one caption."""
+        start, end = self.spans[caption]
+        return torch.from_numpy(np.asarray(self.tokens[start:end], dtype=np.float32))
 
     def batch(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """captions -> (emb (B, L, E) zero-padded, mask (B, L) bool) with L the longest caption in the batch."""
-        tokens = [self.embeddings[c] for c in captions]
-        return pad_tokens(tokens, self.dim)
+        return pad_tokens([self.embedding(c) for c in captions], self.dim)
 
     def null_condition(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The CFG null condition: (emb (1, L0, E), mask (1, L0))."""
-        return pad_tokens([self.null], self.dim)
+        start, end = self.null
+        return pad_tokens([torch.from_numpy(np.asarray(self.tokens[start:end], dtype=np.float32))], self.dim)
 
 
 def _real_tokens(emb: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -150,20 +241,19 @@ def crop_start(n_frames: int, frames: int, rng: np.random.Generator | None) -> i
     return int(rng.integers(0, slack + 1)) if rng is not None else slack // 2
 
 
-def collate(clips: LatentClips, items: Sequence[tuple[int, int | None]], frames: int, seed: int,
+def collate(clips: Clips, items: Sequence[tuple[int, int | None]], frames: int, seed: int,
             standardiser: Standardiser, texts: TextBank) -> Batch:
     """(clip index, epoch or None) items -> Batch of width ``frames``; epoch None means a centred crop.
 
-    The random crop of clip i in epoch e uses ``default_rng([seed, e, i])``, a pure function of the item.
+    The random crop of clip i in epoch e uses ``default_rng([seed, e, i])``, a pure function of the item; only
+    the crop's frames are read (one contiguous read from a packed store).
     """
-    dim = clips.dim
-    x = torch.zeros(len(items), dim, frames)
+    x = torch.zeros(len(items), clips.dim, frames)
     mask = torch.zeros(len(items), frames, dtype=torch.bool)
     for row, (index, epoch) in enumerate(items):
-        latent = clips.latents[index]
         rng = None if epoch is None else np.random.default_rng([seed, epoch, index])
-        start = crop_start(latent.shape[1], frames, rng)
-        window = torch.from_numpy(latent[:, start : start + frames].astype(np.float32))
+        start = crop_start(clips.length(index), frames, rng)
+        window = torch.from_numpy(np.ascontiguousarray(clips.window(index, start, frames), dtype=np.float32))
         x[row, :, : window.shape[1]] = standardiser.standardise(window)
         mask[row, : window.shape[1]] = True
     text, text_mask = texts.batch([clips.captions[i] for i, _ in items])
@@ -171,10 +261,16 @@ def collate(clips: LatentClips, items: Sequence[tuple[int, int | None]], frames:
 
 
 class TrainBatches:
-    """The endless training stream: ``next()`` -> Batch of ``batch_size`` random crops; resumable."""
+    """The endless training stream: ``next()`` -> Batch of ``batch_size`` random crops; resumable.
 
-    def __init__(self, clips: LatentClips, texts: TextBank, standardiser: Standardiser, batch_size: int,
-                 frames: int, seed: int, rank: int = 0, world_size: int = 1):
+    With ``prefetch`` > 0 a background thread assembles the next ``prefetch`` batches while the caller trains on
+    the current one. The item order is drawn on the caller's thread, so ``state_dict`` is the state after the
+    batches handed out (not those in flight) and a resume replays exactly the same sequence.
+    ``wait_s``/``load_s`` add up the time ``next()`` blocked and the time spent assembling batches.
+    """
+
+    def __init__(self, clips: Clips, texts: TextBank, standardiser: Standardiser, batch_size: int,
+                 frames: int, seed: int, rank: int = 0, world_size: int = 1, prefetch: int = 0):
         if len(clips) == 0:
             raise ValueError("no training clips: the shards have no rows with split == 'train'")
         if standardiser.dim != clips.dim:
@@ -182,19 +278,59 @@ class TrainBatches:
         self.clips, self.texts, self.standardiser = clips, texts, standardiser
         self.batch_size, self.frames, self.seed = batch_size, frames, seed
         self.sampler = ClipSampler(len(clips), seed, rank, world_size)
+        self.prefetch = max(0, int(prefetch))
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="batches") if self.prefetch else None
+        self._pending: deque[tuple[Future, dict[str, int]]] = deque()
+        self._handed_out = self.sampler.state_dict()
+        self._lock = threading.Lock()
+        self.wait_s = self.load_s = 0.0
+        self.served = 0
+
+    def _assemble(self, items: list[tuple[int, int]]) -> Batch:
+        started = time.perf_counter()
+        batch = collate(self.clips, items, self.frames, self.seed, self.standardiser, self.texts)
+        with self._lock:
+            self.load_s += time.perf_counter() - started
+        return batch
 
     def next(self) -> Batch:
-        return collate(self.clips, self.sampler.take(self.batch_size), self.frames, self.seed,
-                       self.standardiser, self.texts)
+        started = time.perf_counter()
+        if self._pool is None:
+            batch = self._assemble(self.sampler.take(self.batch_size))
+            self._handed_out = self.sampler.state_dict()
+        else:
+            while len(self._pending) < self.prefetch + 1:
+                items = self.sampler.take(self.batch_size)
+                self._pending.append((self._pool.submit(self._assemble, items), self.sampler.state_dict()))
+            future, state = self._pending.popleft()
+            batch = future.result()
+            self._handed_out = state
+        self.wait_s += time.perf_counter() - started
+        self.served += 1
+        return batch
 
     def state_dict(self) -> dict[str, int]:
-        return self.sampler.state_dict()
+        return dict(self._handed_out)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        for future, _ in self._pending:
+            future.cancel()
+        for future, _ in self._pending:
+            if not future.cancelled():
+                future.result()
+        self._pending.clear()
         self.sampler.load_state_dict(state)
+        self._handed_out = self.sampler.state_dict()
+
+    def close(self) -> None:
+        """Stop the background thread (batches in flight are dropped)."""
+        if self._pool is not None:
+            self.load_state_dict(self._handed_out)
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
-def validation_batches(clips: LatentClips, texts: TextBank, standardiser: Standardiser, batch_size: int,
+def validation_batches(clips: Clips, texts: TextBank, standardiser: Standardiser, batch_size: int,
                        frames: int) -> Iterator[Batch]:
     """Every validation clip once, in order, centred crops: a deterministic pass."""
     for start in range(0, len(clips), batch_size):
@@ -214,6 +350,16 @@ class LatentClips:
 
     def __len__(self) -> int:
         return len(self.latents)
+
+    def length(self, index: int) -> int:
+        return int(self.latents[index].shape[1])
+
+    def window(self, index: int, start: int, frames: int) -> np.ndarray:
+        """Frames [start, start + frames) of clip ``index`` (clipped to its end) as (D, w)."""
+        return self.latents[index][:, start : start + frames]
+
+    def head(self, n: int) -> LatentClips:
+        return LatentClips(self.latents[:n], self.captions[:n], self.track_ids[:n], self.dim, self.frame_rate)
 
 
 def load_split(shards_dir: str | Path, split: str) -> LatentClips:

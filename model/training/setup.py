@@ -1,7 +1,9 @@
 """Assemble a training run from params.yaml and run it: the same function in-process and in each Ray worker.
 
-Reads ``encode.out_dir`` (shards), ``encode.stats_path``, and the ``codec``, ``text``, ``model``, ``train``
-sections. Rank 0 writes checkpoints, DVCLive files and, at the end, the final artefact in ``train.out_dir``.
+Reads ``pack.out_dir`` (the packed latent store, memory-mapped; checked against the shards in ``encode.out_dir``),
+``encode.stats_path``, and the ``codec``, ``text``, ``model``, ``train`` sections. Text embeddings are cached under
+``train.ckpt_dir``/text-cache. Rank 0 writes checkpoints, DVCLive files and, at the end, the final artefact in
+``train.out_dir``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,11 @@ import torch
 from torch import nn
 
 from model.data.stats import Standardiser
+from model.data.store import PackedClips, check_current
 from model.flow.trained import export_trained
 from model.training.config import TrainConfig
 from model.training.context import SINGLE, DistContext, no_wrap
-from model.training.data import LatentClips, TextBank, TrainBatches, load_split
+from model.training.data import Clips, TextBank, TrainBatches
 from model.training.loop import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -44,7 +48,11 @@ def _without_placement(section: Any) -> Any:
     return section
 
 
-def run_fingerprint(params: dict[str, Any], config: TrainConfig, clips: LatentClips,
+PREFETCH_BATCHES = 2
+TEXT_CACHE = "text-cache"
+
+
+def run_fingerprint(params: dict[str, Any], config: TrainConfig, clips: Clips,
                     standardiser: Standardiser) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint."""
     stats_digest = hashlib.sha256(json.dumps([standardiser.mean, standardiser.var]).encode()).hexdigest()[:16]
@@ -83,29 +91,40 @@ def run_training(
     prepare: Callable[[nn.Module, torch.device], nn.Module] = no_wrap,
     live_dir: str = "dvclive",
     text_encoder: Any = None,
+    trainer_cls: type[Trainer] = Trainer,
+    check_store: bool = True,
 ) -> TrainResult:
     """Load data, build the network and train per ``params``; rank 0 exports ``train.out_dir`` at the end.
 
-    ``text_encoder`` overrides ``build_text_encoder(params["text"])`` (tests pass a tiny one).
+    ``text_encoder`` overrides ``build_text_encoder(params["text"])`` (tests pass a tiny one); ``trainer_cls`` is
+    the loop (the Ray launcher passes one that also reports checkpoints to Ray Train). ``check_store`` compares
+    the store with the shards in ``encode.out_dir`` (the Ray launcher does it once, on the driver, since workers on
+    other nodes need not see the shards).
     """
     config = TrainConfig.from_params(params["train"])
     device = torch.device(device)
     shards_dir, stats_path = params["encode"]["out_dir"], params["encode"]["stats_path"]
+    store_dir = (params.get("pack") or {}).get("out_dir")
+    if not store_dir:
+        raise KeyError("params.yaml: missing key 'pack.out_dir' (the packed latent store that training reads)")
     standardiser = Standardiser.from_json(stats_path)
-    train_clips = load_split(shards_dir, "train")
-    val_clips = load_split(shards_dir, "validation")
+    if check_store:
+        check_current(store_dir, shards_dir)
+    train_clips = PackedClips.open(store_dir, "train")
+    val_store = PackedClips.open(store_dir, "validation")
+    val_clips: Clips = val_store
     if len(val_clips) == 0:
-        logger.warning("%s has no validation clips: no validation loss will be logged", shards_dir)
+        logger.warning("%s has no validation clips: no validation loss will be logged", store_dir)
     elif config.val_clips and len(val_clips) > config.val_clips:
-        val_clips = LatentClips(val_clips.latents[: config.val_clips], val_clips.captions[: config.val_clips],
-                                val_clips.track_ids[: config.val_clips], val_clips.dim, val_clips.frame_rate)
+        val_clips = val_clips.head(config.val_clips)
     if text_encoder is None:
         from model.text import build_text_encoder
 
         text_encoder = build_text_encoder(params["text"], device=str(device))
-    texts = TextBank.build(text_encoder, list(train_clips.captions) + list(val_clips.captions))
+    texts = TextBank.cached(text_encoder, list(train_clips.captions) + list(val_clips.captions),
+                            Path(config.ckpt_dir) / TEXT_CACHE, _without_placement(params["text"]))
     batches = TrainBatches(train_clips, texts, standardiser, config.batch_size, config.frames, config.seed,
-                           dist.rank, dist.world_size)
+                           dist.rank, dist.world_size, prefetch=PREFETCH_BATCHES)
     seed_everything(config.seed)
     net, net_config = build_net(params, train_clips.dim, texts.dim)
     n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -114,9 +133,19 @@ def run_training(
     fingerprint = run_fingerprint(params, config, train_clips, standardiser)
     config = dataclasses.replace(config, ckpt_dir=str(run_dir(config.ckpt_dir, fingerprint)))
     logger.info("checkpoints: %s", config.ckpt_dir)
-    trainer = Trainer(net, config, batches, texts, standardiser, val_clips, fingerprint, device, dist, prepare,
-                      live_dir)
-    result = trainer.fit()
+    trainer = trainer_cls(net, config, batches, texts, standardiser, val_clips, fingerprint, device, dist, prepare,
+                          live_dir)
+    started = time.perf_counter()
+    try:
+        result = trainer.fit()
+    finally:
+        batches.close()
+        train_clips.close()
+        val_store.close()
+    if batches.served:  # one batch per step
+        logger.info("data loading: %.2f ms/step waited, %.2f ms/batch assembled in the background; %.1f ms/step",
+                    1e3 * batches.wait_s / batches.served, 1e3 * batches.load_s / batches.served,
+                    1e3 * (time.perf_counter() - started) / batches.served)
     if dist.is_main:
         export_trained(
             config.out_dir, trainer.ema.module.state_dict(), net_config.to_dict(), params["codec"], params["text"],

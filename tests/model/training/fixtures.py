@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from model.data.shards import ClipRecord, ShardMetadata, shard_name, write_shard
+from model.data.store import pack_store
 
 CAPTIONS = ("calm piano", "fast rock drums", "dark ambient pad", "happy folk guitar")
 
 
 def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int = 4, width: int = 24,
                          seed: int = 0, rows_per_shard: int = 5) -> Path:
-    """Shards under root/shards (clip lengths vary, some shorter than a crop) and root/stats.json."""
+    """Shards under root/shards (clip lengths vary, some shorter than a crop), their packed store root/store
+    (what the pack stage writes) and root/stats.json."""
     rng = np.random.default_rng(seed)
     meta = ShardMetadata(codec="fixture", settings={}, latent_shape=(dim, width), frame_rate=10.0)
     records = []
@@ -41,6 +43,7 @@ def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int
     stats = {"count": int(valid.shape[1]), "mean": valid.mean(axis=1).tolist(), "var": valid.var(axis=1).tolist(),
              "split": "train", "codec": {"name": "fixture"}}
     (root / "stats.json").write_text(json.dumps(stats))
+    pack_store(shards, root / "store")
     return shards
 
 
@@ -83,6 +86,7 @@ def tiny_params(root: Path, **train: Any) -> dict[str, Any]:
         "codec": {"name": "mel"},
         "text": {"encoder": "minilm", "path": "", "max_length": 16},
         "encode": {"out_dir": str(root / "shards"), "stats_path": str(root / "stats.json")},
+        "pack": {"out_dir": str(root / "store")},
         "model": dict(TINY_MODEL),
         "train": train_section,
     }
@@ -93,3 +97,40 @@ def run_checkpoints(root) -> Path:
     runs = sorted((Path(root) / "checkpoints").glob("run-*"))
     assert len(runs) == 1, f"expected one run directory, found {runs}"
     return runs[0]
+
+
+def write_random_shards(root: Path, n_clips: int, dim: int = 64, width: int = 512, n_val: int = 8,
+                        rows_per_shard: int = 256, seed: int = 0) -> int:
+    """``n_clips`` train clips (+ ``n_val`` validation) of random float16 latents, full length, written straight
+    into shards under root/shards, with a unit stats.json; returns the latent bytes of the train clips."""
+    rng = np.random.default_rng(seed)
+    meta = ShardMetadata(codec="random", settings={}, latent_shape=(dim, width), frame_rate=10.0)
+    total = n_clips + n_val
+    for k, first in enumerate(range(0, total, rows_per_shard)):
+        rows = range(first, min(first + rows_per_shard, total))
+        block = rng.standard_normal((len(rows), dim, width), dtype=np.float32).astype(np.float16)
+        records = [ClipRecord(track_id=f"track_{i:07d}", clip_index=0, start_s=0.0, n_frames=width, latent=block[j],
+                              caption=CAPTIONS[i % len(CAPTIONS)], split="train" if i < n_clips else "validation")
+                   for j, i in enumerate(rows)]
+        write_shard(root / "shards" / shard_name(k), records, meta)
+    (root / "stats.json").write_text(json.dumps({"count": 1, "mean": [0.0] * dim, "var": [1.0] * dim,
+                                                 "split": "train", "codec": {"name": "random"}}))
+    return n_clips * dim * width * 2
+
+
+# the process's peak RSS in bytes: VmHWM of /proc/self/status (ru_maxrss would also count the parent's memory
+# copied at fork, before exec)
+PRINT_PEAK_RSS = """
+print(int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]) * 1024)
+"""
+
+# run in a fresh process (python -c TRAIN_AND_MEASURE params.yaml live_dir): trains with the word-hash text encoder
+# and prints the process's peak RSS in bytes as the last line
+TRAIN_AND_MEASURE = """
+import logging, sys, yaml
+logging.basicConfig(level=logging.INFO)
+from model.training.setup import run_training
+from tests.model.training.fixtures import HashTextEncoder
+params = yaml.safe_load(open(sys.argv[1]))
+run_training(params, live_dir=sys.argv[2], text_encoder=HashTextEncoder())
+""" + PRINT_PEAK_RSS

@@ -130,3 +130,51 @@ def test_text_bank_null_condition_and_padding(data):
     emb, mask = texts.batch(["calm piano", "fast rock drums"])
     assert emb.shape == (2, 4, 8) and mask.sum(dim=1).tolist() == [3, 4]
     assert (emb[0, 3] == 0).all()
+
+
+def test_prefetched_batches_equal_synchronous_ones_and_resume_exactly(tmp_path):
+    write_fixture_shards(tmp_path, n_train=12, n_val=2)
+    from model.data.store import PackedClips
+
+    clips = PackedClips.open(tmp_path / "store", "train")
+    std = Standardiser.from_json(tmp_path / "stats.json")
+    texts = TextBank.build(HashTextEncoder(), list(clips.captions))
+    sync = TrainBatches(clips, texts, std, 5, 16, seed=3)
+    ahead = TrainBatches(clips, texts, std, 5, 16, seed=3, prefetch=2)
+    reference = [sync.next() for _ in range(7)]
+    got = [ahead.next() for _ in range(4)]
+    state = ahead.state_dict()  # after 4 batches handed out, although more are in flight
+    assert state == TrainBatches(clips, texts, std, 5, 16, seed=3).sampler.state_dict() | {
+        "epoch": (4 * 5) // 12, "position": (4 * 5) % 12}
+    resumed = TrainBatches(clips, texts, std, 5, 16, seed=3, prefetch=3)
+    resumed.load_state_dict(state)
+    got += [resumed.next() for _ in range(3)]
+    for a, b in zip(reference, got, strict=True):
+        assert a.clip_indices == b.clip_indices
+        assert torch.equal(a.x, b.x) and torch.equal(a.mask, b.mask) and torch.equal(a.text, b.text)
+    assert ahead.served == 4 and ahead.wait_s >= 0 and ahead.load_s > 0
+    ahead.close()
+    resumed.close()
+
+
+class CountingEncoder(HashTextEncoder):
+    calls = 0
+
+    def encode(self, texts):
+        CountingEncoder.calls += 1
+        return super().encode(texts)
+
+
+def test_text_embeddings_are_cached_on_disk_once_per_settings(tmp_path):
+    captions = ["calm piano", "fast rock drums", "calm piano"]
+    first = TextBank.cached(CountingEncoder(), captions, tmp_path, {"max_length": 8})
+    calls = CountingEncoder.calls
+    again = TextBank.cached(CountingEncoder(), list(reversed(captions)), tmp_path, {"max_length": 8})
+    assert CountingEncoder.calls == calls  # read from the cache, not encoded again
+    assert isinstance(again.tokens, np.memmap) and again.tokens.dtype == np.float16
+    for c in captions:
+        assert torch.equal(first.embedding(c), again.embedding(c))
+        exact = HashTextEncoder().encode([c])[0][0, : len(c.split()) + 1]
+        torch.testing.assert_close(again.embedding(c), exact, atol=2e-3, rtol=1e-3)  # float16 storage
+    TextBank.cached(CountingEncoder(), captions, tmp_path, {"max_length": 16})
+    assert CountingEncoder.calls > calls and len(list(tmp_path.glob("text-*"))) == 2
