@@ -7,6 +7,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray binds a private local instance to the machine's address unless multi-node support is off; with it off the
+# instances the tests start (here and in stage subprocesses) listen on 127.0.0.1 only. The two-node cluster test
+# turns it back on for its own `ray start` processes, which use --node-ip-address 127.0.0.1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -227,6 +227,10 @@ class SubmitSection(Section):
     out_dir: str = "submission"
 
 
+class PackSection(Section):
+    out_dir: str = "data/latents/store"  # the packed, frame-major latent store that training reads
+
+
 class RaySection(Section):
     address: str = ""  # "" = a private local instance; "auto" or host:port = connect (RAY_ADDRESS is honoured)
     storage: str = ""  # shared path or pyarrow URI for multi-node outputs; "" = local
@@ -242,6 +246,7 @@ class ParamsSchema(Section):
     train: TrainSection = TrainSection()
     generate: GenerateSection = GenerateSection()
     evaluate: EvaluateSection = EvaluateSection()
+    pack: PackSection = PackSection()
     submit: SubmitSection = SubmitSection()
     ray: RaySection = RaySection()
 

@@ -93,7 +93,8 @@ def cluster():
     temp_dir = tempfile.mkdtemp(prefix="fjray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs_port, dashboard_port = free_ports(2)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": CLUSTER_AUTH}
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": CLUSTER_AUTH,
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # conftest sets 0 (loopback-only private instances); nodes join here
     env.pop("RAY_ADDRESS", None)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}",
               "--object-store-memory=120000000", "--disable-usage-stats"]

@@ -28,7 +28,7 @@ def test_each_step_draws_accum_steps_batches_and_resumes_exactly(tmp_path, monke
 
     def counting_step(self):
         out = real_step(self)
-        drawn.append((self.step, self.batches.sampler.state_dict()))
+        drawn.append((self.step, self.batches.state_dict()))  # what was handed out (batches are prefetched)
         return out
 
     monkeypatch.setattr(Trainer, "train_step", counting_step)

@@ -23,6 +23,7 @@ TYPOS = [
     ({"evaluate": {"embeder": "spectral"}}, "evaluate.embeder", "evaluate.embedder"),
     ({"submit": {"rms_flor": 1e-4}}, "submit.rms_flor", "submit.rms_floor"),
     ({"ray": {"adress": "auto"}}, "ray.adress", "ray.address"),
+    ({"pack": {"out_dri": "store"}}, "pack.out_dri", "pack.out_dir"),
     ({"evalaute": {}}, "evalaute", "evaluate"),
 ]
 
