@@ -79,7 +79,7 @@ def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOut
     write_json_atomic(out / "details.json", outputs.details)
     write_json_atomic(out / "metrics.json", outputs.metrics)
     used = {"evaluate": settings.__dict__, "generate.out_dir": generated_dir, "tracks": tracks,
-            "instrumental_manifest": instrumental, "codec": get(params, "codec")}  # the ceiling's codec
+            "instrumental_manifest": instrumental, "codec": get(params, "codec", {})}  # the ceiling's codec
     write_json_atomic(out / "evaluate_provenance.json",
                       provenance("evaluate", used, embedder=outputs.details["embedder"],
                                  text_audio_model=outputs.details["text_audio_model"], judge=outputs.details["judge"]))

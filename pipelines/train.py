@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(config.out_dir)
     artefact = json.loads((out_dir / "config.json").read_text())
     write_json_atomic(out_dir / "provenance.json", provenance(
-        "train", {k: params[k] for k in PARAM_SECTIONS}, steps=artefact["steps"],
+        "train", {**{k: params[k] for k in PARAM_SECTIONS}, "ray": get(params, "ray", {})}, steps=artefact["steps"],
         workers=config.workers, use_gpu=config.use_gpu, nan_skipped=artefact.get("nan_skipped"),
         val_loss_first=artefact.get("val_loss_first"), val_loss_last=artefact.get("val_loss_last"),
     ))
