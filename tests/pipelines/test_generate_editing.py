@@ -3,34 +3,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from model.audio.io import resample, to_channels
-from model.data.stats import Standardiser
-from model.flow.trained import export_trained
-from model.network.backbone import VelocityNet, VelocityNetConfig
 from pipelines.generate import main
-
-N_MELS = 16
-CODEC = {"name": "mel", "device": "cpu",
-         "mel": {"sample_rate": 22050, "n_fft": 512, "hop": 256, "n_mels": N_MELS, "f_max": 11025.0,
-                 "griffin_lim_iters": 2, "inversion_iters": 2}}
-TEXT = {"encoder": "minilm", "path": "", "max_length": 16}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = VelocityNetConfig(latent_dim=N_MELS, text_dim=384, hidden=16, depth=1, d_state=4, heads=2, time_dim=16,
-                            scan_backend="torch")
-    net = VelocityNet(cfg)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    out = tmp_path_factory.mktemp("final")
-    export_trained(out, net.state_dict(), cfg.to_dict(), CODEC, TEXT,
-                   Standardiser(tuple([-3.0] * N_MELS), tuple([1.0] * N_MELS)), steps=1)
-    return out
 
 
 def _write_tone(path, seconds, sr, channels=2):
