@@ -26,7 +26,7 @@ def test_stage_trains_and_writes_artefact_with_provenance(tmp_path, monkeypatch)
     assert trained.steps == 6 and trained.info["text_encoder"] == "hash-words"
     prov = json.loads((tmp_path / "final" / "provenance.json").read_text())
     assert prov["stage"] == "train" and prov["steps"] == 6 and set(prov["params"]) == {"codec", "text", "model",
-                                                                                        "train"}
+                                                                                        "train", "ray"}
     metrics = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())
     assert metrics["step"] == 6 and {"loss", "lr", "grad_norm", "steps_per_s"} <= set(metrics["train"])
     assert (tmp_path / "dvclive" / "plots" / "metrics" / "val" / "loss.tsv").exists()
