@@ -39,8 +39,7 @@ RESERVE = 0.15
 GPU_BYTES = 24 * 1024**3
 
 
-def saved_bytes(flow: FlowMatching, net: torch.nn.Module, frames: int, autocast: bool, backward: bool = True,
-                batch: int = 1) -> int:
+def saved_bytes(flow: FlowMatching, net: torch.nn.Module, frames: int, autocast: bool, batch: int = 1) -> int:
     """Bytes saved for the backward by one flow-loss forward at ``batch`` over ``frames`` frames."""
     params = {p.untyped_storage().data_ptr() for p in net.parameters()}
     seen: dict[int, int] = {}
@@ -59,16 +58,15 @@ def saved_bytes(flow: FlowMatching, net: torch.nn.Module, frames: int, autocast:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss, _ = flow(x, mask, text, text_mask, gen)
-    if backward:
-        loss.backward()  # the measured graph is a real, complete one
-        net.zero_grad(set_to_none=True)
+    loss.backward()  # the measured graph is a real, complete one
+    net.zero_grad(set_to_none=True)
     return sum(seen.values())
 
 
 class KernelSavedSet(torch.autograd.Function):
     """Forward of the torch scan that saves for the backward exactly what mamba_ssm's kernel saves: u, delta,
     A, B, C, D, z, delta_bias in their own dtypes, the chunk states x (B, D, ceil(L/2048), 2N) fp32 and the
-    ungated output. Memory measurement only: its backward is not implemented."""
+    ungated output. Its backward recomputes the torch scan from those saved tensors (the kernel recomputes too)."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias):
@@ -80,7 +78,15 @@ class KernelSavedSet(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        raise NotImplementedError("memory measurement only")
+        saved = ctx.saved_tensors[:8]
+        with torch.enable_grad():
+            leaves = [None if s is None else s.detach().requires_grad_(need)
+                      for s, need in zip(saved, ctx.needs_input_grad, strict=True)]
+            u, delta, A, B, C, D, z, delta_bias = leaves
+            out = selective_scan(u, delta, A, B, C, D, None, delta_bias, True) * torch.nn.functional.silu(z)
+            wanted = [x for x in leaves if x is not None and x.requires_grad]
+            grads = iter(torch.autograd.grad(out, wanted, grad))
+        return tuple(next(grads) if x is not None and x.requires_grad else None for x in leaves)
 
 
 def kernel_stand_in(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -122,13 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
             use_kernel_saved_set()
         measured = []
         for frames in args.frames:
-            measured.append(saved_bytes(flow, net, frames, autocast, backward=name != "bf16_kernel"))
+            measured.append(saved_bytes(flow, net, frames, autocast))
             print(f"{name:>9} {frames:>6} {measured[-1] / 2**20:>10.1f}")
         a, b = fit_line(args.frames, measured)
         # batch 2 at the longest crop separates what each sample adds from what a step holds once (under
         # autocast: the bf16 copies of the weights)
         longest = max(args.frames)
-        pair = saved_bytes(flow, net, longest, autocast, backward=name != "bf16_kernel", batch=2)
+        pair = saved_bytes(flow, net, longest, autocast, batch=2)
         single = measured[args.frames.index(longest)]
         per_step = 2 * single - pair
         per_sample = (pair - single) + b * (PAPER_FRAMES - longest)
