@@ -3,7 +3,8 @@
 ``run_evaluation(settings, generated_dir, tracks_path, instrumental_manifest) -> EvaluationOutputs`` returns
 the metrics (``metrics.json``: numbers only), the details (``details.json``: which embedder, text–audio model and
 judge, the reference set, set sizes, validation of the offline models), the per-clip table (``per_prompt.parquet``)
-and ``best_seeds``; the stage writes them.
+and ``best_seeds``; the stage writes them. Each clip's row names its prompt's reference clip for the listening
+report (``reference_id``, ``reference_path``, ``reference_overlap``: ``evaluation/reference_match.py``).
 
 The headline fad / clap / ccs / ccs_margin score one clip per prompt, the chosen seed — what is submitted and
 what the challenge scores. ``first_seed.*`` (seed 0 only, the same number of clips: the no-selection baseline) and
@@ -37,6 +38,7 @@ from evaluation.embedders import SpectralStatsEmbedder, build_embedder
 from evaluation.excerpt import SCORED_SECONDS
 from evaluation.fad import EmbeddingStats, fad_between, mahalanobis_to_reference
 from evaluation.offline_models import clip_descriptors, fit_local_clap, fit_tagger
+from evaluation.reference_match import ReferenceMatch, match_reference
 from evaluation.reference_stats import load_or_compute_arrays, load_or_compute_reference_stats
 from evaluation.settings import EvaluateSettings
 from evaluation.spectral_features import judge_features
@@ -212,6 +214,17 @@ def _ceiling_scores(ref_clips: list[DatasetClip], arrays: dict[str, np.ndarray],
     return scores
 
 
+def _reference_matches(prompts: Sequence[Any], ref_clips: list[DatasetClip]) -> dict[str, ReferenceMatch | None]:
+    """Per prompt id its reference clip for the report (same track, else best tag overlap, else None); logged."""
+    matches = {p.prompt_id: match_reference(p.prompt_id, p.concepts, ref_clips) for p in prompts}
+    same = sum(1 for m in matches.values() if m and m.same_track)
+    none = sorted(pid for pid, m in matches.items() if m is None)
+    log.info("reference clips beside the prompts: %d same track, %d by tag overlap, %d none%s", same,
+             len(matches) - same - len(none), len(none),
+             f" (e.g. {none[0]}: no reference clip shares a tag)" if none else "")
+    return matches
+
+
 def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: str, instrumental_manifest: str,
                    roundtrip: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
                    ) -> EvaluationOutputs:
@@ -300,6 +313,8 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
         details["unknown_concepts"] = sorted(f"{c}:{n}" for c, n in judge.unknown_concepts)
 
     judged = report["judgements"]
+    references = _reference_matches(prompts, ref_clips)
+    matched = [references[c.prompt_id] for c in clips]
     per_prompt = pa.table({
         "prompt_id": [c.prompt_id for c in clips],
         "seed": pa.array([c.seed for c in clips], pa.int32()),
@@ -316,6 +331,9 @@ def run_evaluation(settings: EvaluateSettings, generated_dir: str, tracks_path: 
         "rank_clap": best.rank_clap,
         "mean_rank": best.mean_rank,
         "chosen": best.chosen,
+        "reference_id": pa.array([m.track_id if m else None for m in matched], pa.string()),
+        "reference_path": pa.array([m.path if m else None for m in matched], pa.string()),
+        "reference_overlap": pa.array([m.overlap if m else None for m in matched], pa.float64()),
     })
     log.info("chosen seeds: FAD %.4f  CLAP %.4f  CCS %.3f (margin %.3f); all seeds: FAD %.4f  CLAP %.4f  CCS %.3f"
              "  [%s | %s | %s]", metrics["fad"], metrics["clap"], metrics["ccs"], metrics["ccs_margin"],

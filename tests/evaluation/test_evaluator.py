@@ -1,10 +1,15 @@
-"""The metrics assembly: metrics.json holds numbers only, the headline is the chosen set; metric provenance labels."""
+"""The metrics assembly: metrics.json holds numbers only, the headline is the chosen set; metric provenance labels;
+the reference clip per prompt."""
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
-from evaluation.evaluator import assemble_metrics, metric_sources
+from evaluation.audio_sets import DatasetClip
+from evaluation.evaluator import _reference_matches, assemble_metrics, metric_sources
+from evaluation.prompts import Prompt
+from evaluation.reference_match import ReferenceMatch
 
 
 def _set(fad, n):
@@ -33,3 +38,15 @@ def test_metric_sources_say_which_numbers_are_the_challenges():
     assert not real["ccs"]["challenge_metric"]  # CLAP zero-shot is not the challenge's judge
     assert metric_sources(SimpleNamespace(embedder="clap", text_audio="clap", judge="alm"), "ref")["ccs"][
         "challenge_metric"]
+
+
+def test_reference_matches_per_prompt_and_a_logged_none(caplog):
+    prompts = [Prompt("track_1", "c", {"genre": ("rock",)}), Prompt("p2", "c", {"genre": ("rock",), "mood": ("calm",)}),
+               Prompt("p3", "c", {"genre": ("polka",)})]
+    refs = [DatasetClip("track_1", "1.wav", "c", {"genre": ("rock",), "mood": ("calm",)}),
+            DatasetClip("track_2", "2.wav", "c", {"genre": ("jazz",)})]
+    with caplog.at_level(logging.INFO, logger="evaluation.evaluator"):
+        matches = _reference_matches(prompts, refs)
+    assert matches["track_1"].same_track and matches["p2"] == ReferenceMatch("track_1", "1.wav", 1.0, False)
+    assert matches["p3"] is None
+    assert "1 same track, 1 by tag overlap, 1 none (e.g. p3: no reference clip shares a tag)" in caplog.text
