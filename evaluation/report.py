@@ -1,11 +1,16 @@
 """The listening report ``<evaluate.out_dir>/index.html``: one static page, opened from the file system.
 
-``write_report(out_dir, metrics, details, per_clip, curves)`` writes ``index.html`` and one spectrogram PNG per clip
-(``spectrograms/<prompt_id>/seed-<k>.png``). The page holds, top to bottom: the headline metrics (chosen seed per
-prompt, first seed, all seeds) each labelled as the challenge's metric or an offline stand-in; the training loss
-curves (inline SVG); then one group of rows per prompt: caption, concepts (which ones the judge heard, per clip),
-an audio player per seed with the chosen seed marked, its spectrogram and its scores. Audio is linked by a relative
-path into the generated folder (no copies, no server, no network); a few lines of inline script sort the prompts.
+``write_report(out_dir, metrics, details, per_clip, curves, roundtrip=None)`` writes ``index.html`` and one
+spectrogram PNG per clip (``spectrograms/<prompt_id>/seed-<k>.png``) and per prompt with a reference clip
+(``spectrograms/<prompt_id>/reference.png``; the per-clip table's ``reference_*`` columns). The page holds, top to
+bottom: the headline metrics (chosen seed per prompt, first seed, all seeds) each labelled as the challenge's metric
+or an offline stand-in; the training loss curves (inline SVG); "Generated beside reference": the first
+``SHOWCASE`` prompts by id, each with the reference's spectrogram, with ``roundtrip`` (the model's codec) the
+reference through that codec (``reference-codec.png``), and the seeds' spectrograms; then one group of rows per
+prompt: caption, concepts (which ones the judge heard, per clip), the reference clip's player and spectrogram, an
+audio player per seed with the chosen seed marked, its spectrogram and its scores. Audio is linked by a relative
+path into the generated and reference folders (no copies, no server, no network); a few lines of inline script
+sort the prompts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 import shutil
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,8 @@ ROWS = (("fad", "FAD", "lower is better"), ("clap", "CLAP score", "higher is bet
 CLIP_SCORES = (("fad_distance", "FAD distance", "lower: closer to the reference set"),
                ("text_audio", "CLAP", "text-audio cosine with its caption"),
                ("ccs", "CCS", "share of the prompt's concepts the judge heard"))
+SHOWCASE = 4  # prompts in "Generated beside reference": the first ones by id, not picked by score
+RoundTrip = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
@@ -45,6 +53,7 @@ th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numer
 .missed{background:#f4dcdc;border-radius:3px;padding:0 4px;margin:1px;display:inline-block;text-decoration:line-through}
 tr.chosen td{background:#fffbe6}tr td.promptcell{background:#fff;max-width:260px}.badge{background:#f0b400;color:#000;border-radius:3px;padding:0 4px;font-size:85%}
 img.spec{width:300px;height:80px;image-rendering:pixelated;display:block}audio{width:260px}
+tr.reference td{background:#eef4fb}#showcase img.spec{width:240px;height:64px}figure{margin:0 0 6px 0}figcaption{font-size:85%;color:#444}
 .caption{font-style:italic}button{margin-right:6px}
 """
 SORT_SCRIPT = """
@@ -109,26 +118,121 @@ def _concept_chips(present: list[str], missing: list[str]) -> str:
                    f"{html.escape(c)}</span>" for c, kind in chips)
 
 
+def _spectrogram_png(audio_path: str, out_dir: Path, rel: str, transform: RoundTrip | None = None) -> str | None:
+    """Write the spectrogram of the first 10 s of ``audio_path`` (after ``transform``) to ``out_dir/rel``; returns
+    ``rel``, or None (logged) when the audio is unreadable."""
+    try:
+        audio, sr = load_audio(audio_path, duration_s=10.0)
+    except AudioDecodeError as exc:
+        log.warning("no spectrogram for %s: %s", audio_path, exc.reason)
+        return None
+    if transform is not None:
+        audio, sr = transform(audio, sr)
+    target = out_dir / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        Path(tmp).write_bytes(png_bytes(colourise(spectrogram_image(audio, sr))))
+    return rel
+
+
 def write_spectrograms(rows: list[dict[str, Any]], out_dir: Path) -> dict[tuple[str, int], str]:
     """One PNG per clip under ``out_dir/spectrograms``; returns (prompt_id, seed) -> path relative to out_dir."""
     written: dict[tuple[str, int], str] = {}
     shutil.rmtree(out_dir / "spectrograms", ignore_errors=True)  # no stale images of prompts no longer generated
     for row in tqdm(rows, desc="spectrograms", unit="clip", leave=False):
-        rel = f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png"
-        try:
-            audio, sr = load_audio(row["path"], duration_s=10.0)
-        except AudioDecodeError as exc:
-            log.warning("no spectrogram for %s: %s", row["path"], exc.reason)
-            continue
-        target = out_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            Path(tmp).write_bytes(png_bytes(colourise(spectrogram_image(audio, sr))))
-        written[(row["prompt_id"], int(row["seed"]))] = rel
+        rel = _spectrogram_png(row["path"], out_dir, f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png")
+        if rel is not None:
+            written[(row["prompt_id"], int(row["seed"]))] = rel
     return written
 
 
-def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[tuple[str, int], str]) -> str:
+def references(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """prompt_id -> {id, path, overlap} of its reference clip (the per-clip table's ``reference_*`` columns), for
+    the prompts that have one; a table without those columns (written before they existed) gives {}."""
+    return {r["prompt_id"]: {"id": r["reference_id"], "path": r["reference_path"],
+                             "overlap": float(r["reference_overlap"])}
+            for r in rows if r.get("reference_path")}
+
+
+def showcase_prompts(rows: list[dict[str, Any]]) -> list[str]:
+    """The prompts of "Generated beside reference": the first ``SHOWCASE`` prompt ids in sorted order."""
+    return sorted({r["prompt_id"] for r in rows})[:SHOWCASE]
+
+
+def write_reference_spectrograms(refs: dict[str, dict[str, Any]], out_dir: Path, showcase: list[str],
+                                 roundtrip: RoundTrip | None) -> tuple[dict[str, str], dict[str, str]]:
+    """``spectrograms/<prompt_id>/reference.png`` per prompt with a reference and, with ``roundtrip``,
+    ``reference-codec.png`` (the reference through the model's codec) for the showcase prompts only.
+    Returns (prompt_id -> reference image, prompt_id -> codec image), paths relative to ``out_dir``."""
+    plain, codec = {}, {}
+    for pid, ref in tqdm(refs.items(), desc="reference spectrograms", unit="clip", leave=False):
+        rel = _spectrogram_png(ref["path"], out_dir, f"spectrograms/{pid}/reference.png")
+        if rel is not None:
+            plain[pid] = rel
+        if roundtrip is not None and pid in showcase and rel is not None:
+            codec[pid] = _spectrogram_png(ref["path"], out_dir, f"spectrograms/{pid}/reference-codec.png", roundtrip)
+    return plain, codec
+
+
+def _reference_label(pid: str, ref: dict[str, Any]) -> str:
+    how = "same track" if ref["id"] == pid else f"tag overlap {ref['overlap']:.2f}"
+    return f"reference: {html.escape(ref['id'])} ({how})"
+
+
+def _figure(src: str | None, alt: str, caption: str) -> str:
+    image = (f'<img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}">' if src
+             else "(audio unreadable)")
+    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
+
+
+def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_images: dict[str, str],
+              codec_images: dict[str, str] | None, spectrograms: dict[tuple[str, int], str]) -> str:
+    """The "Generated beside reference" text and table: one row per showcase prompt; ``codec_images`` None = no
+    codec given."""
+    out, shown = [], showcase_prompts(rows)
+    for pid in shown:
+        clips = sorted((r for r in rows if r["prompt_id"] == pid), key=lambda r: (not r["chosen"], int(r["seed"])))
+        first = clips[0]
+        concepts = sorted({*first["concepts_present"], *first["concepts_missing"]})
+        cells = [f'<td class="promptcell"><b>{html.escape(pid)}</b><br><span class="caption">'
+                 f'{html.escape(first["caption"])}</span><br>concepts: {html.escape(", ".join(concepts) or "none")}</td>']
+        ref = refs.get(pid)
+        if ref is None:
+            cells.append("<td>no reference clip shares a tag with this prompt</td>")
+            cells += ["<td>&ndash;</td>"] if codec_images is not None else []
+        else:
+            label = _reference_label(pid, ref)
+            cells.append(f"<td>{_figure(ref_images.get(pid), f'spectrogram of {pid} reference', label)}</td>")
+            if codec_images is not None:
+                alt = f"spectrogram of {pid} reference through the codec"
+                cells.append(f"<td>{_figure(codec_images.get(pid), alt, label + ' through the codec')}</td>")
+        figures = [_figure(spectrograms.get((pid, int(r["seed"]))), f"spectrogram of {pid} seed {int(r['seed'])}",
+                           f"seed {int(r['seed'])}" + (" (chosen)" if r["chosen"] else "")) for r in clips]
+        cells.append(f"<td>{figures[0]}</td><td>{''.join(figures[1:]) or '&ndash;'}</td>")
+        out.append(f'<tr class="showcase">{"".join(cells)}</tr>')
+    codec_head = ("<th>reference through the model's codec (what a perfect generator would deliver through this "
+                  "codec)</th>" if codec_images is not None else "")
+    intro = (f"<p>The first {len(shown)} prompts by id (the order of the Prompts table below; not picked by score): "
+             "the reference clip for the same tags (the prompt's own track when it is in the reference set, else the "
+             "reference clip sharing the most tags: Jaccard overlap of category:name pairs)"
+             + (", that reference through the model's codec" if codec_images is not None else "")
+             + " and the generated seeds, chosen seed first. Listen to them in the Prompts table.</p>")
+    return (f'{intro}<table id="showcase"><thead><tr><th>prompt</th><th>reference</th>{codec_head}'
+            f"<th>chosen seed</th><th>other seeds</th></tr></thead><tbody>{''.join(out)}</tbody></table>")
+
+
+def _spec_cell(src: str | None, alt: str) -> str:
+    return (f'<td><img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}"></td>' if src
+            else "<td>(audio unreadable)</td>")
+
+
+def _audio_cell(path: str, out_dir: Path) -> str:
+    return f'<td><audio controls preload="metadata" src="{_relative_url(path, out_dir)}"></audio></td>'
+
+
+def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[tuple[str, int], str],
+                 refs: dict[str, dict[str, Any]], ref_images: dict[str, str]) -> str:
+    """One ``tbody`` per prompt (the sort script moves whole groups): its reference row, then one row per seed."""
     by_prompt: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_prompt.setdefault(row["prompt_id"], []).append(row)
@@ -137,21 +241,23 @@ def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[t
         clips.sort(key=lambda r: int(r["seed"]))
         chosen = next((r for r in clips if r["chosen"]), clips[0])
         data = " ".join(f'data-{k.replace("_", "")}="{float(chosen[k]):.6g}"' for k, _, _ in CLIP_SCORES)
+        ref = refs.get(pid)
+        concepts = sorted({*clips[0]["concepts_present"], *clips[0]["concepts_missing"]})
         out = [f'<tbody class="prompt" data-prompt="{html.escape(pid)}" {data}>']
+        prompt_cell = (f'<td class="promptcell" rowspan="{len(clips) + (ref is not None)}"><b>{html.escape(pid)}</b>'
+                       f'<br><span class="caption">{html.escape(clips[0]["caption"])}</span><br>concepts: '
+                       f'{html.escape(", ".join(concepts) or "none")}</td>')
+        if ref is not None:
+            cells = [prompt_cell, f"<td>{_reference_label(pid, ref)}</td>", _audio_cell(ref["path"], out_dir),
+                     _spec_cell(ref_images.get(pid), f"spectrogram of {pid} reference")]
+            cells += ['<td class="num"></td>'] * len(CLIP_SCORES) + ["<td></td>"]
+            out.append(f'<tr class="reference">{"".join(cells)}</tr>')
         for i, r in enumerate(clips):
-            cells = []
-            if i == 0:
-                concepts = sorted({*r["concepts_present"], *r["concepts_missing"]})
-                cells.append(f'<td class="promptcell" rowspan="{len(clips)}"><b>{html.escape(pid)}</b><br>'
-                             f'<span class="caption">{html.escape(r["caption"])}</span><br>concepts: '
-                             f'{html.escape(", ".join(concepts) or "none")}</td>')
+            cells = [prompt_cell] if i == 0 and ref is None else []
             mark = ' <span class="badge">chosen</span>' if r["chosen"] else ""
             cells.append(f"<td>seed {int(r['seed'])}{mark}</td>")
-            cells.append(f'<td><audio controls preload="metadata" src="{_relative_url(r["path"], out_dir)}">'
-                         "</audio></td>")
-            spec = spectrograms.get((pid, int(r["seed"])))
-            cells.append(f'<td><img class="spec" alt="spectrogram of {html.escape(pid)} seed {int(r["seed"])}" '
-                         f'src="{urllib.parse.quote(spec)}"></td>' if spec else "<td>(audio unreadable)</td>")
+            cells.append(_audio_cell(r["path"], out_dir))
+            cells.append(_spec_cell(spectrograms.get((pid, int(r["seed"]))), f"spectrogram of {pid} seed {int(r['seed'])}"))
             cells += [f'<td class="num">{float(r[k]):.4g}</td>' for k, _, _ in CLIP_SCORES]
             cells.append(f"<td>{_concept_chips(r['concepts_present'], r['concepts_missing'])}</td>")
             out.append(f'<tr class="{"chosen" if r["chosen"] else "other"}">{"".join(cells)}</tr>')
@@ -160,9 +266,11 @@ def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[t
 
 
 def render_html(metrics: dict[str, Any], details: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path,
-                spectrograms: dict[tuple[str, int], str],
-                curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """The page as a string (see the module docstring); ``rows`` are the per-clip table's rows."""
+                spectrograms: dict[tuple[str, int], str], curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                ref_images: dict[str, str] | None = None, codec_images: dict[str, str] | None = None) -> str:
+    """The page as a string (see the module docstring); ``rows`` are the per-clip table's rows; ``ref_images`` /
+    ``codec_images``: prompt_id -> reference spectrogram (through the codec; None = no codec given)."""
+    refs, ref_images = references(rows), ref_images or {}
     loss = svg_line_plot(curves) or "<p>No training log (DVCLive <code>plots/metrics/*loss*.tsv</code>) found.</p>"
     heads = "".join(f'<th title="{html.escape(h)}">{html.escape(t)}</th>' for _, t, h in CLIP_SCORES)
     sort_buttons = "".join(
@@ -181,12 +289,15 @@ are not comparable to the challenge's figures.</p>
 {_provenance(details)}
 <h2>Training loss</h2>
 {loss}
+<h2>Generated beside reference</h2>
+{_showcase(rows, refs, ref_images, codec_images, spectrograms)}
 <h2>Prompts</h2>
 <p>Sort prompts by the chosen clip's {sort_buttons}. Concepts: <span class="heard">heard</span> /
-<span class="missed">not heard</span> by the CCS judge. Spectrograms: log-mel, first 10 s, 80 dB range.</p>
+<span class="missed">not heard</span> by the CCS judge. Spectrograms: log-mel, first 10 s, 80 dB range. The
+blue row of a prompt is its reference clip (no scores); prompts without one have no such row.</p>
 <table id="clips"><thead><tr><th>prompt</th><th>seed</th><th>audio</th><th>spectrogram</th>{heads}
 <th>concepts (judge)</th></tr></thead>
-{_clip_groups(rows, out_dir, spectrograms)}
+{_clip_groups(rows, out_dir, spectrograms, refs, ref_images)}
 </table>
 <script>{SORT_SCRIPT}</script>
 </body></html>
@@ -194,13 +305,16 @@ are not comparable to the challenge's figures.</p>
 
 
 def write_report(out_dir: str | os.PathLike, metrics: dict[str, Any], details: dict[str, Any], per_clip: pa.Table,
-                 curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
-    """Write ``out_dir/index.html`` and its spectrograms; returns the page's path."""
+                 curves: dict[str, tuple[np.ndarray, np.ndarray]], roundtrip: RoundTrip | None = None) -> Path:
+    """Write ``out_dir/index.html`` and its spectrograms; returns the page's path. ``roundtrip`` (audio, sr) ->
+    (audio, sr), the model's codec, adds the showcase prompts' references through that codec."""
     out = Path(out_dir)
     rows = per_clip.to_pylist()
     spectrograms = write_spectrograms(rows, out)
+    ref_images, codec_images = write_reference_spectrograms(references(rows), out, showcase_prompts(rows), roundtrip)
     page = out / "index.html"
     with atomic_path(page) as tmp:
-        Path(tmp).write_text(render_html(metrics, details, rows, out, spectrograms, curves), encoding="utf-8")
+        Path(tmp).write_text(render_html(metrics, details, rows, out, spectrograms, curves, ref_images,
+                                         codec_images if roundtrip is not None else None), encoding="utf-8")
     log.info("listening report: %s (%d clips)", page, len(rows))
     return page

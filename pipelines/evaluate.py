@@ -84,7 +84,8 @@ def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOut
                       provenance("evaluate", used, embedder=outputs.details["embedder"],
                                  text_audio_model=outputs.details["text_audio_model"], judge=outputs.details["judge"]))
     started = time.perf_counter()
-    page = write_report(out, outputs.metrics, outputs.details, outputs.per_prompt, read_training_curves(live_dir))
+    page = write_report(out, outputs.metrics, outputs.details, outputs.per_prompt, read_training_curves(live_dir),
+                        roundtrip=roundtrip)  # the showcase's references through the codec (evaluate.ceiling)
     log.info("wrote %s, %s, %s and %s; listening report %s (%.1f s)", out / "metrics.json", out / "details.json",
              out / "per_prompt.parquet", out / "best_seeds.json", page, time.perf_counter() - started)
     return outputs

@@ -65,6 +65,15 @@ def test_stage_writes_metrics_table_and_best_seeds(world):
     assert metrics["first_seed"]["ccs"] == pytest.approx(table.filter(pl.col("seed") == 0)["ccs"].mean())
     row = table.row(0, named=True)
     assert len(row["concepts_present"]) + len(row["concepts_missing"]) == row["n_concepts"]
+    # built-in prompts are the test split's tracks: each one's reference clip is its own track's audio
+    refs = pl.read_parquet(world / "data/instrumental/manifest.parquet").select("track_id", "path")
+    assert table["reference_id"].to_list() == table["prompt_id"].to_list()
+    assert table["reference_overlap"].to_list() == [1.0] * 8
+    assert table.join(refs, left_on="prompt_id", right_on="track_id")["path_right"].to_list() == \
+        table["reference_path"].to_list()
+    # the report: a reference row per prompt, the showcase's references through the codec (evaluate.ceiling)
+    assert (reports / "index.html").read_text().count('<tr class="reference">') == 4
+    assert len(list((reports / "spectrograms").glob("*/reference-codec.png"))) == 4
     assert (reports / "models" / "tagger.pt").is_file() and (reports / "models" / "local_clap.pt").is_file()
     assert json.loads((reports / "evaluate_provenance.json").read_text())["stage"] == "evaluate"
 

@@ -1,8 +1,9 @@
 """The listening report in a real browser: headless Chromium (Debian ``chromium`` + ``chromium-driver``) via selenium.
 
 Opens ``reports/index.html`` of a small evaluate run from the file system and checks that every ``<audio>`` and
-``<img>`` loads, that the metric table shows metrics.json's numbers, that sorting works, and that a broken audio
-link is caught. Saves a screenshot (``$FLOWJAM_SCREENSHOT_DIR/report.png`` when set, else the test's tmp dir).
+``<img>`` loads (the generated clips, their reference clips and the "Generated beside reference" showcase with the
+references through the codec), that the metric table shows metrics.json's numbers, that sorting works (keeping each
+reference row with its prompt), and that a broken audio link is caught. Saves a screenshot (``$FLOWJAM_SCREENSHOT_DIR/report.png`` when set, else the test's tmp dir).
 Skips only when no browser is installed, and says how to install one (``.ci/run`` does it).
 """
 
@@ -31,7 +32,8 @@ Promise.all(media.map(a => new Promise(resolve => {
   a.load();
 }))).then(() => done(media.map(state)));
 """
-IMAGES = """return Array.from(document.images).map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0}));"""
+IMAGES = """return Array.from(document.images).map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0,
+                                                       showcase: i.closest('#showcase') !== null}));"""
 
 
 def _driver():
@@ -63,7 +65,8 @@ def report(tmp_path_factory):
     params = {"data": {"prepared_dir": str(root / "data/prepared")},
               "separate": {"out_dir": str(root / "data/instrumental")},
               "generate": {"out_dir": str(root / "generated")},
-              "evaluate": {"tagger_steps": 40, "local_clap_steps": 30, "ceiling": False, "cache_dir": str(root / "cache"),
+              "codec": {"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 8, "inversion_iters": 8}},
+              "evaluate": {"tagger_steps": 40, "local_clap_steps": 30, "cache_dir": str(root / "cache"),
                            "out_dir": str(root / "reports")}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(params, live_dir=str(root / "dvclive"))
@@ -83,10 +86,15 @@ def test_report_loads_every_clip_and_shows_the_metrics(report):
         driver.set_script_timeout(60)
         driver.get((report / "index.html").as_uri())
         media = driver.execute_async_script(LOAD_MEDIA)
-        assert len(media) == 8  # 4 prompts x 2 seeds
+        assert len(media) == 4 * 3  # 4 prompts x (2 seeds + the reference clip: each prompt's own test track)
         assert all(m["ready"] >= 1 and m["error"] is None for m in media), media
+        assert sum(m["src"].startswith("../data/prepared/audio/") for m in media) == 4  # passthrough audio
         images = driver.execute_script(IMAGES)
-        assert len(images) == 8 and all(i["ok"] for i in images), images
+        assert len(images) == 4 * 3 + 4 * 4 and all(i["ok"] for i in images), images
+        # the showcase: 4 prompts x (reference, reference through the codec, 2 seeds), all decoded
+        assert len(driver.find_elements("css selector", "#showcase tr.showcase")) == 4
+        showcase = [i["src"] for i in images if i["showcase"]]
+        assert len(showcase) == 16 and sum(s.endswith("/reference-codec.png") for s in showcase) == 4
         assert driver.find_elements("css selector", "svg[aria-label='training loss'] polyline")
 
         metrics = json.loads((report / "metrics.json").read_text())
@@ -97,6 +105,9 @@ def test_report_loads_every_clip_and_shows_the_metrics(report):
         driver.find_element("xpath", "//button[starts-with(., 'CCS')]").click()
         ccs = [float(b.get_attribute("data-ccs")) for b in driver.find_elements("css selector", "tbody.prompt")]
         assert ccs == sorted(ccs, reverse=True)
+        for group in driver.find_elements("css selector", "tbody.prompt"):  # the reference row moved with its prompt
+            first = group.find_element("css selector", "tr")
+            assert first.get_attribute("class") == "reference" and group.get_attribute("data-prompt") in first.text
 
         shots = Path(os.environ.get("FLOWJAM_SCREENSHOT_DIR", report))
         shots.mkdir(parents=True, exist_ok=True)
