@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench gpu-check solver-study
+.PHONY: env repro test lint bench gpu-check solver-study oracle-study
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -37,3 +37,7 @@ gpu-check: env
 # metric vs network evaluations per ODE solver on the trained model (docs/generation.md); ~20 CPU-minutes
 solver-study: env
 	PYTHONPATH=$(CURDIR) $(PY) bench/study_solvers.py --root . --prompts 20 --seeds 2 --max-nfe-others 25
+
+# what a perfect generator would score with this run's own metrics (README "Results"); ~3 CPU-minutes after make repro
+oracle-study: env
+	PYTHONPATH=$(CURDIR) $(PY) bench/oracle_study.py --root .

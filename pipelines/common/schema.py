@@ -160,11 +160,11 @@ class ModelSection(Section):
 
 
 class TrainSection(Section):
-    steps: Integer = Field(1500, ge=1)
-    batch_size: Integer = Field(16, ge=1)
+    steps: Integer = Field(4200, ge=1)
+    batch_size: Integer = Field(8, ge=1)
     accum_steps: Integer = Field(1, ge=1)
     frames: Integer = Field(64, ge=1)
-    lr: Real = Field(0.001, gt=0)
+    lr: Real = Field(0.002, gt=0)
     min_lr_ratio: Real = Field(0.1, ge=0)
     weight_decay: Real = Field(0.01, ge=0)
     warmup: Integer = Field(50, ge=0)
@@ -192,7 +192,7 @@ class GenerateSection(Section):
     n_prompts: Integer = Field(100, ge=0)
     seconds: Real = Field(10.0, gt=0)
     steps: Integer = Field(4, ge=1)
-    cfg_scale: Real = 3.5
+    cfg_scale: Real = 1.5
     method: str = "ab2"
     seeds: Integer = Field(2, ge=1)
     seed: Integer = 0
