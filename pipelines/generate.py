@@ -1,7 +1,7 @@
 """Stage `generate`: render every prompt × seed to ``generated/<prompt_id>/seed-<k>.wav`` (44.1 kHz stereo).
 
     python -m pipelines.generate [--params params.yaml]                 # the stage (params ``generate.*``)
-    python -m pipelines.generate "calm piano ballad" -o out.wav [--seconds 10 --steps 25 --cfg 3.5 --seed 0
+    python -m pipelines.generate "calm piano ballad" -o out.wav [--seconds 10 --steps 25 --cfg 1.5 --seed 0
                                  --method euler --model-dir models/final --device auto]   # one prompt
     python -m pipelines.generate "calm piano ballad" --continue in.wav --seconds 30 -o out.wav   # extend in.wav
     python -m pipelines.generate "calm piano ballad" --inpaint in.wav --region 4.0:6.5 -o out.wav  # redo a span
@@ -55,7 +55,7 @@ class GenerateSettings:
     n_prompts: int = 100
     seconds: float = 10.0
     steps: int = 4  # ab2 at 4 evaluations: within seed noise of euler at 100 (docs/generation.md)
-    cfg_scale: float = 3.5
+    cfg_scale: float = 1.5  # embedded default (README ablation); the paper profile sets 3.5
     method: str = "ab2"
     seeds: int = 2
     seed: int = 0
