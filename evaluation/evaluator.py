@@ -191,8 +191,9 @@ def _ceiling_embeddings(settings: EvaluateSettings, paths: list[str], embedders:
 
 def _ceiling_scores(ref_clips: list[DatasetClip], arrays: dict[str, np.ndarray], ref: EmbeddingStats,
                     scorer: TextAudioScorer, judge: ConceptJudge, shuffle_seed: int) -> dict[str, float]:
-    """The codec ceiling: the round-tripped reference audio scored like generated clips (what a perfect generator
-    of latents would reach). clap / ccs need captions and tags (the test split), else fad only."""
+    """The codec ceiling: the round-tripped reference audio scored like generated clips (each reference clip
+    against itself after the codec: below what a generator of new clips can reach, bench/oracle_study.py).
+    clap / ccs need captions and tags (the test split), else fad only."""
     emb, keep = arrays["windows"], arrays["keep"]
     if emb.shape[0] < 2:
         raise ValueError(f"codec ceiling: {len(keep)} readable reference file(s); FAD needs >= 2 windows")

@@ -210,8 +210,8 @@ def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_i
                            f"seed {int(r['seed'])}" + (" (chosen)" if r["chosen"] else "")) for r in clips]
         cells.append(f"<td>{figures[0]}</td><td>{''.join(figures[1:]) or '&ndash;'}</td>")
         out.append(f'<tr class="showcase">{"".join(cells)}</tr>')
-    codec_head = ("<th>reference through the model's codec (what a perfect generator would deliver through this "
-                  "codec)</th>" if codec_images is not None else "")
+    codec_head = ("<th>reference through the model's codec (this very clip after the codec: "
+                  "the codec ceiling's audio)</th>" if codec_images is not None else "")
     intro = (f"<p>The first {len(shown)} prompts by id (the order of the Prompts table below; not picked by score): "
              "the reference clip for the same tags (the prompt's own track when it is in the reference set, else the "
              "reference clip sharing the most tags: Jaccard overlap of category:name pairs)"
