@@ -47,18 +47,11 @@ TEXT_TOKENS = 16
 OUT = ROOT / "bench/results/longform.json"
 
 
-def _rss_kib() -> int:
+def _proc_status_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (``VmRSS``: now, ``VmHWM``: peak), in KiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _hwm_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     return 0
 
@@ -136,14 +129,14 @@ def measure_lengths(model: str, backbone: str, lengths: list[float], repeats: in
             libc.malloc_trim(0)
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
-            before = _rss_kib()
+            before = _proc_status_kib("VmRSS")
             walls, cpus = [], []
             for i in range(repeats):
                 w0, c0 = time.perf_counter(), time.process_time()
                 velocity(x, (i + 1) / (repeats + 1))
                 walls.append(time.perf_counter() - w0)
                 cpus.append(time.process_time() - c0)
-            peak = _hwm_kib()
+            peak = _proc_status_kib("VmHWM")
             rows.append({"model": model, "backbone": backbone, "seconds": seconds, "frames": frames,
                          "parameters": sum(p.numel() for p in net.parameters()), "evaluations_timed": repeats,
                          "eval_wall_s": round(statistics.median(walls), 4),

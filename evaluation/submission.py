@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from evaluation.prompts import Prompt, resolve_prompts
-from model.runtime.atomic_io import atomic_path, write_json_atomic
+from model.runtime.atomic_io import atomic_path, replace_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def build_submission(
         if provenance is not None:
             write_json_atomic(staging / "provenance.json", dict(provenance))
         check_submission(staging, [p.prompt_id for p in prompts], rules or SubmissionRules(), where=str(out))
-        _publish(staging, out)
+        replace_dir(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -137,16 +137,6 @@ def write_manifest(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -
         writer.writeheader()
         writer.writerows(rows)
 
-
-def _publish(staging: Path, out: Path) -> None:
-    """Swap the validated staging directory into place (the old one is removed only after the rename)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def check_audio_file(path: Path, rules: SubmissionRules) -> list[str]:

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from model.data.shards import read_shard, shard_metadata, shard_paths
+from model.runtime.atomic_io import replace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def pack_store(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
         }
         (tmp / STORE_FILE).write_text(json.dumps(description, indent=2) + "\n")
         os.chmod(tmp, 0o755)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         for f in files.values():
             f.close()
@@ -123,16 +124,6 @@ def pack_store(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 ", ".join(f"{s} {d['clips']} clips / {d['frames']} frames" for s, d in description["splits"].items()))
     return description
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` onto ``target``; an old ``target`` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def read_description(store_dir: str | os.PathLike) -> dict[str, Any]:

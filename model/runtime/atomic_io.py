@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the finished directory ``new`` onto ``target``. An old ``target`` is first moved aside and removed
+    only after the rename, so a kill leaves the old or the new directory in place (plus, at worst, a hidden
+    ``.<name>.old-<pid>`` to delete), never a half-written one."""
+    new, target = Path(new), Path(target)
+    if not new.is_dir():
+        raise FileNotFoundError(f"{new}: no directory to move onto {target}; {target} is left as it was")
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def write_parquet_atomic(path: str | os.PathLike, table: Any, **kwargs: Any) -> None:
