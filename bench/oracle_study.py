@@ -6,8 +6,8 @@ clip is compared with *itself*, so it sits below anything a generator can reach,
 with the evaluate stage's own code (same embedder, judge, text–audio model, reference set and best-seed rule):
 
 - ``retrieval_codec``: per prompt, the ``--seeds`` training clips whose tags overlap the prompt's concepts most
-  (Jaccard over category:tag pairs; ties broken by a seeded shuffle), round-tripped through the model's codec —
-  a generator that is perfect up to its codec;
+  (Jaccard over category:tag pairs, as the report's reference match; ties broken by a seeded shuffle),
+  round-tripped through the model's codec — a generator that is perfect up to its codec;
 - ``retrieval_raw``: the same clips without the codec (the floor set by drawing new clips at all);
 - ``random_codec``: random training clips through the codec (perfect audio that ignores its text).
 
@@ -41,18 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.audio_sets import DatasetClip, read_dataset_split  # noqa: E402
 from evaluation.evaluator import run_evaluation  # noqa: E402
 from evaluation.excerpt import SCORED_SECONDS  # noqa: E402
-from evaluation.prompts import CATEGORIES, load_prompts, save_prompts  # noqa: E402
+from evaluation.prompts import load_prompts, save_prompts  # noqa: E402
+from evaluation.reference_match import concept_pairs, jaccard  # noqa: E402
 from evaluation.settings import EvaluateSettings  # noqa: E402
 from model.audio.io import load_audio, write_audio  # noqa: E402
 from pipelines.evaluate import CodecRoundTrip  # noqa: E402
 
 log = logging.getLogger("oracle_study")
 ORACLES = ("retrieval_codec", "retrieval_raw", "random_codec")
-
-
-def tag_pairs(concepts: dict[str, Any]) -> set[tuple[str, str]]:
-    """{(category, tag)} of a prompt's concepts or a clip's tags."""
-    return {(c, t) for c in CATEGORIES for t in (concepts.get(c) or ())}
 
 
 def pick_clips(concepts: dict[str, Any], pool: list[DatasetClip], k: int, rng: random.Random,
@@ -62,13 +58,8 @@ def pick_clips(concepts: dict[str, Any], pool: list[DatasetClip], k: int, rng: r
         raise ValueError(f"asked for {k} clips per prompt from a pool of {len(pool)}")
     if not by_tags:
         return rng.sample(pool, k)
-    want = tag_pairs(concepts)
-
-    def overlap(clip: DatasetClip) -> float:
-        have = tag_pairs(clip.tags)
-        return len(want & have) / max(1, len(want | have))
-
-    keyed = [(-overlap(c), rng.random(), c.track_id, c) for c in pool]
+    want = concept_pairs(concepts)
+    keyed = [(-jaccard(want, concept_pairs(c.tags)), rng.random(), c.track_id, c) for c in pool]
     keyed.sort(key=lambda t: t[:3])
     return [t[3] for t in keyed[:k]]
 

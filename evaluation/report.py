@@ -118,16 +118,17 @@ def _concept_chips(present: list[str], missing: list[str]) -> str:
                    f"{html.escape(c)}</span>" for c, kind in chips)
 
 
-def _spectrogram_png(audio_path: str, out_dir: Path, rel: str, transform: RoundTrip | None = None) -> str | None:
-    """Write the spectrogram of the first 10 s of ``audio_path`` (after ``transform``) to ``out_dir/rel``; returns
-    ``rel``, or None (logged) when the audio is unreadable."""
+def _read_clip(audio_path: str) -> tuple[np.ndarray, int] | None:
+    """The first 10 s of ``audio_path``, or None (logged) when it is unreadable."""
     try:
-        audio, sr = load_audio(audio_path, duration_s=10.0)
+        return load_audio(audio_path, duration_s=10.0)
     except AudioDecodeError as exc:
         log.warning("no spectrogram for %s: %s", audio_path, exc.reason)
         return None
-    if transform is not None:
-        audio, sr = transform(audio, sr)
+
+
+def _write_png(audio: np.ndarray, sr: int, out_dir: Path, rel: str) -> str:
+    """The spectrogram of ``audio`` as ``out_dir/rel`` (atomic); returns ``rel``."""
     target = out_dir / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
@@ -140,9 +141,10 @@ def write_spectrograms(rows: list[dict[str, Any]], out_dir: Path) -> dict[tuple[
     written: dict[tuple[str, int], str] = {}
     shutil.rmtree(out_dir / "spectrograms", ignore_errors=True)  # no stale images of prompts no longer generated
     for row in tqdm(rows, desc="spectrograms", unit="clip", leave=False):
-        rel = _spectrogram_png(row["path"], out_dir, f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png")
-        if rel is not None:
-            written[(row["prompt_id"], int(row["seed"]))] = rel
+        clip = _read_clip(row["path"])
+        if clip is not None:
+            written[(row["prompt_id"], int(row["seed"]))] = _write_png(
+                *clip, out_dir, f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png")
     return written
 
 
@@ -166,11 +168,12 @@ def write_reference_spectrograms(refs: dict[str, dict[str, Any]], out_dir: Path,
     Returns (prompt_id -> reference image, prompt_id -> codec image), paths relative to ``out_dir``."""
     plain, codec = {}, {}
     for pid, ref in tqdm(refs.items(), desc="reference spectrograms", unit="clip", leave=False):
-        rel = _spectrogram_png(ref["path"], out_dir, f"spectrograms/{pid}/reference.png")
-        if rel is not None:
-            plain[pid] = rel
-        if roundtrip is not None and pid in showcase and rel is not None:
-            codec[pid] = _spectrogram_png(ref["path"], out_dir, f"spectrograms/{pid}/reference-codec.png", roundtrip)
+        clip = _read_clip(ref["path"])  # decoded once for both images
+        if clip is None:
+            continue
+        plain[pid] = _write_png(*clip, out_dir, f"spectrograms/{pid}/reference.png")
+        if roundtrip is not None and pid in showcase:
+            codec[pid] = _write_png(*roundtrip(*clip), out_dir, f"spectrograms/{pid}/reference-codec.png")
     return plain, codec
 
 
@@ -179,10 +182,21 @@ def _reference_label(pid: str, ref: dict[str, Any]) -> str:
     return f"reference: {html.escape(ref['id'])} ({how})"
 
 
+def _spec_img(src: str | None, alt: str) -> str:
+    """A spectrogram ``<img>`` (``src`` relative to the page), or a note when the audio was unreadable."""
+    return f'<img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}">' if src else "(audio unreadable)"
+
+
 def _figure(src: str | None, alt: str, caption: str) -> str:
-    image = (f'<img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}">' if src
-             else "(audio unreadable)")
-    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
+    return f"<figure>{_spec_img(src, alt)}<figcaption>{caption}</figcaption></figure>"
+
+
+def _prompt_cell(pid: str, clip: dict[str, Any], rowspan: int = 1) -> str:
+    """Prompt id, caption and concepts (from any of its clips' rows)."""
+    concepts = sorted({*clip["concepts_present"], *clip["concepts_missing"]})
+    span = f' rowspan="{rowspan}"' if rowspan > 1 else ""
+    return (f'<td class="promptcell"{span}><b>{html.escape(pid)}</b><br><span class="caption">'
+            f'{html.escape(clip["caption"])}</span><br>concepts: {html.escape(", ".join(concepts) or "none")}</td>')
 
 
 def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_images: dict[str, str],
@@ -192,10 +206,7 @@ def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_i
     out, shown = [], showcase_prompts(rows)
     for pid in shown:
         clips = sorted((r for r in rows if r["prompt_id"] == pid), key=lambda r: (not r["chosen"], int(r["seed"])))
-        first = clips[0]
-        concepts = sorted({*first["concepts_present"], *first["concepts_missing"]})
-        cells = [f'<td class="promptcell"><b>{html.escape(pid)}</b><br><span class="caption">'
-                 f'{html.escape(first["caption"])}</span><br>concepts: {html.escape(", ".join(concepts) or "none")}</td>']
+        cells = [_prompt_cell(pid, clips[0])]
         ref = refs.get(pid)
         if ref is None:
             cells.append("<td>no reference clip shares a tag with this prompt</td>")
@@ -222,8 +233,7 @@ def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_i
 
 
 def _spec_cell(src: str | None, alt: str) -> str:
-    return (f'<td><img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}"></td>' if src
-            else "<td>(audio unreadable)</td>")
+    return f"<td>{_spec_img(src, alt)}</td>"
 
 
 def _audio_cell(path: str, out_dir: Path) -> str:
@@ -242,11 +252,8 @@ def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[t
         chosen = next((r for r in clips if r["chosen"]), clips[0])
         data = " ".join(f'data-{k.replace("_", "")}="{float(chosen[k]):.6g}"' for k, _, _ in CLIP_SCORES)
         ref = refs.get(pid)
-        concepts = sorted({*clips[0]["concepts_present"], *clips[0]["concepts_missing"]})
         out = [f'<tbody class="prompt" data-prompt="{html.escape(pid)}" {data}>']
-        prompt_cell = (f'<td class="promptcell" rowspan="{len(clips) + (ref is not None)}"><b>{html.escape(pid)}</b>'
-                       f'<br><span class="caption">{html.escape(clips[0]["caption"])}</span><br>concepts: '
-                       f'{html.escape(", ".join(concepts) or "none")}</td>')
+        prompt_cell = _prompt_cell(pid, clips[0], rowspan=len(clips) + (ref is not None))
         if ref is not None:
             cells = [prompt_cell, f"<td>{_reference_label(pid, ref)}</td>", _audio_cell(ref["path"], out_dir),
                      _spec_cell(ref_images.get(pid), f"spectrogram of {pid} reference")]
