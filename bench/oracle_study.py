@@ -83,11 +83,17 @@ def write_oracle_set(out: Path, prompts: list, pool: list[DatasetClip], seeds: i
 
 
 def run_study(root: Path, seeds: int, seed: int, work: Path) -> dict[str, Any]:
+    if not (root / "params.yaml").is_file():
+        raise FileNotFoundError(f"{root / 'params.yaml'} not found: --root must be the repository of a make repro")
     params = yaml.safe_load((root / "params.yaml").read_text())
     prepared = root / params["data"]["prepared_dir"]
     tracks = str(prepared / "tracks.parquet")
     instrumental = str(root / params["separate"]["out_dir"] / "manifest.parquet")
-    prompts = load_prompts(root / params["generate"]["out_dir"] / "prompts.jsonl")
+    prompts_file = root / params["generate"]["out_dir"] / "prompts.jsonl"
+    if not prompts_file.is_file():
+        raise FileNotFoundError(f"{prompts_file} not found: the study scores the prompts of a finished make repro "
+                                "(run make repro, or dvc repro generate, first)")
+    prompts = load_prompts(prompts_file)
     pool = read_dataset_split(tracks, instrumental, "train")
     settings = EvaluateSettings.from_params({**params["evaluate"], "out_dir": str(work / "eval"),
                                              "cache_dir": str(root / params["evaluate"]["cache_dir"])})

@@ -8,6 +8,7 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from evaluation.audio_sets import DatasetClip
@@ -31,6 +32,16 @@ def test_pick_clips_prefers_the_best_tag_overlap_and_is_seeded():
     assert picked == again
     rand = [oracle_study.pick_clips(want, pool, 2, random.Random(s), by_tags=False) for s in range(6)]
     assert len({tuple(c.track_id for c in r) for r in rand}) > 1  # random picks ignore the tags
+
+
+def test_a_root_without_a_finished_run_is_refused_by_name(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params.yaml"):
+        oracle_study.run_study(tmp_path, 2, 0, tmp_path / "work")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"prepared_dir": "data/prepared"},
+                                                          "separate": {"out_dir": "data/instrumental"},
+                                                          "generate": {"out_dir": "generated"}}))
+    with pytest.raises(FileNotFoundError, match="make repro"):
+        oracle_study.run_study(tmp_path, 2, 0, tmp_path / "work")
 
 
 def test_study_scores_tag_matched_real_audio_above_random_audio(tmp_path, monkeypatch):
