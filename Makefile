@@ -21,7 +21,8 @@ test: env
 	$(PY) -m pytest -q
 
 lint: env
-	.venv/bin/ruff check pipelines model evaluation tests
+	.venv/bin/ruff check pipelines model evaluation tests bench
+	.venv/bin/ruff format --check pipelines model evaluation tests bench
 
 bench: env
 	mkdir -p bench/results

@@ -56,8 +56,14 @@ def step_seconds(net: VelocityNet, frames: int, repeats: int) -> tuple[float, fl
     """Median (wall, CPU) seconds of one CFG-guided velocity evaluation (batch 1 → stacked batch 2)."""
     cfg = net.cfg
     text, null = torch.randn(1, TEXT_TOKENS, cfg.text_dim), torch.randn(1, 2, cfg.text_dim)
-    velocity = GuidedVelocity(net, text, torch.ones(1, TEXT_TOKENS, dtype=torch.bool), null,
-                              torch.ones(1, 2, dtype=torch.bool), CFG_SCALE)
+    velocity = GuidedVelocity(
+        net,
+        text,
+        torch.ones(1, TEXT_TOKENS, dtype=torch.bool),
+        null,
+        torch.ones(1, 2, dtype=torch.bool),
+        CFG_SCALE,
+    )
     x = torch.randn(1, cfg.latent_dim, frames)
     times = []
     with torch.no_grad():
@@ -73,8 +79,14 @@ def full_run_seconds(net: VelocityNet, frames: int, steps: int) -> tuple[float, 
     """(wall, CPU) seconds of a whole guided Euler run."""
     cfg = net.cfg
     text, null = torch.randn(1, TEXT_TOKENS, cfg.text_dim), torch.randn(1, 2, cfg.text_dim)
-    velocity = GuidedVelocity(net, text, torch.ones(1, TEXT_TOKENS, dtype=torch.bool), null,
-                              torch.ones(1, 2, dtype=torch.bool), CFG_SCALE)
+    velocity = GuidedVelocity(
+        net,
+        text,
+        torch.ones(1, TEXT_TOKENS, dtype=torch.bool),
+        null,
+        torch.ones(1, 2, dtype=torch.bool),
+        CFG_SCALE,
+    )
     start = _clock()
     with torch.no_grad():
         integrate(velocity, torch.randn(1, cfg.latent_dim, frames), steps, "euler")
@@ -100,8 +112,11 @@ def main() -> None:
     codec = build_codec({**params["codec"], "device": "cpu"})
     decode_s = decode_seconds(codec)
     models = {
-        "embedded": (VelocityNetConfig.from_params(params["model"], codec.latent_dim, 384),
-                     math.ceil(SECONDS * codec.frame_rate), 3),
+        "embedded": (
+            VelocityNetConfig.from_params(params["model"], codec.latent_dim, 384),
+            math.ceil(SECONDS * codec.frame_rate),
+            3,
+        ),
         "paper": (VelocityNetConfig.paper(), math.ceil(SECONDS * PAPER_FRAME_RATE), 2),
     }
     rows = []
@@ -115,28 +130,48 @@ def main() -> None:
             per_step = step_seconds(net, frames, repeats)
         for steps in STEP_COUNTS:
             wall, cpu = measured.get(steps, (per_step[0] * steps, per_step[1] * steps))
-            rows.append({"model": name, "parameters": count_parameters(net), "latent_shape": [cfg.latent_dim, frames],
-                         "steps": steps, "cfg_scale": CFG_SCALE, "sampling": "measured" if steps in measured
-                         else "extrapolated", "step_wall_s": round(per_step[0], 4), "step_cpu_s": round(per_step[1], 4),
-                         "sampling_wall_s": round(wall, 2), "sampling_cpu_s": round(cpu, 2),
-                         "decode_wall_s": round(decode_s[0], 3), "decode_cpu_s": round(decode_s[1], 3),
-                         "total_wall_s": round(wall + decode_s[0], 2), "total_cpu_s": round(cpu + decode_s[1], 2)})
+            rows.append(
+                {
+                    "model": name,
+                    "parameters": count_parameters(net),
+                    "latent_shape": [cfg.latent_dim, frames],
+                    "steps": steps,
+                    "cfg_scale": CFG_SCALE,
+                    "sampling": "measured" if steps in measured else "extrapolated",
+                    "step_wall_s": round(per_step[0], 4),
+                    "step_cpu_s": round(per_step[1], 4),
+                    "sampling_wall_s": round(wall, 2),
+                    "sampling_cpu_s": round(cpu, 2),
+                    "decode_wall_s": round(decode_s[0], 3),
+                    "decode_cpu_s": round(decode_s[1], 3),
+                    "total_wall_s": round(wall + decode_s[0], 2),
+                    "total_cpu_s": round(cpu + decode_s[1], 2),
+                }
+            )
     result = {
         "what": "seconds to generate one 10 s clip on CPU (Euler + CFG sampling, mel-codec decode)",
         "weights": "randomly initialised (timing only)",
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__, "codec": codec.settings(),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "codec": codec.settings(),
         "note": "paper model sampled at 10.766 Hz latents (ACE-Step frame rate); decode is the mel codec for both",
         "rows": rows,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'model':<9} {'params':>12} {'T':>4} {'steps':>5} {'sampling':<12} {'total wall s':>12} "
-          f"{'total CPU s':>11} {'(decode CPU s)':>14}")
+    print(
+        f"{'model':<9} {'params':>12} {'T':>4} {'steps':>5} {'sampling':<12} {'total wall s':>12} "
+        f"{'total CPU s':>11} {'(decode CPU s)':>14}"
+    )
     for r in rows:
-        print(f"{r['model']:<9} {r['parameters']:>12,} {r['latent_shape'][1]:>4} {r['steps']:>5} {r['sampling']:<12} "
-              f"{r['total_wall_s']:>12.2f} {r['total_cpu_s']:>11.2f} {r['decode_cpu_s']:>14.3f}")
+        print(
+            f"{r['model']:<9} {r['parameters']:>12,} {r['latent_shape'][1]:>4} {r['steps']:>5} {r['sampling']:<12} "
+            f"{r['total_wall_s']:>12.2f} {r['total_cpu_s']:>11.2f} {r['decode_cpu_s']:>14.3f}"
+        )
     print(f"weights random (timing only); 'extrapolated' = step time x steps; wrote {OUT}")
+
 
 if __name__ == "__main__":
     main()

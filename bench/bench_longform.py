@@ -117,8 +117,14 @@ def measure_lengths(model: str, backbone: str, lengths: list[float], repeats: in
     net, frame_rate = build_net(model, backbone)
     cfg = net.cfg
     text, null = torch.randn(1, TEXT_TOKENS, cfg.text_dim), torch.randn(1, 2, cfg.text_dim)
-    velocity = GuidedVelocity(net, text, torch.ones(1, TEXT_TOKENS, dtype=torch.bool), null,
-                              torch.ones(1, 2, dtype=torch.bool), CFG_SCALE)
+    velocity = GuidedVelocity(
+        net,
+        text,
+        torch.ones(1, TEXT_TOKENS, dtype=torch.bool),
+        null,
+        torch.ones(1, 2, dtype=torch.bool),
+        CFG_SCALE,
+    )
     rows = []
     with torch.no_grad():
         velocity(torch.randn(1, cfg.latent_dim, 16), 0.5)
@@ -137,11 +143,20 @@ def measure_lengths(model: str, backbone: str, lengths: list[float], repeats: in
                 walls.append(time.perf_counter() - w0)
                 cpus.append(time.process_time() - c0)
             peak = _proc_status_kib("VmHWM")
-            rows.append({"model": model, "backbone": backbone, "seconds": seconds, "frames": frames,
-                         "parameters": sum(p.numel() for p in net.parameters()), "evaluations_timed": repeats,
-                         "eval_wall_s": round(statistics.median(walls), 4),
-                         "eval_cpu_s": round(statistics.median(cpus), 4),
-                         "working_mib": round((peak - before) / 1024, 1), "peak_rss_mib": round(peak / 1024, 1)})
+            rows.append(
+                {
+                    "model": model,
+                    "backbone": backbone,
+                    "seconds": seconds,
+                    "frames": frames,
+                    "parameters": sum(p.numel() for p in net.parameters()),
+                    "evaluations_timed": repeats,
+                    "eval_wall_s": round(statistics.median(walls), 4),
+                    "eval_cpu_s": round(statistics.median(cpus), 4),
+                    "working_mib": round((peak - before) / 1024, 1),
+                    "peak_rss_mib": round(peak / 1024, 1),
+                }
+            )
     return rows
 
 
@@ -156,12 +171,29 @@ def run_cli(model_dir: str, seconds: float, steps: int, method: str) -> dict:
     """Render one clip with the single-prompt CLI; wall seconds and the process's peak RSS (wait4)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "long.wav"
-        cmd = [sys.executable, "-m", "pipelines.generate", "upbeat electronic track with synth and drums",
-               "--seconds", str(seconds), "--steps", str(steps), "--method", method, "--model-dir", model_dir,
-               "--device", "cpu", "-o", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipelines.generate",
+            "upbeat electronic track with synth and drums",
+            "--seconds",
+            str(seconds),
+            "--steps",
+            str(steps),
+            "--method",
+            method,
+            "--model-dir",
+            model_dir,
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         printed = proc.stdout.read().strip() if proc.stdout else ""
@@ -170,10 +202,18 @@ def run_cli(model_dir: str, seconds: float, steps: int, method: str) -> dict:
         import soundfile as sf
 
         info = sf.info(str(out))
-    return {"command": " ".join(cmd[1:]), "seconds_of_audio": info.frames / info.samplerate,
-            "sample_rate": info.samplerate, "channels": info.channels, "steps": steps, "method": method,
-            "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "cli_printed": printed}
+    return {
+        "command": " ".join(cmd[1:]),
+        "seconds_of_audio": info.frames / info.samplerate,
+        "sample_rate": info.samplerate,
+        "channels": info.channels,
+        "steps": steps,
+        "method": method,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cli_printed": printed,
+    }
 
 
 def main() -> None:
@@ -195,38 +235,70 @@ def main() -> None:
     rows = []
     for model, repeats in (("embedded", 3), ("paper", 1)):
         for backbone in ("bimamba", "attention"):
-            cmd = [sys.executable, __file__, "--one", model, backbone, str(repeats),
-                   "--lengths", *map(str, args.lengths)]
-            res = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                                 text=True, check=True)
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                model,
+                backbone,
+                str(repeats),
+                "--lengths",
+                *map(str, args.lengths),
+            ]
+            res = subprocess.run(
+                cmd,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             for row in json.loads(res.stdout.strip().splitlines()[-1]):
                 seconds = row["seconds"]
                 row["s_per_generated_s_wall"] = round(row["eval_wall_s"] * nfe / seconds, 4)
                 row["s_per_generated_s_cpu"] = round(row["eval_cpu_s"] * nfe / seconds, 4)
                 rows.append(row)
-                print(f"{model:<9} {backbone:<9} {seconds:>6.0f} s  T={row['frames']:>5}  "
-                      f"eval {row['eval_cpu_s']:>8.3f} CPU s  working {row['working_mib']:>8.1f} MiB", flush=True)
+                print(
+                    f"{model:<9} {backbone:<9} {seconds:>6.0f} s  T={row['frames']:>5}  "
+                    f"eval {row['eval_cpu_s']:>8.3f} CPU s  working {row['working_mib']:>8.1f} MiB",
+                    flush=True,
+                )
     fits = []
     for model in ("embedded", "paper"):
         for backbone in ("bimamba", "attention"):
             mine = [r for r in rows if r["model"] == model and r["backbone"] == backbone]
             xs = [r["seconds"] for r in mine]
-            fits.append({"model": model, "backbone": backbone,
-                         "time_exponent_cpu": growth_exponent(xs, [r["eval_cpu_s"] for r in mine]),
-                         "memory_exponent": growth_exponent(xs, [r["working_mib"] for r in mine])})
-    result = {"what": "long-form cost per guided network evaluation (CFG batch 2), random weights, one thread",
-              "nfe_for_per_second_figures": nfe, "generate_steps": steps, "generate_method": method,
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "rows": rows,
-              "growth_fits": fits}
+            fits.append(
+                {
+                    "model": model,
+                    "backbone": backbone,
+                    "time_exponent_cpu": growth_exponent(xs, [r["eval_cpu_s"] for r in mine]),
+                    "memory_exponent": growth_exponent(xs, [r["working_mib"] for r in mine]),
+                }
+            )
+    result = {
+        "what": "long-form cost per guided network evaluation (CFG batch 2), random weights, one thread",
+        "nfe_for_per_second_figures": nfe,
+        "generate_steps": steps,
+        "generate_method": method,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+        "growth_fits": fits,
+    }
     if not args.skip_cli and not (Path(args.model_dir) / "model.safetensors").is_file():
-        print(f"no trained model in {args.model_dir} (run `make repro` first): skipping the 3-minute CLI clip")
+        print(
+            f"no trained model in {args.model_dir} (run `make repro` first): skipping the 3-minute CLI clip"
+        )
     elif not args.skip_cli:
         result["cli_3min"] = run_cli(args.model_dir, 180.0, steps, method)
         print(f"CLI 3-minute clip: {result['cli_3min']}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for f in fits:
-        print(f"{f['model']:<9} {f['backbone']:<9} time ~ L^{f['time_exponent_cpu']}  memory ~ L^{f['memory_exponent']}")
+        print(
+            f"{f['model']:<9} {f['backbone']:<9} time ~ L^{f['time_exponent_cpu']}  memory ~ L^{f['memory_exponent']}"
+        )
     print(f"wrote {OUT}")
 
 

@@ -72,7 +72,9 @@ class KernelSavedSet(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias):
         with torch.no_grad():
             out = selective_scan(u, delta, A, B, C, D, None, delta_bias, True)
-        states = u.new_zeros(u.shape[0], u.shape[1], -(-u.shape[2] // 2048), 2 * A.shape[1], dtype=torch.float32)
+        states = u.new_zeros(
+            u.shape[0], u.shape[1], -(-u.shape[2] // 2048), 2 * A.shape[1], dtype=torch.float32
+        )
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states, out)
         return out * torch.nn.functional.silu(z)
 
@@ -80,8 +82,10 @@ class KernelSavedSet(torch.autograd.Function):
     def backward(ctx, grad):
         saved = ctx.saved_tensors[:8]
         with torch.enable_grad():
-            leaves = [None if s is None else s.detach().requires_grad_(need)
-                      for s, need in zip(saved, ctx.needs_input_grad, strict=True)]
+            leaves = [
+                None if s is None else s.detach().requires_grad_(need)
+                for s, need in zip(saved, ctx.needs_input_grad, strict=True)
+            ]
             u, delta, A, B, C, D, z, delta_bias = leaves
             out = selective_scan(u, delta, A, B, C, D, None, delta_bias, True) * torch.nn.functional.silu(z)
             wanted = [x for x in leaves if x is not None and x.requires_grad]
@@ -116,11 +120,20 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = VelocityNetConfig(**{**cfg.to_dict(), "scan_backend": "torch"})
     net = VelocityNet(cfg)
     n_params = count_parameters(net)
-    flow = FlowMatching(net, FlowConfig(), torch.zeros(1, 1, cfg.text_dim), torch.ones(1, 1, dtype=torch.bool))
+    flow = FlowMatching(
+        net, FlowConfig(), torch.zeros(1, 1, cfg.text_dim), torch.ones(1, 1, dtype=torch.bool)
+    )
     flow.train()
     fixed = n_params * STATE_BYTES_PER_PARAM
-    result = {"parameters": n_params, "text_tokens": TEXT_TOKENS, "frames_measured": args.frames,
-              "fixed_bytes": fixed, "gpu_bytes": GPU_BYTES, "reserve": RESERVE, "precisions": {}}
+    result = {
+        "parameters": n_params,
+        "text_tokens": TEXT_TOKENS,
+        "frames_measured": args.frames,
+        "fixed_bytes": fixed,
+        "gpu_bytes": GPU_BYTES,
+        "reserve": RESERVE,
+        "precisions": {},
+    }
     print(f"paper network: {n_params / 1e6:.1f}M parameters; weights+grads+AdamW+EMA {fixed / 2**30:.2f} GiB")
     print(f"{'precision':>9} {'frames':>6} {'saved MiB':>10}")
     for name, autocast in (("fp32", False), ("bf16", True), ("bf16_kernel", True)):
@@ -141,12 +154,18 @@ def main(argv: list[str] | None = None) -> dict:
         usable = GPU_BYTES * (1 - RESERVE) - fixed - per_step
         fits = int(usable // per_sample)
         result["precisions"][name] = {
-            "saved_bytes_batch1": measured, "saved_bytes_batch2_longest": pair, "line_intercept_bytes": a,
-            "bytes_per_frame": b, "per_step_bytes": per_step, "per_sample_bytes_323": per_sample,
+            "saved_bytes_batch1": measured,
+            "saved_bytes_batch2_longest": pair,
+            "line_intercept_bytes": a,
+            "bytes_per_frame": b,
+            "per_step_bytes": per_step,
+            "per_sample_bytes_323": per_sample,
             "fits_24gb_323": fits,
         }
-        print(f"{name}: {b / 2**20:.2f} MiB/frame; {per_step / 2**20:.0f} MiB once per step; "
-              f"{per_sample / 2**30:.2f} GiB per 323-frame sample; {fits} samples fit 24 GB")
+        print(
+            f"{name}: {b / 2**20:.2f} MiB/frame; {per_step / 2**20:.0f} MiB once per step; "
+            f"{per_sample / 2**30:.2f} GiB per 323-frame sample; {fits} samples fit 24 GB"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

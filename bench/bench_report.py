@@ -40,19 +40,34 @@ def fixture(root: Path) -> pa.Table:
             tone = 0.2 * np.sin(2 * np.pi * (110 + 10 * p + s) * t) + 0.02 * rng.standard_normal(t.size)
             path = root / "generated" / f"p{p:03d}" / f"seed-{s}.wav"
             write_audio(path, np.stack([tone, tone]).astype(np.float32), SR)
-            rows.append({"prompt_id": f"p{p:03d}", "seed": s, "path": str(path), "caption": f"caption {p}",
-                         "fad_distance": float(rng.random()), "text_audio": float(rng.random()),
-                         "ccs": float(rng.random()), "concepts_present": ["genre:rock"],
-                         "concepts_missing": ["mood:calm"], "chosen": s == 0})
+            rows.append(
+                {
+                    "prompt_id": f"p{p:03d}",
+                    "seed": s,
+                    "path": str(path),
+                    "caption": f"caption {p}",
+                    "fad_distance": float(rng.random()),
+                    "text_audio": float(rng.random()),
+                    "ccs": float(rng.random()),
+                    "concepts_present": ["genre:rock"],
+                    "concepts_missing": ["mood:calm"],
+                    "chosen": s == 0,
+                }
+            )
     return pa.Table.from_pylist(rows)
 
 
 def main() -> None:
     torch.set_num_threads(1)  # as the evaluate stage on the offline path
     load = os.getloadavg()[0]
-    metrics = {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.2,
-               "first_seed": {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.2},
-               "all_seeds": {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.2}}
+    metrics = {
+        "fad": 1.0,
+        "clap": 0.1,
+        "ccs": 0.5,
+        "ccs_margin": 0.2,
+        "first_seed": {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.2},
+        "all_seeds": {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.2},
+    }
     curves = {"train/loss": (np.arange(10, 1510, 10.0), 1 / np.arange(1, 151.0))}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -63,9 +78,15 @@ def main() -> None:
             write_report(root / "reports", metrics, {}, table, curves)
             times.append(time.perf_counter() - start)
         written = sum(p.stat().st_size for p in (root / "reports").rglob("*") if p.is_file())
-    result = {"clips": N_PROMPTS * N_SEEDS, "median_s": statistics.median(times), "times_s": times,
-              "bytes_written": written, "load_average_at_start": load, "threads": 1,
-              "python": platform.python_version()}
+    result = {
+        "clips": N_PROMPTS * N_SEEDS,
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "bytes_written": written,
+        "load_average_at_start": load,
+        "threads": 1,
+        "python": platform.python_version(),
+    }
     out = Path(__file__).resolve().parent / "results" / "report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

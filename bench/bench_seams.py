@@ -39,8 +39,12 @@ from model.flow.text_to_music import OUTPUT_SAMPLE_RATE, TextToMusic  # noqa: E4
 from pipelines.common.params import get, load_params  # noqa: E402
 
 N_FFT, HOP, WINDOW = 2048, 512, 3
-SETTINGS = {"none": {"repeats": 1, "crossfade_s": 0.0}, "renoise3": {"repeats": 3, "crossfade_s": 0.0},
-            "crossfade": {"repeats": 1, "crossfade_s": 0.25}, "crossfade+renoise3": {"repeats": 3, "crossfade_s": 0.25}}
+SETTINGS = {
+    "none": {"repeats": 1, "crossfade_s": 0.0},
+    "renoise3": {"repeats": 3, "crossfade_s": 0.0},
+    "crossfade": {"repeats": 1, "crossfade_s": 0.25},
+    "crossfade+renoise3": {"repeats": 3, "crossfade_s": 0.25},
+}
 
 
 def flux(audio: np.ndarray) -> np.ndarray:
@@ -72,11 +76,15 @@ def main() -> None:
     model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
     tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
     instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
-    sampler = SamplerConfig(steps=args.steps or int(get(params, "generate.steps", 25)),
-                            cfg_scale=float(get(params, "generate.cfg_scale", 3.5)),
-                            method=str(get(params, "generate.method", "euler")))
+    sampler = SamplerConfig(
+        steps=args.steps or int(get(params, "generate.steps", 25)),
+        cfg_scale=float(get(params, "generate.cfg_scale", 3.5)),
+        method=str(get(params, "generate.method", "euler")),
+    )
     if not (Path(model_dir) / "model.safetensors").is_file() or not Path(instrumental).is_file():
-        print(f"bench_seams: needs a trained model ({model_dir}) and the pipeline's data; run `make repro` first")
+        print(
+            f"bench_seams: needs a trained model ({model_dir}) and the pipeline's data; run `make repro` first"
+        )
         return
     editor = MusicEditor(TextToMusic.from_dir(model_dir, "cpu"))
     clips = read_dataset_split(tracks, instrumental, "test")[: args.clips]
@@ -84,30 +92,53 @@ def main() -> None:
     start = time.perf_counter()
     for clip in clips:
         audio, sr = load_audio(clip.path, sample_rate=OUTPUT_SAMPLE_RATE, channels=2, duration_s=10.0)
-        base = {"inpaint": [seam_score(audio, 4.0), seam_score(audio, 6.5)], "continue": [seam_score(audio, 6.0)]}
+        base = {
+            "inpaint": [seam_score(audio, 4.0), seam_score(audio, 6.5)],
+            "continue": [seam_score(audio, 6.0)],
+        }
         for name, opts in SETTINGS.items():
             gen = torch.Generator().manual_seed(0)
             inp = editor.inpaint(clip.caption, audio, sr, 4.0, 6.5, sampler, gen, **opts)
             gen = torch.Generator().manual_seed(0)
             cont = editor.continue_audio(clip.caption, audio[:, : 6 * sr], sr, 10.0, sampler, gen, **opts)
-            rows.append({"track": clip.track_id, "setting": name, **opts,
-                         "inpaint": [seam_score(inp.audio, 4.0), seam_score(inp.audio, 6.5)],
-                         "continue": [seam_score(cont.audio, 6.0)],
-                         "decoded_inpaint": [seam_score(inp.decoded, 4.0), seam_score(inp.decoded, 6.5)],
-                         "decoded_continue": [seam_score(cont.decoded, 6.0)],
-                         "input_inpaint": base["inpaint"], "input_continue": base["continue"]})
+            rows.append(
+                {
+                    "track": clip.track_id,
+                    "setting": name,
+                    **opts,
+                    "inpaint": [seam_score(inp.audio, 4.0), seam_score(inp.audio, 6.5)],
+                    "continue": [seam_score(cont.audio, 6.0)],
+                    "decoded_inpaint": [seam_score(inp.decoded, 4.0), seam_score(inp.decoded, 6.5)],
+                    "decoded_continue": [seam_score(cont.decoded, 6.0)],
+                    "input_inpaint": base["inpaint"],
+                    "input_continue": base["continue"],
+                }
+            )
             print(rows[-1], flush=True)
     summary = {}
     for name in SETTINGS:
         mine = [r for r in rows if r["setting"] == name]
-        summary[name] = {key + "_seam_median": float(np.median([v for r in mine for v in r[key]]))
-                         for key in ("inpaint", "continue", "decoded_inpaint", "decoded_continue")}
+        summary[name] = {
+            key + "_seam_median": float(np.median([v for r in mine for v in r[key]]))
+            for key in ("inpaint", "continue", "decoded_inpaint", "decoded_continue")
+        }
     summary["input_same_times"] = {
-        "inpaint_seam_median": float(np.median([v for r in rows[:: len(SETTINGS)] for v in r["input_inpaint"]])),
-        "continue_seam_median": float(np.median([v for r in rows[:: len(SETTINGS)] for v in r["input_continue"]]))}
-    result = {"what": "seam score = max spectral flux within ±3 frames of a boundary / median flux of the clip",
-              "model_dir": str(Path(model_dir).resolve()), "sampler": sampler.__dict__, "n_clips": len(clips),
-              "wall_s": round(time.perf_counter() - start, 1), "summary": summary, "rows": rows}
+        "inpaint_seam_median": float(
+            np.median([v for r in rows[:: len(SETTINGS)] for v in r["input_inpaint"]])
+        ),
+        "continue_seam_median": float(
+            np.median([v for r in rows[:: len(SETTINGS)] for v in r["input_continue"]])
+        ),
+    }
+    result = {
+        "what": "seam score = max spectral flux within ±3 frames of a boundary / median flux of the clip",
+        "model_dir": str(Path(model_dir).resolve()),
+        "sampler": sampler.__dict__,
+        "n_clips": len(clips),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "summary": summary,
+        "rows": rows,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for name, s in summary.items():

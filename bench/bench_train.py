@@ -36,9 +36,16 @@ CAPTION_TOKENS = 12
 def make_trainer(net_cfg: VelocityNetConfig, batch_size: int, frames: int, clips: int, tmp: Path) -> Trainer:
     """A Trainer over random in-memory clips (twice ``frames`` long, so crops are real crops)."""
     rng = np.random.default_rng(0)
-    latents = tuple(rng.standard_normal((net_cfg.latent_dim, 2 * frames)).astype(np.float16) for _ in range(clips))
-    data = LatentClips(latents, tuple(f"caption {i % 8}" for i in range(clips)), tuple(map(str, range(clips))),
-                       net_cfg.latent_dim, 10.0)
+    latents = tuple(
+        rng.standard_normal((net_cfg.latent_dim, 2 * frames)).astype(np.float16) for _ in range(clips)
+    )
+    data = LatentClips(
+        latents,
+        tuple(f"caption {i % 8}" for i in range(clips)),
+        tuple(map(str, range(clips))),
+        net_cfg.latent_dim,
+        10.0,
+    )
     gen = torch.Generator().manual_seed(0)
     bank = {f"caption {i}": torch.randn(CAPTION_TOKENS, net_cfg.text_dim, generator=gen) for i in range(8)}
     texts = TextBank.from_tensors(bank, torch.randn(2, net_cfg.text_dim, generator=gen), net_cfg.text_dim)
@@ -46,8 +53,17 @@ def make_trainer(net_cfg: VelocityNetConfig, batch_size: int, frames: int, clips
     cfg = TrainConfig(steps=10_000, batch_size=batch_size, frames=frames, ckpt_dir=str(tmp / "ck"))
     batches = TrainBatches(data, texts, stats, batch_size, frames, seed=0)
     torch.manual_seed(0)
-    return Trainer(VelocityNet(net_cfg), cfg, batches, texts, stats, None, {}, torch.device("cpu"),
-                   live_dir=str(tmp / "live"))
+    return Trainer(
+        VelocityNet(net_cfg),
+        cfg,
+        batches,
+        texts,
+        stats,
+        None,
+        {},
+        torch.device("cpu"),
+        live_dir=str(tmp / "live"),
+    )
 
 
 def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[float, float]:
@@ -60,10 +76,19 @@ def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[float, float]
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
-def row(name: str, trainer: Trainer, batch: int, frames: int, wall: float, cpu: float, steps: int | None) -> dict:
-    return {"config": name, "params_M": count_parameters(trainer.net) / 1e6, "batch": batch, "frames": frames,
-            "steps_per_s": 1 / wall, "wall_s_per_step": wall, "cpu_s_per_step": cpu,
-            "projected_train_wall_s": steps * wall if steps else None}
+def row(
+    name: str, trainer: Trainer, batch: int, frames: int, wall: float, cpu: float, steps: int | None
+) -> dict:
+    return {
+        "config": name,
+        "params_M": count_parameters(trainer.net) / 1e6,
+        "batch": batch,
+        "frames": frames,
+        "steps_per_s": 1 / wall,
+        "wall_s_per_step": wall,
+        "cpu_s_per_step": cpu,
+        "projected_train_wall_s": steps * wall if steps else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
-    latent_dim = int(params["codec"].get("mel", {}).get("n_mels", 64)) if params["codec"]["name"] == "mel" else 128
+    latent_dim = (
+        int(params["codec"].get("mel", {}).get("n_mels", 64)) if params["codec"]["name"] == "mel" else 128
+    )
     text_dim = TEXT_DIMS[params["text"]["encoder"]]
     cfg = VelocityNetConfig.from_params(params["model"], latent_dim, text_dim)
     cfg = dataclasses.replace(cfg, scan_backend="torch")
@@ -85,22 +112,40 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         batch, frames = int(train["batch_size"]), int(train["frames"])
         trainer = make_trainer(cfg, batch, frames, 64, Path(tmp))
-        rows.append(row("embedded", trainer, batch, frames, *time_steps(trainer, 2, args.steps), int(train["steps"])))
+        rows.append(
+            row("embedded", trainer, batch, frames, *time_steps(trainer, 2, args.steps), int(train["steps"]))
+        )
         if not args.skip_paper:
             paper = dataclasses.replace(VelocityNetConfig.paper(), scan_backend="torch")
             trainer = make_trainer(paper, 1, 323, 2, Path(tmp))
             rows.append(row("paper", trainer, 1, 323, *time_steps(trainer, 0, 1), None))
-    print(f"{'config':<10} {'params(M)':>10} {'batch':>6} {'frames':>7} {'steps/s':>9} {'wall s/step':>12} "
-          f"{'cpu s/step':>11}")
+    print(
+        f"{'config':<10} {'params(M)':>10} {'batch':>6} {'frames':>7} {'steps/s':>9} {'wall s/step':>12} "
+        f"{'cpu s/step':>11}"
+    )
     for r in rows:
-        print(f"{r['config']:<10} {r['params_M']:>10.2f} {r['batch']:>6} {r['frames']:>7} {r['steps_per_s']:>9.3f} "
-              f"{r['wall_s_per_step']:>12.3f} {r['cpu_s_per_step']:>11.3f}")
+        print(
+            f"{r['config']:<10} {r['params_M']:>10.2f} {r['batch']:>6} {r['frames']:>7} {r['steps_per_s']:>9.3f} "
+            f"{r['wall_s_per_step']:>12.3f} {r['cpu_s_per_step']:>11.3f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": "cpu", "threads": args.threads, "torch": torch.__version__,
-                               "machine": platform.machine(), "load_average": os.getloadavg(),
-                               "note": "shared machine: wall timings are noisy; cpu_s_per_step is this process's "
-                                       "CPU time (all threads)", "results": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "device": "cpu",
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "machine": platform.machine(),
+                "load_average": os.getloadavg(),
+                "note": "shared machine: wall timings are noisy; cpu_s_per_step is this process's "
+                "CPU time (all threads)",
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

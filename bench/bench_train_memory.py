@@ -33,8 +33,10 @@ sys.path.insert(0, str(REPO))
 from model.data.store import pack_store  # noqa: E402
 from tests.model.training.fixtures import TRAIN_AND_MEASURE, write_random_shards  # noqa: E402
 
-LOADING = re.compile(r"data loading: ([\d.]+) ms/step waited, ([\d.]+) ms/batch assembled in the background; "
-                     r"([\d.]+) ms/step")
+LOADING = re.compile(
+    r"data loading: ([\d.]+) ms/step waited, ([\d.]+) ms/batch assembled in the background; "
+    r"([\d.]+) ms/step"
+)
 
 
 def embedded_shape(params: dict) -> tuple[int, int, int]:
@@ -46,33 +48,70 @@ def embedded_shape(params: dict) -> tuple[int, int, int]:
 
 
 def run_params(params: dict, root: Path, steps: int) -> dict:
-    train = {**params["train"], "steps": steps, "log_every": max(1, steps // 6), "val_every": steps,
-             "ckpt_every": steps, "val_clips": 16, "resume": False, "ckpt_dir": str(root / "checkpoints"),
-             "out_dir": str(root / "final"), "workers": 1, "use_gpu": False}
+    train = {
+        **params["train"],
+        "steps": steps,
+        "log_every": max(1, steps // 6),
+        "val_every": steps,
+        "ckpt_every": steps,
+        "val_clips": 16,
+        "resume": False,
+        "ckpt_dir": str(root / "checkpoints"),
+        "out_dir": str(root / "final"),
+        "workers": 1,
+        "use_gpu": False,
+    }
     model = {**params["model"], "scan_backend": "torch"}
-    return {**params, "model": model, "train": train, "encode": {**params["encode"], "out_dir": str(root / "shards"),
-            "stats_path": str(root / "stats.json")}, "pack": {"out_dir": str(root / "store")}}
+    return {
+        **params,
+        "model": model,
+        "train": train,
+        "encode": {
+            **params["encode"],
+            "out_dir": str(root / "shards"),
+            "stats_path": str(root / "stats.json"),
+        },
+        "pack": {"out_dir": str(root / "store")},
+    }
 
 
 def measure(root: Path, threads: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": str(threads)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": str(threads),
+    }
     live = root / "dvclive"
-    done = subprocess.run([sys.executable, "-c", TRAIN_AND_MEASURE, str(root / "params.yaml"), str(live)], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_AND_MEASURE, str(root / "params.yaml"), str(live)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode:
         raise RuntimeError(done.stderr[-4000:])
-    rates = [float(line.split("\t")[1]) for line in
-             (live / "plots" / "metrics" / "train" / "steps_per_s.tsv").read_text().splitlines()[1:]]
+    rates = [
+        float(line.split("\t")[1])
+        for line in (live / "plots" / "metrics" / "train" / "steps_per_s.tsv").read_text().splitlines()[1:]
+    ]
     waited, assembled, step_ms = map(float, LOADING.findall(done.stderr)[-1])
-    return {"peak_rss_bytes": int(done.stdout.strip().splitlines()[-1]), "steps_per_s": statistics.median(rates),
-            "wait_ms_per_step": waited, "assemble_ms_per_batch": assembled, "step_ms": step_ms}
+    return {
+        "peak_rss_bytes": int(done.stdout.strip().splitlines()[-1]),
+        "steps_per_s": statistics.median(rates),
+        "wait_ms_per_step": waited,
+        "assemble_ms_per_batch": assembled,
+        "step_ms": step_ms,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--factor", type=int, default=8, help="size of the large dataset, in embedded datasets")
+    parser.add_argument(
+        "--factor", type=int, default=8, help="size of the large dataset, in embedded datasets"
+    )
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -88,8 +127,12 @@ def main(argv: list[str] | None = None) -> None:
             data_bytes = write_random_shards(root, n, dim=dim, width=frames, n_val=16)
             started = time.perf_counter()
             pack_store(root / "shards", root / "store")
-            results[name] = {"train_clips": n, "latent_bytes": data_bytes, "pack_s": time.perf_counter() - started,
-                             "runs": []}
+            results[name] = {
+                "train_clips": n,
+                "latent_bytes": data_bytes,
+                "pack_s": time.perf_counter() - started,
+                "runs": [],
+            }
             (root / "params.yaml").write_text(yaml.safe_dump(run_params(params, root, args.steps)))
         for _ in range(args.repeats):
             for name in sizes:
@@ -97,26 +140,48 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, r in results.items():
         runs = r.pop("runs")
-        rows.append({"dataset": name, **r, **{k: statistics.median(run[k] for run in runs) for k in runs[0]},
-                     "runs": runs})
+        rows.append(
+            {
+                "dataset": name,
+                **r,
+                **{k: statistics.median(run[k] for run in runs) for k in runs[0]},
+                "runs": runs,
+            }
+        )
     base = rows[0]
     for row in rows:
         row["rss_growth"] = row["peak_rss_bytes"] / base["peak_rss_bytes"] - 1
         row["steps_per_s_change"] = row["steps_per_s"] / base["steps_per_s"] - 1
-    print(f"{'dataset':<10} {'clips':>7} {'latents MB':>11} {'peak RSS MB':>12} {'RSS growth':>11} {'steps/s':>8} "
-          f"{'change':>7} {'wait ms':>8} {'load ms':>8} {'step ms':>8}")
+    print(
+        f"{'dataset':<10} {'clips':>7} {'latents MB':>11} {'peak RSS MB':>12} {'RSS growth':>11} {'steps/s':>8} "
+        f"{'change':>7} {'wait ms':>8} {'load ms':>8} {'step ms':>8}"
+    )
     for r in rows:
-        print(f"{r['dataset']:<10} {r['train_clips']:>7} {r['latent_bytes'] / 2**20:>11.1f} "
-              f"{r['peak_rss_bytes'] / 2**20:>12.1f} {r['rss_growth']:>+11.1%} {r['steps_per_s']:>8.2f} "
-              f"{r['steps_per_s_change']:>+7.1%} {r['wait_ms_per_step']:>8.2f} {r['assemble_ms_per_batch']:>8.2f} "
-              f"{r['step_ms']:>8.1f}")
+        print(
+            f"{r['dataset']:<10} {r['train_clips']:>7} {r['latent_bytes'] / 2**20:>11.1f} "
+            f"{r['peak_rss_bytes'] / 2**20:>12.1f} {r['rss_growth']:>+11.1%} {r['steps_per_s']:>8.2f} "
+            f"{r['steps_per_s_change']:>+7.1%} {r['wait_ms_per_step']:>8.2f} {r['assemble_ms_per_batch']:>8.2f} "
+            f"{r['step_ms']:>8.1f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": "cpu", "threads": args.threads, "machine": platform.machine(),
-                               "load_average": os.getloadavg(), "steps": args.steps, "repeats": args.repeats,
-                               "note": "medians over alternating runs; wait = time next() blocked per step, load = "
-                                       "time assembling one batch in the background thread", "results": rows},
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "device": "cpu",
+                "threads": args.threads,
+                "machine": platform.machine(),
+                "load_average": os.getloadavg(),
+                "steps": args.steps,
+                "repeats": args.repeats,
+                "note": "medians over alternating runs; wait = time next() blocked per step, load = "
+                "time assembling one batch in the background thread",
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

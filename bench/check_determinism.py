@@ -62,30 +62,55 @@ def child(root: Path) -> dict:
     os.chdir(root)
     tracks, instrumental = "data/prepared/tracks.parquet", "data/instrumental/manifest.parquet"
     embedder = SpectralStatsEmbedder()
-    train, train_x, _ = clip_descriptors(read_dataset_split(tracks, instrumental, "train"), embedder.embed, "train")
-    val, val_x, _ = clip_descriptors(read_dataset_split(tracks, instrumental, "validation"), embedder.embed, "val")
+    train, train_x, _ = clip_descriptors(
+        read_dataset_split(tracks, instrumental, "train"), embedder.embed, "train"
+    )
+    val, val_x, _ = clip_descriptors(
+        read_dataset_split(tracks, instrumental, "validation"), embedder.embed, "val"
+    )
     encoder = build_text_encoder({"encoder": "minilm", "path": "", "max_length": 64})
     text_x = pooled_text_features(encoder, [c.caption for c in train])
-    out = {"threads": torch.get_num_threads(), "aten_capability": torch.backends.cpu.get_cpu_capability(),
-           "descriptors": fingerprint(train_x), "captions": fingerprint(text_x)}
+    out = {
+        "threads": torch.get_num_threads(),
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "descriptors": fingerprint(train_x),
+        "captions": fingerprint(text_x),
+    }
     perturb = float(os.environ.get("PERTURB", "0"))
     if perturb:
         rng = np.random.default_rng(0)
         train_x = train_x * (1 + perturb * rng.standard_normal(train_x.shape))
         text_x = text_x * (1 + perturb * rng.standard_normal(text_x.shape))
-    tagger = train_tagger(train_x, [c.tags for c in train], val_x, [c.tags for c in val], TaggerConfig(seed=0))
-    clap = train_local_clap(train_x, text_x, [_tag_key(c.tags) for c in train], LocalClapConfig(seed=0), encoder)
-    weights = [p.detach().double().numpy().ravel() for m in (tagger.net, clap.towers) for p in m.state_dict().values()]
-    out.update({"weights": fingerprint(np.concatenate(weights)),
-                "tagger_validation_judgements": fingerprint(tagger.present(val_x)),
-                "local_clap_validation_cosine": float(np.mean(np.sum(
-                    clap.audio_vectors(val_x) * clap.text_vectors([c.caption for c in val]), axis=1)))})
+    tagger = train_tagger(
+        train_x, [c.tags for c in train], val_x, [c.tags for c in val], TaggerConfig(seed=0)
+    )
+    clap = train_local_clap(
+        train_x, text_x, [_tag_key(c.tags) for c in train], LocalClapConfig(seed=0), encoder
+    )
+    weights = [
+        p.detach().double().numpy().ravel()
+        for m in (tagger.net, clap.towers)
+        for p in m.state_dict().values()
+    ]
+    out.update(
+        {
+            "weights": fingerprint(np.concatenate(weights)),
+            "tagger_validation_judgements": fingerprint(tagger.present(val_x)),
+            "local_clap_validation_cosine": float(
+                np.mean(
+                    np.sum(clap.audio_vectors(val_x) * clap.text_vectors([c.caption for c in val]), axis=1)
+                )
+            ),
+        }
+    )
     if Path("generated/manifest.parquet").is_file():
         prompts, clips = read_generated("generated")
         embedded, _ = embed_paths([c.path for c in clips], {"d": embedder.embed}, 10.0, "generated")
         gen_x = judge_features(np.stack([e.mean(axis=0) for e in embedded["d"]]))
         captions = {p.prompt_id: p.caption for p in prompts}
-        out["generated_clap"] = float(text_audio_scores(clap, gen_x, [captions[c.prompt_id] for c in clips]).mean())
+        out["generated_clap"] = float(
+            text_audio_scores(clap, gen_x, [captions[c.prompt_id] for c in clips]).mean()
+        )
         out["generated_tagger_judgements"] = fingerprint(tagger.present(gen_x))
     return out
 
@@ -94,7 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=".", help="a clone where `make repro` has run")
     parser.add_argument("--out", default="bench/results/determinism.json")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of the configurations")
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help="comma-separated subset of the configurations"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = Path(args.root).resolve()
@@ -106,8 +133,13 @@ def main() -> None:
     results = {}
     for name in args.configs.split(","):
         env = CONFIGS[name]
-        proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--child"], env={**os.environ, **env},
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--root", str(root), "--child"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[name] = {"env": env, **json.loads(proc.stdout.strip().splitlines()[-1])}
         print(name, json.dumps(results[name]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

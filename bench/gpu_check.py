@@ -68,12 +68,38 @@ class Sizes:
 
 def sizes_for(dry_run: bool) -> Sizes:
     if dry_run:
-        tiny = VelocityNetConfig(latent_dim=8, text_dim=16, hidden=16, depth=1, d_state=4, d_conv=4, expand=1,
-                                 heads=2, mlp_ratio=1.0, time_dim=8)
-        return Sizes(tiny, batch=2, frames=12, steps=2, gen_frames=8, gen_steps=(2, 1), scan=(1, 8, 20, 4),
-                     audio_seconds=1.0)
-    return Sizes(VelocityNetConfig.paper(), batch=16, frames=323, steps=10, gen_frames=round(10 * FRAME_RATE),
-                 gen_steps=(100, 25), scan=(2, 1024, 323, 16), audio_seconds=30.0)
+        tiny = VelocityNetConfig(
+            latent_dim=8,
+            text_dim=16,
+            hidden=16,
+            depth=1,
+            d_state=4,
+            d_conv=4,
+            expand=1,
+            heads=2,
+            mlp_ratio=1.0,
+            time_dim=8,
+        )
+        return Sizes(
+            tiny,
+            batch=2,
+            frames=12,
+            steps=2,
+            gen_frames=8,
+            gen_steps=(2, 1),
+            scan=(1, 8, 20, 4),
+            audio_seconds=1.0,
+        )
+    return Sizes(
+        VelocityNetConfig.paper(),
+        batch=16,
+        frames=323,
+        steps=10,
+        gen_frames=round(10 * FRAME_RATE),
+        gen_steps=(100, 25),
+        scan=(2, 1024, 323, 16),
+        audio_seconds=30.0,
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -83,15 +109,19 @@ def _sync(device: torch.device) -> None:
 
 def _text(batch: int, cfg: VelocityNetConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
-    return (torch.randn(batch, TEXT_TOKENS, cfg.text_dim, generator=gen).to(device),
-            torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device))
+    return (
+        torch.randn(batch, TEXT_TOKENS, cfg.text_dim, generator=gen).to(device),
+        torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device),
+    )
 
 
 def _null(text: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A (1, 1, E) null condition in fresh contiguous storage (a clone of a slice keeps the slice's strides,
     which DDP's coalesced broadcast of the buffers refuses)."""
-    return (text[:1, :1].clone(memory_format=torch.contiguous_format),
-            text_mask[:1, :1].clone(memory_format=torch.contiguous_format))
+    return (
+        text[:1, :1].clone(memory_format=torch.contiguous_format),
+        text_mask[:1, :1].clone(memory_format=torch.contiguous_format),
+    )
 
 
 def check_pytest(dry_run: bool, **_: Any) -> dict[str, Any]:
@@ -105,7 +135,9 @@ def check_pytest(dry_run: bool, **_: Any) -> dict[str, Any]:
     return {"rc": done.returncode, "summary": lines[-1] if lines else ""}
 
 
-def _scan_inputs(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
+def _scan_inputs(
+    shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype
+) -> list[torch.Tensor]:
     batch, channels, length, d_state = shape
     gen = torch.Generator().manual_seed(0)
     u = torch.randn(batch, channels, length, generator=gen)
@@ -115,7 +147,10 @@ def _scan_inputs(shape: tuple[int, int, int, int], device: torch.device, dtype: 
     D, bias = torch.randn(channels, generator=gen), torch.randn(channels, generator=gen) * 0.1
     z = torch.randn(batch, channels, length, generator=gen)
     low = (0, 1, 3, 4, 6)  # u, delta, B, C, z in the run's dtype; A, D, delta_bias stay fp32 (the contract)
-    return [t.to(device, dtype if i in low else torch.float32) for i, t in enumerate([u, delta, A, B, C, D, z, bias])]
+    return [
+        t.to(device, dtype if i in low else torch.float32)
+        for i, t in enumerate([u, delta, A, B, C, D, z, bias])
+    ]
 
 
 def _scan_run(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -130,6 +165,7 @@ def check_parity(dry_run: bool, device: torch.device, sizes: Sizes, **_: Any) ->
     """Max error of the candidate scan against the torch scan, relative to the reference's max magnitude."""
     names = ["out", "du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias"]
     if dry_run:
+
         def candidate(*a, **k):
             return selective_scan(*a, method="loop", **k)
     else:
@@ -139,10 +175,15 @@ def check_parity(dry_run: bool, device: torch.device, sizes: Sizes, **_: Any) ->
     for dtype, tol in ((torch.float32, 1e-3), (torch.bfloat16, 5e-2)):
         inputs = _scan_inputs(sizes.scan, device, dtype)
         got, want = _scan_run(candidate, inputs), _scan_run(selective_scan, inputs)
-        errors = {n: float((g - w).abs().max() / w.abs().max().clamp_min(1e-12)) for n, g, w in zip(names, got, want,
-                                                                                                     strict=True)}
-        result[str(dtype).removeprefix("torch.")] = {"max_rel_error": max(errors.values()), "tolerance": tol,
-                                                      "per_tensor": errors}
+        errors = {
+            n: float((g - w).abs().max() / w.abs().max().clamp_min(1e-12))
+            for n, g, w in zip(names, got, want, strict=True)
+        }
+        result[str(dtype).removeprefix("torch.")] = {
+            "max_rel_error": max(errors.values()),
+            "tolerance": tol,
+            "per_tensor": errors,
+        }
         worst = max(worst, max(errors.values()) / tol)
     if worst > 1.0:
         raise RuntimeError(f"scan parity outside tolerance: {json.dumps(result)}")
@@ -178,14 +219,21 @@ def _train_rate(sizes: Sizes, device: torch.device, backend: str, autocast: bool
     _sync(device)
     seconds = (time.perf_counter() - start) / sizes.steps
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"steps_per_s": 1.0 / seconds, "peak_gib": None if peak is None else peak / 2**30,
-            "batch": sizes.batch, "frames": sizes.frames, "bf16_autocast": autocast}
+    return {
+        "steps_per_s": 1.0 / seconds,
+        "peak_gib": None if peak is None else peak / 2**30,
+        "batch": sizes.batch,
+        "frames": sizes.frames,
+        "bf16_autocast": autocast,
+    }
 
 
 def check_train(dry_run: bool, device: torch.device, sizes: Sizes, **_: Any) -> dict[str, Any]:
     # the dry run measures the torch scan under both names: there is no kernel on CPU
-    result = {name: _train_rate(sizes, device, "torch" if dry_run else name, autocast=True)
-              for name in ("cuda", "torch")}
+    result = {
+        name: _train_rate(sizes, device, "torch" if dry_run else name, autocast=True)
+        for name in ("cuda", "torch")
+    }
     result["kernel_speedup"] = result["cuda"]["steps_per_s"] / result["torch"]["steps_per_s"]
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -201,8 +249,18 @@ def check_generate(device: torch.device, sizes: Sizes, **_: Any) -> dict[str, An
         _sync(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            z = sample(net, text, text_mask, text[:, :1], text_mask[:, :1], sizes.gen_frames, steps=steps,
-                       cfg_scale=3.5, method="euler", generator=torch.Generator().manual_seed(0))
+            z = sample(
+                net,
+                text,
+                text_mask,
+                text[:, :1],
+                text_mask[:, :1],
+                sizes.gen_frames,
+                steps=steps,
+                cfg_scale=3.5,
+                method="euler",
+                generator=torch.Generator().manual_seed(0),
+            )
         _sync(device)
         if not torch.isfinite(z).all():
             raise RuntimeError(f"{steps}-step sample is not finite")
@@ -215,7 +273,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, dry_run: bool, out_file: 
     from torch.nn.parallel import DistributedDataParallel
 
     backend = "gloo" if dry_run else "nccl"
-    torch.distributed.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.distributed.init_process_group(
+        backend, init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
     device = torch.device("cpu") if dry_run else torch.device("cuda", rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -240,11 +300,15 @@ def _ddp_worker(rank: int, world: int, init_file: str, dry_run: bool, out_file: 
         opt.step()
         _sync(device)
         times.append(time.perf_counter() - start)
-    digest = torch.tensor([sum(float(p.detach().double().abs().sum()) for p in net.parameters())], device=device)
+    digest = torch.tensor(
+        [sum(float(p.detach().double().abs().sum()) for p in net.parameters())], device=device
+    )
     digests = [torch.zeros_like(digest) for _ in range(world)]
     torch.distributed.all_gather(digests, digest)
     if rank == 0:
-        Path(out_file).write_text(json.dumps({"step_s": min(times[1:]), "digests": [float(d) for d in digests]}))
+        Path(out_file).write_text(
+            json.dumps({"step_s": min(times[1:]), "digests": [float(d) for d in digests]})
+        )
     torch.distributed.destroy_process_group()
 
 
@@ -262,8 +326,13 @@ def check_ddp(dry_run: bool, **_: Any) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
-    "pytest": check_pytest, "parity": check_parity, "train": check_train, "generate": check_generate,
-    "dcae": check_dcae, "demucs": check_demucs, "ddp": check_ddp,
+    "pytest": check_pytest,
+    "parity": check_parity,
+    "train": check_train,
+    "generate": check_generate,
+    "dcae": check_dcae,
+    "demucs": check_demucs,
+    "ddp": check_ddp,
 }
 
 
@@ -275,16 +344,26 @@ def _headline(name: str, result: dict[str, Any]) -> str:
     if name == "pytest":
         return result["summary"]
     if name == "parity":
-        return ", ".join(f"{k} max rel err {v['max_rel_error']:.2e} (tol {v['tolerance']:.0e})"
-                         for k, v in result.items() if isinstance(v, dict))
+        return ", ".join(
+            f"{k} max rel err {v['max_rel_error']:.2e} (tol {v['tolerance']:.0e})"
+            for k, v in result.items()
+            if isinstance(v, dict)
+        )
     if name == "train":
+
         def one(k: str) -> str:
             peak = result[k]["peak_gib"]
-            return f"{k} {result[k]['steps_per_s']:.2f} steps/s" + ("" if peak is None else f", {peak:.1f} GiB")
+            return f"{k} {result[k]['steps_per_s']:.2f} steps/s" + (
+                "" if peak is None else f", {peak:.1f} GiB"
+            )
+
         return f"{one('cuda')}; {one('torch')}; kernel x{result['kernel_speedup']:.2f}"
     if name == "generate":
-        return ", ".join(f"{k.removesuffix('_steps_s')} steps {v:.2f} s" for k, v in result.items()
-                         if k.endswith("_steps_s"))
+        return ", ".join(
+            f"{k.removesuffix('_steps_s')} steps {v:.2f} s"
+            for k, v in result.items()
+            if k.endswith("_steps_s")
+        )
     if name in ("dcae", "demucs"):
         return f"{result['x_real_time']:.1f}x real time ({result.get('config', result.get('model'))})"
     if name == "ddp":
@@ -296,8 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (what the test suite runs)")
     parser.add_argument("--only", nargs="+", choices=list(CHECKS), help="run these sections only")
-    parser.add_argument("--acestep-dir", default=os.environ.get("ACESTEP_DIR") or None,
-                        help="ACE-Step snapshot (codec.acestep_dir) whose DCAE config.json to use")
+    parser.add_argument(
+        "--acestep-dir",
+        default=os.environ.get("ACESTEP_DIR") or None,
+        help="ACE-Step snapshot (codec.acestep_dir) whose DCAE config.json to use",
+    )
     parser.add_argument("--separate-weights-dir", default=None, help="separate.weights_dir holding htdemucs")
     parser.add_argument("--out", default="bench/results/gpu.json")
     args = parser.parse_args(argv)
@@ -307,16 +389,24 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu") if args.dry_run else torch.device("cuda", 0)
     sizes = sizes_for(args.dry_run)
     report: dict[str, Any] = {
-        "dry_run": args.dry_run, "torch": torch.__version__, "python": platform.python_version(),
+        "dry_run": args.dry_run,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "device": "cpu" if args.dry_run else torch.cuda.get_device_name(0),
-        "gpus": torch.cuda.device_count(), "checks": {},
+        "gpus": torch.cuda.device_count(),
+        "checks": {},
     }
     started = time.perf_counter()
     for name in args.only or list(CHECKS):
         start = time.perf_counter()
         try:
-            result = CHECKS[name](dry_run=args.dry_run, device=device, sizes=sizes, acestep_dir=args.acestep_dir,
-                                  separate_weights_dir=args.separate_weights_dir)
+            result = CHECKS[name](
+                dry_run=args.dry_run,
+                device=device,
+                sizes=sizes,
+                acestep_dir=args.acestep_dir,
+                separate_weights_dir=args.separate_weights_dir,
+            )
         except Exception as error:  # one broken section must not hide the others
             result = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
         result["seconds"] = time.perf_counter() - start
@@ -327,8 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     failed = [n for n, r in report["checks"].items() if "error" in r]
-    print(f"{'total':>9} {report['seconds']:7.1f} s  {'FAILED: ' + ', '.join(failed) if failed else 'all passed'}"
-          f" -> {out}")
+    print(
+        f"{'total':>9} {report['seconds']:7.1f} s  {'FAILED: ' + ', '.join(failed) if failed else 'all passed'}"
+        f" -> {out}"
+    )
     return 1 if failed else 0
 
 

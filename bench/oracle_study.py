@@ -51,8 +51,9 @@ log = logging.getLogger("oracle_study")
 ORACLES = ("retrieval_codec", "retrieval_raw", "random_codec")
 
 
-def pick_clips(concepts: dict[str, Any], pool: list[DatasetClip], k: int, rng: random.Random,
-               by_tags: bool = True) -> list[DatasetClip]:
+def pick_clips(
+    concepts: dict[str, Any], pool: list[DatasetClip], k: int, rng: random.Random, by_tags: bool = True
+) -> list[DatasetClip]:
     """``k`` clips of ``pool``: the highest Jaccard overlap with ``concepts`` first (seeded tie-break), or random."""
     if k > len(pool):
         raise ValueError(f"asked for {k} clips per prompt from a pool of {len(pool)}")
@@ -64,8 +65,15 @@ def pick_clips(concepts: dict[str, Any], pool: list[DatasetClip], k: int, rng: r
     return [t[3] for t in keyed[:k]]
 
 
-def write_oracle_set(out: Path, prompts: list, pool: list[DatasetClip], seeds: int, by_tags: bool,
-                     roundtrip: CodecRoundTrip | None, seed: int) -> None:
+def write_oracle_set(
+    out: Path,
+    prompts: list,
+    pool: list[DatasetClip],
+    seeds: int,
+    by_tags: bool,
+    roundtrip: CodecRoundTrip | None,
+    seed: int,
+) -> None:
     """An evaluate-ready generated folder: ``prompts.jsonl``, ``manifest.parquet``, ``<prompt>/seed-<k>.wav``."""
     rng = random.Random(seed)
     rows = []
@@ -76,43 +84,71 @@ def write_oracle_set(out: Path, prompts: list, pool: list[DatasetClip], seeds: i
                 audio, sr = roundtrip(audio, sr)
             path = out / prompt.prompt_id / f"seed-{k}.wav"
             write_audio(path, np.ascontiguousarray(audio, np.float32), sr)
-            rows.append({"prompt_id": prompt.prompt_id, "seed": k, "path": str(path), "caption": prompt.caption,
-                         "source_track": clip.track_id})
+            rows.append(
+                {
+                    "prompt_id": prompt.prompt_id,
+                    "seed": k,
+                    "path": str(path),
+                    "caption": prompt.caption,
+                    "source_track": clip.track_id,
+                }
+            )
     pq.write_table(pa.Table.from_pylist(rows), out / "manifest.parquet")
     save_prompts(out / "prompts.jsonl", prompts)
 
 
 def run_study(root: Path, seeds: int, seed: int, work: Path) -> dict[str, Any]:
     if not (root / "params.yaml").is_file():
-        raise FileNotFoundError(f"{root / 'params.yaml'} not found: --root must be the repository of a make repro")
+        raise FileNotFoundError(
+            f"{root / 'params.yaml'} not found: --root must be the repository of a make repro"
+        )
     params = yaml.safe_load((root / "params.yaml").read_text())
     prepared = root / params["data"]["prepared_dir"]
     tracks = str(prepared / "tracks.parquet")
     instrumental = str(root / params["separate"]["out_dir"] / "manifest.parquet")
     prompts_file = root / params["generate"]["out_dir"] / "prompts.jsonl"
     if not prompts_file.is_file():
-        raise FileNotFoundError(f"{prompts_file} not found: the study scores the prompts of a finished make repro "
-                                "(run make repro, or dvc repro generate, first)")
+        raise FileNotFoundError(
+            f"{prompts_file} not found: the study scores the prompts of a finished make repro "
+            "(run make repro, or dvc repro generate, first)"
+        )
     prompts = load_prompts(prompts_file)
     pool = read_dataset_split(tracks, instrumental, "train")
-    settings = EvaluateSettings.from_params({**params["evaluate"], "out_dir": str(work / "eval"),
-                                             "cache_dir": str(root / params["evaluate"]["cache_dir"])})
+    settings = EvaluateSettings.from_params(
+        {
+            **params["evaluate"],
+            "out_dir": str(work / "eval"),
+            "cache_dir": str(root / params["evaluate"]["cache_dir"]),
+        }
+    )
     roundtrip = CodecRoundTrip(params["codec"])
     results: dict[str, Any] = {}
     for name in ORACLES:
         started = time.perf_counter()
         gen = work / name
-        write_oracle_set(gen, prompts, pool, seeds, by_tags=name != "random_codec",
-                         roundtrip=None if name == "retrieval_raw" else roundtrip, seed=seed)
+        write_oracle_set(
+            gen,
+            prompts,
+            pool,
+            seeds,
+            by_tags=name != "random_codec",
+            roundtrip=None if name == "retrieval_raw" else roundtrip,
+            seed=seed,
+        )
         outputs = run_evaluation(settings, str(gen), tracks, instrumental, roundtrip)
         results[name] = {**outputs.metrics, "wall_s": round(time.perf_counter() - started, 1)}
         log.info("%s: %s", name, _row(outputs.metrics))
     own = root / params["evaluate"]["out_dir"] / "metrics.json"
     return {
         "what": "metrics of stand-in generators built from real training audio, scored by the evaluate stage's "
-                "own code; retrieval_codec is a generator that is perfect up to its codec",
-        "n_prompts": len(prompts), "seeds": seeds, "seed": seed, "train_pool": len(pool),
-        "codec": params["codec"]["name"], "embedder": settings.embedder, "judge": settings.judge,
+        "own code; retrieval_codec is a generator that is perfect up to its codec",
+        "n_prompts": len(prompts),
+        "seeds": seeds,
+        "seed": seed,
+        "train_pool": len(pool),
+        "codec": params["codec"]["name"],
+        "embedder": settings.embedder,
+        "judge": settings.judge,
         "oracles": results,
         "this_run": json.loads(own.read_text()) if own.is_file() else None,
     }

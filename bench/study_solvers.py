@@ -60,8 +60,10 @@ class LocalMetrics:
 
     def __init__(self, settings: EvaluateSettings, tracks: str, instrumental: str, work: Path):
         if (settings.embedder, settings.text_audio, settings.judge) != ("spectral", "local", "tagger"):
-            raise SystemExit("study_solvers: needs the offline metrics (evaluate.embedder: spectral, "
-                             "text_audio: local, judge: tagger)")
+            raise SystemExit(
+                "study_solvers: needs the offline metrics (evaluate.embedder: spectral, "
+                "text_audio: local, judge: tagger)"
+            )
         from evaluation.clap_score import LocalClap
         from evaluation.tagger import ConceptTagger
         from model.text import build_text_encoder
@@ -80,20 +82,41 @@ class LocalMetrics:
             log.info("reusing the reference set, tagger and local-clap of %s", work)
         else:
             test = read_dataset_split(tracks, instrumental, "test")
-            emb, _ = embed_paths([c.path for c in test], {"fad": self.embedder.embed}, SCORED_SECONDS, "reference")
+            emb, _ = embed_paths(
+                [c.path for c in test], {"fad": self.embedder.embed}, SCORED_SECONDS, "reference"
+            )
             ref = np.concatenate([e for e in emb["fad"] if e is not None])
             train = read_dataset_split(tracks, instrumental, "train")
             val = read_dataset_split(tracks, instrumental, "validation")
             train, train_x, _ = clip_descriptors(train, self.embedder.embed, "train split")
             val, val_x, _ = clip_descriptors(val, self.embedder.embed, "validation split")
-            self.tagger, self.tagger_validation = fit_tagger(train, train_x, val, val_x, settings.tagger_steps,
-                                                             settings.seed, settings.shuffle_seed, work / "tagger.pt")
-            self.clap, self.clap_validation = fit_local_clap(train, train_x, val, val_x, text_encoder,
-                                                             settings.local_clap_steps, settings.seed,
-                                                             settings.shuffle_seed, work / "local_clap.pt")
+            self.tagger, self.tagger_validation = fit_tagger(
+                train,
+                train_x,
+                val,
+                val_x,
+                settings.tagger_steps,
+                settings.seed,
+                settings.shuffle_seed,
+                work / "tagger.pt",
+            )
+            self.clap, self.clap_validation = fit_local_clap(
+                train,
+                train_x,
+                val,
+                val_x,
+                text_encoder,
+                settings.local_clap_steps,
+                settings.seed,
+                settings.shuffle_seed,
+                work / "local_clap.pt",
+            )
             np.save(work / "reference.npy", ref)
-            cached.write_text(json.dumps({"key": key, "tagger": self.tagger_validation,
-                                          "clap": self.clap_validation}, default=str))
+            cached.write_text(
+                json.dumps(
+                    {"key": key, "tagger": self.tagger_validation, "clap": self.clap_validation}, default=str
+                )
+            )
         self.reference = EmbeddingStats.from_embeddings(ref)
         self.n_reference = int(ref.shape[0])
 
@@ -103,15 +126,22 @@ class LocalMetrics:
         descriptors = judge_features(np.stack([w.mean(axis=0) for w in windows]))
         fad = fad_between(EmbeddingStats.from_embeddings(np.concatenate(windows)), self.reference)
         clap = float(np.mean(text_audio_scores(self.clap, descriptors, captions)))
-        report = ccs_report(TaggerJudge(self.tagger), descriptors, concepts, np.arange(len(captions)),
-                            self.shuffle_seed)
-        return {"fad": float(fad), "clap": clap, "ccs": float(report["ccs"]),
-                "ccs_margin": float(report["ccs"] - report["ccs_shuffled"])}
+        report = ccs_report(
+            TaggerJudge(self.tagger), descriptors, concepts, np.arange(len(captions)), self.shuffle_seed
+        )
+        return {
+            "fad": float(fad),
+            "clap": clap,
+            "ccs": float(report["ccs"]),
+            "ccs_margin": float(report["ccs"] - report["ccs_shuffled"]),
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=".", help="repository to read data/, models/final and params.yaml from")
+    parser.add_argument(
+        "--root", default=".", help="repository to read data/, models/final and params.yaml from"
+    )
     parser.add_argument("--model-dir", default=None, help="default: <root>/<train.out_dir>")
     parser.add_argument("--prompts", type=int, default=24, help="the first N builtin prompts")
     parser.add_argument("--seeds", type=int, default=2)
@@ -119,9 +149,15 @@ def main() -> None:
     parser.add_argument("--nfe", nargs="+", type=int, default=list(NFES))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "reports"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-nfe-others", type=int, default=1000,
-                        help="run solvers other than euler only up to this NFE (euler runs all: the reference)")
-    parser.add_argument("--work", default="/tmp/flowjam_solver_study", help="scratch dir (tagger, local-clap)")
+    parser.add_argument(
+        "--max-nfe-others",
+        type=int,
+        default=1000,
+        help="run solvers other than euler only up to this NFE (euler runs all: the reference)",
+    )
+    parser.add_argument(
+        "--work", default="/tmp/flowjam_solver_study", help="scratch dir (tagger, local-clap)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -146,28 +182,54 @@ def main() -> None:
     concepts = [dict(p.concepts) for p in prompts]
     done_file = work / "rows.jsonl"
     rows = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.is_file() else []
-    rows = [r for r in rows if r.get("model_dir") == str(Path(model_dir).resolve()) and r["n_prompts"] == len(prompts)]
+    rows = [
+        r
+        for r in rows
+        if r.get("model_dir") == str(Path(model_dir).resolve()) and r["n_prompts"] == len(prompts)
+    ]
     done = {(r["method"], r["nfe_budget"], r["seed"]) for r in rows}
-    jobs = [(m, n, k) for n in sorted(args.nfe) for m in args.methods for k in range(args.seeds)
-            if (m, n, k) not in done and not (m != "euler" and n > args.max_nfe_others)]
+    jobs = [
+        (m, n, k)
+        for n in sorted(args.nfe)
+        for m in args.methods
+        for k in range(args.seeds)
+        if (m, n, k) not in done and not (m != "euler" and n > args.max_nfe_others)
+    ]
     reference = [j for j in jobs if j[:2] == ("euler", max(args.nfe))]
-    jobs = reference + [j for j in jobs if j not in reference]  # the reference first: the rest is judged by it
+    jobs = reference + [
+        j for j in jobs if j not in reference
+    ]  # the reference first: the rest is judged by it
     info = {
         "what": "local FAD (spectral-stats, not CLAP), local-clap text-audio score and tagger CCS of one 10 s clip "
-                "per prompt, per seed index, against network evaluations (NFE) and ODE solver",
-        "model_dir": str(Path(model_dir).resolve()), "prompts": [p.prompt_id for p in prompts],
-        "n_prompts": len(prompts), "seeds": args.seeds, "cfg_scale": cfg_scale, "threads": args.threads,
-        "n_reference_clips": metrics.n_reference, "tagger_validation": metrics.tagger_validation,
-        "local_clap_validation": metrics.clap_validation, "setup_s": round(setup_s, 1)}
+        "per prompt, per seed index, against network evaluations (NFE) and ODE solver",
+        "model_dir": str(Path(model_dir).resolve()),
+        "prompts": [p.prompt_id for p in prompts],
+        "n_prompts": len(prompts),
+        "seeds": args.seeds,
+        "cfg_scale": cfg_scale,
+        "threads": args.threads,
+        "n_reference_clips": metrics.n_reference,
+        "tagger_validation": metrics.tagger_validation,
+        "local_clap_validation": metrics.clap_validation,
+        "setup_s": round(setup_s, 1),
+    }
     for method, nfe, seed in tqdm(jobs, desc="solver study", unit="set"):
         sampler = SamplerConfig(steps=steps_for(method, nfe), cfg_scale=cfg_scale, method=method)
         gens = [noise_generator(p.prompt_id, seed, 0) for p in prompts]
         t0, c0 = time.perf_counter(), time.process_time()
         audio = engine.generate(captions, gens, 10.0, sampler)
-        row = {"method": method, "nfe": sampler.evaluations, "nfe_budget": nfe, "steps": sampler.steps,
-               "seed": seed, "generate_wall_s": round(time.perf_counter() - t0, 2),
-               "generate_cpu_s": round(time.process_time() - c0, 2), **metrics.score(audio, captions, concepts),
-               "model_dir": str(Path(model_dir).resolve()), "n_prompts": len(prompts)}
+        row = {
+            "method": method,
+            "nfe": sampler.evaluations,
+            "nfe_budget": nfe,
+            "steps": sampler.steps,
+            "seed": seed,
+            "generate_wall_s": round(time.perf_counter() - t0, 2),
+            "generate_cpu_s": round(time.process_time() - c0, 2),
+            **metrics.score(audio, captions, concepts),
+            "model_dir": str(Path(model_dir).resolve()),
+            "n_prompts": len(prompts),
+        }
         rows.append(row)
         with open(done_file, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -194,7 +256,10 @@ def summarise(rows: list[dict]) -> dict | None:
     pairs = [v for v in by.values() if len(v) >= 2]
     if not pairs:
         return None
-    noise = {m: float(np.mean([abs(v[0][m] - v[1][m]) for v in pairs if 0 in v and 1 in v])) for m in HIGHER_IS_BETTER}
+    noise = {
+        m: float(np.mean([abs(v[0][m] - v[1][m]) for v in pairs if 0 in v and 1 in v]))
+        for m in HIGHER_IS_BETTER
+    }
     eulers = [k for k in by if k[0] == "euler" and len(by[k]) >= 2]
     if not eulers:
         return None
@@ -203,21 +268,42 @@ def summarise(rows: list[dict]) -> dict | None:
     table = []
     for (method, nfe), seeds in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         mean = {m: float(np.mean([r[m] for r in seeds.values()])) for m in HIGHER_IS_BETTER}
-        worse = [m for m in HIGHER_IS_BETTER
-                 if (ref[m] - mean[m] if HIGHER_IS_BETTER[m] else mean[m] - ref[m]) > noise[m]]
+        worse = [
+            m
+            for m in HIGHER_IS_BETTER
+            if (ref[m] - mean[m] if HIGHER_IS_BETTER[m] else mean[m] - ref[m]) > noise[m]
+        ]
         differs = [m for m in HIGHER_IS_BETTER if abs(mean[m] - ref[m]) > noise[m]]
-        table.append({"method": method, "nfe": nfe, "seeds": len(seeds), **mean, "worse_than_reference": worse,
-                      "differs_from_reference": differs, "within_noise": len(seeds) >= 2 and not differs})
-    ok = [t for t in table if all(u["within_noise"] for u in table
-                                  if u["method"] == t["method"] and u["nfe"] >= t["nfe"])]
+        table.append(
+            {
+                "method": method,
+                "nfe": nfe,
+                "seeds": len(seeds),
+                **mean,
+                "worse_than_reference": worse,
+                "differs_from_reference": differs,
+                "within_noise": len(seeds) >= 2 and not differs,
+            }
+        )
+    ok = [
+        t
+        for t in table
+        if all(u["within_noise"] for u in table if u["method"] == t["method"] and u["nfe"] >= t["nfe"])
+    ]
     chosen = min(ok, key=lambda t: (t["nfe"], t["method"] != "euler")) if ok else None
-    return {"reference": {"method": ref_key[0], "nfe": ref_key[1], **ref}, "noise": noise, "table": table,
-            "cheapest_within_noise": chosen}
+    return {
+        "reference": {"method": ref_key[0], "nfe": ref_key[1], **ref},
+        "noise": noise,
+        "table": table,
+        "cheapest_within_noise": chosen,
+    }
 
 
 def write_outputs(out: Path, rows: list[dict], info: dict) -> None:
     summary = summarise(rows)
-    (out / "solver_study.json").write_text(json.dumps({**info, "summary": summary, "rows": rows}, indent=2) + "\n")
+    (out / "solver_study.json").write_text(
+        json.dumps({**info, "summary": summary, "rows": rows}, indent=2) + "\n"
+    )
     keys = ("fad", "clap", "ccs", "ccs_margin")
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
@@ -228,8 +314,14 @@ def write_outputs(out: Path, rows: list[dict], info: dict) -> None:
             for nfe in sorted({r["nfe"] for r in mine}):
                 at = {r["seed"]: r for r in mine if r["nfe"] == nfe}
                 means = [round(float(np.mean([at[s][k] for s in at])), 5) for k in keys]
-                writer.writerow([nfe, next(iter(at.values()))["steps"], *means,
-                                 *(round(at[s][k], 5) if s in at else "" for k in keys for s in seeds)])
+                writer.writerow(
+                    [
+                        nfe,
+                        next(iter(at.values()))["steps"],
+                        *means,
+                        *(round(at[s][k], 5) if s in at else "" for k in keys for s in seeds),
+                    ]
+                )
     print(f"wrote {out / 'solver_study.json'} and {out / 'solver_study'}/<method>.csv")
 
 

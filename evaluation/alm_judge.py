@@ -33,8 +33,10 @@ from model.runtime.devices import resolve_device
 log = logging.getLogger(__name__)
 
 ALM_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
-HOW_TO_GET = (f"download an audio-language model, e.g. `huggingface-cli download {ALM_MODEL} --local-dir DIR`, "
-              "and set evaluate.alm_path: DIR in params.yaml")
+HOW_TO_GET = (
+    f"download an audio-language model, e.g. `huggingface-cli download {ALM_MODEL} --local-dir DIR`, "
+    "and set evaluate.alm_path: DIR in params.yaml"
+)
 QUESTIONS = {
     "genre": "Is this music in the {} genre?",
     "instrument": "Can you hear {} in this music?",
@@ -80,7 +82,9 @@ class AlmBundle:
 def check_alm_dir(path: str) -> Path:
     """``evaluate.alm_path`` must be a local model directory (with config.json); cheap, before any heavy work."""
     if not path:
-        raise AlmWeightsError(f"params.yaml: evaluate.alm_path is empty but evaluate.judge is alm; {HOW_TO_GET}")
+        raise AlmWeightsError(
+            f"params.yaml: evaluate.alm_path is empty but evaluate.judge is alm; {HOW_TO_GET}"
+        )
     root = Path(path).expanduser()
     if not root.is_dir() or not (root / "config.json").is_file():
         what = "has no config.json" if root.is_dir() else "does not exist"
@@ -95,20 +99,29 @@ def load_alm(path: str, device: str | None = "auto") -> AlmBundle:
 
     config = AutoConfig.from_pretrained(root, local_files_only=True)
     if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise AlmWeightsError(f"evaluate.alm_path {root}: model_type {config.model_type!r}; the ALM judge runs "
-                              f"{', '.join(SUPPORTED_MODEL_TYPES)} models ({ALM_MODEL})")
+        raise AlmWeightsError(
+            f"evaluate.alm_path {root}: model_type {config.model_type!r}; the ALM judge runs "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} models ({ALM_MODEL})"
+        )
     try:
         processor = AutoProcessor.from_pretrained(root, local_files_only=True)
     except OSError as exc:
-        raise AlmWeightsError(f"evaluate.alm_path {root}: no usable processor/tokenizer files ({exc})") from exc
+        raise AlmWeightsError(
+            f"evaluate.alm_path {root}: no usable processor/tokenizer files ({exc})"
+        ) from exc
     target = resolve_device(device, "ALM judge device")
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     model = Qwen2AudioForConditionalGeneration.from_pretrained(root, local_files_only=True, dtype=dtype)
     model = model.to(target).eval()
-    yes, no = answer_token_ids(processor.tokenizer, YES_SPELLINGS), answer_token_ids(processor.tokenizer, NO_SPELLINGS)
+    yes, no = (
+        answer_token_ids(processor.tokenizer, YES_SPELLINGS),
+        answer_token_ids(processor.tokenizer, NO_SPELLINGS),
+    )
     if not yes or not no:
-        raise AlmWeightsError(f"evaluate.alm_path {root}: the tokenizer has no single-token 'yes'/'no' "
-                              f"(found yes {yes}, no {no}); the judge reads their next-token probabilities")
+        raise AlmWeightsError(
+            f"evaluate.alm_path {root}: the tokenizer has no single-token 'yes'/'no' "
+            f"(found yes {yes}, no {no}); the judge reads their next-token probabilities"
+        )
     processor.tokenizer.padding_side = "right"
     log.info("ALM judge: %s on %s (%s); yes ids %s, no ids %s", root, target, dtype, yes, no)
     return AlmBundle(model, processor, tuple(yes), tuple(no), str(root))
@@ -132,16 +145,27 @@ class AlmJudge:
         return scored_excerpt(audio, sr, self.sample_rate).mean(axis=0).astype(np.float32)
 
     def prompt(self, text: str) -> str:
-        conversation = [{"role": "user", "content": [{"type": "audio", "audio_url": "clip"},
-                                                     {"type": "text", "text": text}]}]
-        return self.bundle.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        conversation = [
+            {
+                "role": "user",
+                "content": [{"type": "audio", "audio_url": "clip"}, {"type": "text", "text": text}],
+            }
+        ]
+        return self.bundle.processor.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=False
+        )
 
     @torch.no_grad()
     def yes_probability(self, audios: Sequence[np.ndarray], questions: Sequence[str]) -> np.ndarray:
         """N (audio (S,), question) pairs, one batch -> (N,) P(yes | yes or no) at the answer's first token."""
         model, processor = self.bundle.model, self.bundle.processor
-        inputs = processor(text=[self.prompt(q) for q in questions], audio=list(audios),
-                           sampling_rate=self.sample_rate, return_tensors="pt", padding=True)
+        inputs = processor(
+            text=[self.prompt(q) for q in questions],
+            audio=list(audios),
+            sampling_rate=self.sample_rate,
+            return_tensors="pt",
+            padding=True,
+        )
         device = next(model.parameters()).device
         inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
         if "input_features" in inputs:
@@ -164,8 +188,11 @@ class AlmJudge:
                 if row not in cache:
                     cache[row] = self.clip_audio(str(audio[row]))
             probs[start : start + len(batch)] = self.yes_probability(
-                [cache[row] for row, *_ in batch], [question(cat, name) for _, cat, name in batch])
-            cache = {row: clip for row, clip in cache.items() if row >= batch[-1][0]}  # items come in row order
+                [cache[row] for row, *_ in batch], [question(cat, name) for _, cat, name in batch]
+            )
+            cache = {
+                row: clip for row, clip in cache.items() if row >= batch[-1][0]
+            }  # items come in row order
         out: list[Judgement] = [[] for _ in concepts]
         self.last_probabilities = [[] for _ in concepts]
         for (row, cat, name), p in zip(items, probs, strict=True):

@@ -59,18 +59,26 @@ def read_generated(generated_dir: str | os.PathLike) -> tuple[list[Prompt], list
     clips = [GeneratedClip(r["prompt_id"], int(r["seed"]), r["path"]) for r in manifest.iter_rows(named=True)]
     stray = sorted({c.prompt_id for c in clips} - known)
     if stray:
-        log.warning("%s: %d prompt id(s) not in %s (e.g. %s); ignored", manifest_file, len(stray), prompts_file,
-                    stray[0])
+        log.warning(
+            "%s: %d prompt id(s) not in %s (e.g. %s); ignored",
+            manifest_file,
+            len(stray),
+            prompts_file,
+            stray[0],
+        )
     clips = sorted((c for c in clips if c.prompt_id in known), key=lambda c: (c.prompt_id, c.seed))
     without = sorted(known - {c.prompt_id for c in clips})
     if without:
-        raise ValueError(f"{manifest_file}: no generated clip for {len(without)} prompt(s), e.g. {without[0]}; "
-                         "rerun the generate stage")
+        raise ValueError(
+            f"{manifest_file}: no generated clip for {len(without)} prompt(s), e.g. {without[0]}; "
+            "rerun the generate stage"
+        )
     return prompts, clips
 
 
-def read_dataset_split(tracks_path: str | os.PathLike, instrumental_manifest: str | os.PathLike,
-                       split: str) -> list[DatasetClip]:
+def read_dataset_split(
+    tracks_path: str | os.PathLike, instrumental_manifest: str | os.PathLike, split: str
+) -> list[DatasetClip]:
     """The instrumental audio of one split, with tags and captions, sorted by track id."""
     import polars as pl
 
@@ -81,11 +89,18 @@ def read_dataset_split(tracks_path: str | os.PathLike, instrumental_manifest: st
     audio = pl.read_parquet(instrumental_manifest).select("track_id", "path")
     joined = tracks.join(audio, on="track_id", how="inner").sort("track_id")
     if joined.height < tracks.height:
-        log.warning("%d %s track(s) have no instrumental audio in %s; skipped", tracks.height - joined.height,
-                    split, instrumental_manifest)
-    return [DatasetClip(r["track_id"], r["path"], r["caption"],
-                        {c: tuple(r[c] or ()) for c in CATEGORIES if c in r})
-            for r in joined.iter_rows(named=True)]
+        log.warning(
+            "%d %s track(s) have no instrumental audio in %s; skipped",
+            tracks.height - joined.height,
+            split,
+            instrumental_manifest,
+        )
+    return [
+        DatasetClip(
+            r["track_id"], r["path"], r["caption"], {c: tuple(r[c] or ()) for c in CATEGORIES if c in r}
+        )
+        for r in joined.iter_rows(named=True)
+    ]
 
 
 def tag_vocabulary(tracks_path: str | os.PathLike) -> dict[str, list[str]]:
@@ -96,8 +111,11 @@ def tag_vocabulary(tracks_path: str | os.PathLike) -> dict[str, list[str]]:
         log.warning("%s not found: the CLAP judge's contrast sets come from the prompts alone", tracks_path)
         return {}
     tracks = pl.read_parquet(tracks_path)
-    return {c: sorted({t for tags in tracks[c].to_list() for t in (tags or [])}) for c in CATEGORIES
-            if c in tracks.columns}
+    return {
+        c: sorted({t for tags in tracks[c].to_list() for t in (tags or [])})
+        for c in CATEGORIES
+        if c in tracks.columns
+    }
 
 
 def reference_files(reference_dir: str | os.PathLike) -> list[str]:
@@ -111,10 +129,13 @@ def reference_files(reference_dir: str | os.PathLike) -> list[str]:
     return files
 
 
-def embed_paths(paths: Sequence[str], embedders: dict[str, Callable[[np.ndarray, int], np.ndarray]],
-                seconds: float, desc: str,
-                transform: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
-                ) -> tuple[dict[str, list[np.ndarray | None]], list[dict[str, str]]]:
+def embed_paths(
+    paths: Sequence[str],
+    embedders: dict[str, Callable[[np.ndarray, int], np.ndarray]],
+    seconds: float,
+    desc: str,
+    transform: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+) -> tuple[dict[str, list[np.ndarray | None]], list[dict[str, str]]]:
     """Decode the first ``seconds`` of each path once, apply ``transform(audio, sr) -> (audio, sr)`` if given
     (e.g. a codec round trip), and run every embedder on the result.
 

@@ -57,13 +57,17 @@ def standardise(values: np.ndarray) -> np.ndarray:
 def clip_scores(fad_distance: np.ndarray, text_audio: np.ndarray, rule: str = "fad_clap") -> np.ndarray:
     """The selection score of each clip (B,) under ``rule``; higher is better (see module docstring)."""
     if rule not in RULE_WEIGHTS:
-        raise ValueError(f"params.yaml: evaluate.best_seed_rule is {rule!r}; expected one of {', '.join(BEST_SEED_RULES)}")
+        raise ValueError(
+            f"params.yaml: evaluate.best_seed_rule is {rule!r}; expected one of {', '.join(BEST_SEED_RULES)}"
+        )
     w_fad, w_clap = RULE_WEIGHTS[rule]
     log_fad = np.log(np.maximum(np.asarray(fad_distance, np.float64), 1e-12))
     return w_clap * standardise(text_audio) - w_fad * standardise(log_fad)
 
 
-def pick_per_prompt(prompt_ids: Sequence[str], seeds: Sequence[int], score: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+def pick_per_prompt(
+    prompt_ids: Sequence[str], seeds: Sequence[int], score: np.ndarray
+) -> tuple[np.ndarray, dict[str, int]]:
     """Per prompt the clip of highest ``score`` (B,), ties to the lower seed; (chosen mask (B,), prompt -> seed)."""
     score, seeds_arr = np.asarray(score, np.float64), np.asarray(seeds)
     if not (len(prompt_ids) == len(seeds_arr) == len(score)):
@@ -78,8 +82,13 @@ def pick_per_prompt(prompt_ids: Sequence[str], seeds: Sequence[int], score: np.n
     return chosen, best
 
 
-def choose_best_seeds(prompt_ids: Sequence[str], seeds: Sequence[int], fad_distance: np.ndarray,
-                      text_audio: np.ndarray, rule: str = "fad_clap") -> BestOfN:
+def choose_best_seeds(
+    prompt_ids: Sequence[str],
+    seeds: Sequence[int],
+    fad_distance: np.ndarray,
+    text_audio: np.ndarray,
+    rule: str = "fad_clap",
+) -> BestOfN:
     """Pick one seed per prompt among clips (B rows) by ``rule`` (see module docstring)."""
     n = len(prompt_ids)
     if not (len(seeds) == len(fad_distance) == len(text_audio) == n):
@@ -92,8 +101,9 @@ def choose_best_seeds(prompt_ids: Sequence[str], seeds: Sequence[int], fad_dista
         rank_fad[rows] = rankdata(fad_distance[rows], method="average")
         rank_clap[rows] = rankdata(-text_audio[rows], method="average")
     z_fad = standardise(np.log(np.maximum(fad_distance, 1e-12)))
-    return BestOfN(chosen, score, z_fad, standardise(text_audio), rank_fad, rank_clap,
-                   (rank_fad + rank_clap) / 2.0, best)
+    return BestOfN(
+        chosen, score, z_fad, standardise(text_audio), rank_fad, rank_clap, (rank_fad + rank_clap) / 2.0, best
+    )
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,13 @@ class HeldOutComparison:
         return self.chosen_mean - self.first_seed_mean
 
 
-def compare_with_first_seed(prompt_ids: Sequence[str], seeds: Sequence[int], chosen: np.ndarray,
-                            values: np.ndarray, higher_is_better: bool = True) -> HeldOutComparison:
+def compare_with_first_seed(
+    prompt_ids: Sequence[str],
+    seeds: Sequence[int],
+    chosen: np.ndarray,
+    values: np.ndarray,
+    higher_is_better: bool = True,
+) -> HeldOutComparison:
     """Judge the ``chosen`` clips (mask (B,)) against each prompt's lowest seed on ``values`` (B,)."""
     values, seeds_arr = np.asarray(values, np.float64), np.asarray(seeds)
     sign = 1.0 if higher_is_better else -1.0
@@ -123,8 +138,14 @@ def compare_with_first_seed(prompt_ids: Sequence[str], seeds: Sequence[int], cho
         first.append(values[rows[np.argmin(seeds_arr[rows])]])
         oracle.append(values[rows].max() if higher_is_better else values[rows].min())
     diff = sign * (np.array(picked) - np.array(first))
-    return HeldOutComparison(float(np.mean(picked)), float(np.mean(first)), float(np.mean(oracle)),
-                             int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum()))
+    return HeldOutComparison(
+        float(np.mean(picked)),
+        float(np.mean(first)),
+        float(np.mean(oracle)),
+        int((diff > 0).sum()),
+        int((diff < 0).sum()),
+        int((diff == 0).sum()),
+    )
 
 
 def _rows_by_prompt(prompt_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -149,10 +170,22 @@ def held_out_study(table: Any) -> list[dict[str, Any]]:
         chosen = choose_best_seeds(prompts, seeds, cols["fad_distance"], cols["text_audio"], rule).chosen
         for judge in judges:
             values = np.asarray(cols[judge], np.float64)
-            cmp = compare_with_first_seed(prompts, seeds, chosen, values, higher_is_better=judge != "fad_distance")
-            rows.append({"rule": rule, "judged_on": judge, "chosen": cmp.chosen_mean, "first_seed": cmp.first_seed_mean,
-                         "gain": cmp.gain, "oracle": cmp.oracle_mean, "better": cmp.better, "worse": cmp.worse,
-                         "same": cmp.same})
+            cmp = compare_with_first_seed(
+                prompts, seeds, chosen, values, higher_is_better=judge != "fad_distance"
+            )
+            rows.append(
+                {
+                    "rule": rule,
+                    "judged_on": judge,
+                    "chosen": cmp.chosen_mean,
+                    "first_seed": cmp.first_seed_mean,
+                    "gain": cmp.gain,
+                    "oracle": cmp.oracle_mean,
+                    "better": cmp.better,
+                    "worse": cmp.worse,
+                    "same": cmp.same,
+                }
+            )
     return rows
 
 
@@ -162,15 +195,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import pyarrow.parquet as pq
 
-    parser = argparse.ArgumentParser(description="Does best-of-N beat the first seed on scores it did not use?")
+    parser = argparse.ArgumentParser(
+        description="Does best-of-N beat the first seed on scores it did not use?"
+    )
     parser.add_argument("per_prompt", help="reports/per_prompt.parquet of an evaluate run")
     args = parser.parse_args(argv)
     rows = held_out_study(pq.read_table(args.per_prompt))
     print("| rule | judged on | chosen | first seed | gain | oracle | better / worse / same prompts |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['rule']} | {r['judged_on']} | {r['chosen']:.4f} | {r['first_seed']:.4f} | {r['gain']:+.4f} | "
-              f"{r['oracle']:.4f} | {r['better']} / {r['worse']} / {r['same']} |")
+        print(
+            f"| {r['rule']} | {r['judged_on']} | {r['chosen']:.4f} | {r['first_seed']:.4f} | {r['gain']:+.4f} | "
+            f"{r['oracle']:.4f} | {r['better']} / {r['worse']} / {r['same']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -132,8 +132,12 @@ class ClapJudge:
                 contrast = every if cat == UNCATEGORISED else [(cat, n) for n in vocab[cat]]
                 m = sum(1 for c, _ in pairs if c == cat)
                 if len(contrast) <= m:
-                    log.warning("category %s has only %d known concepts for %d in the prompt: vacuous", cat,
-                                len(contrast), m)
+                    log.warning(
+                        "category %s has only %d known concepts for %d in the prompt: vacuous",
+                        cat,
+                        len(contrast),
+                        m,
+                    )
                 scores = {p: float(a @ self._text[p]) for p in contrast}
                 top = sorted(scores, key=scores.get, reverse=True)[:m]
                 judged.append((cat, name, (cat, name) in top))
@@ -141,8 +145,13 @@ class ClapJudge:
         return out
 
 
-def ccs_report(judge: ConceptJudge, audio: np.ndarray, concepts: Sequence[Concepts], prompt_index: np.ndarray,
-               shuffle_seed: int) -> dict[str, Any]:
+def ccs_report(
+    judge: ConceptJudge,
+    audio: np.ndarray,
+    concepts: Sequence[Concepts],
+    prompt_index: np.ndarray,
+    shuffle_seed: int,
+) -> dict[str, Any]:
     """CCS of clips (B rows, clip b made for prompt ``prompt_index[b]``) vs the same clips under a derangement.
 
     ``concepts`` holds one entry per prompt; the derangement permutes prompts, so all seeds of a prompt are
@@ -152,5 +161,11 @@ def ccs_report(judge: ConceptJudge, audio: np.ndarray, concepts: Sequence[Concep
     perm = seeded_derangement(n_prompts, shuffle_seed)
     own = judge.judge(audio, [concepts[i] for i in prompt_index])
     shuffled = judge.judge(audio, [concepts[perm[i]] for i in prompt_index])
-    return {"judgements": own, "coverage": coverage(own), "coverage_shuffled": coverage(shuffled),
-            "ccs": ccs(own), "ccs_shuffled": ccs(shuffled), "derangement": perm}
+    return {
+        "judgements": own,
+        "coverage": coverage(own),
+        "coverage_shuffled": coverage(shuffled),
+        "ccs": ccs(own),
+        "ccs_shuffled": ccs(shuffled),
+        "derangement": perm,
+    }

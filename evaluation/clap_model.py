@@ -63,9 +63,14 @@ def _audio_renames(key: str) -> list[str]:
     """Rename one ``audio_branch.*`` key of HTSAT to transformers' names (qkv splits into three)."""
     key = key.replace("audio_branch.", "audio_model.audio_encoder.", 1)
     key = key.replace("audio_model.audio_encoder.bn0.", "audio_model.audio_encoder.batch_norm.")
-    for old, new in ((".norm1.", ".layernorm_before."), (".norm2.", ".layernorm_after."),
-                     (".mlp.fc1.", ".intermediate.dense."), (".mlp.fc2.", ".output.dense."),
-                     (".attn.proj.", ".attention.output.dense."), (".attn.", ".attention.self.")):
+    for old, new in (
+        (".norm1.", ".layernorm_before."),
+        (".norm2.", ".layernorm_after."),
+        (".mlp.fc1.", ".intermediate.dense."),
+        (".mlp.fc2.", ".output.dense."),
+        (".attn.proj.", ".attention.output.dense."),
+        (".attn.", ".attention.self."),
+    ):
         key = key.replace(old, new)
     if ".attention.self.qkv." in key:
         return [key.replace(".qkv.", f".{part}.") for part in ("query", "key", "value")]
@@ -73,9 +78,12 @@ def _audio_renames(key: str) -> list[str]:
 
 
 _DROPPED_PREFIXES = (
-    "audio_branch.spectrogram_extractor.", "audio_branch.logmel_extractor.",  # mel is computed by the processor
-    "audio_branch.head.", "audio_branch.tscam_conv.",  # AudioSet classifier head, unused by the embedding
-    "text_transform.", "audio_transform.",  # training-time MLPs, not part of the embedding path
+    "audio_branch.spectrogram_extractor.",
+    "audio_branch.logmel_extractor.",  # mel is computed by the processor
+    "audio_branch.head.",
+    "audio_branch.tscam_conv.",  # AudioSet classifier head, unused by the embedding
+    "text_transform.",
+    "audio_transform.",  # training-time MLPs, not part of the embedding path
 )
 
 
@@ -83,7 +91,7 @@ def rename_original_clap_state_dict(state_dict: dict[str, torch.Tensor]) -> dict
     """Original LAION-CLAP keys (optionally ``module.``-prefixed) -> transformers ``ClapModel`` keys."""
     out: dict[str, torch.Tensor] = {}
     for raw_key, value in state_dict.items():
-        key = raw_key[len("module."):] if raw_key.startswith("module.") else raw_key
+        key = raw_key[len("module.") :] if raw_key.startswith("module.") else raw_key
         if key.startswith(_DROPPED_PREFIXES) or key.endswith((".attn_mask", "embeddings.position_ids")):
             continue
         match = re.match(r"^(text|audio)_projection\.(\d+)\.(weight|bias)$", key)
@@ -134,7 +142,10 @@ def clap_config_from_original(state_dict: dict[str, torch.Tensor]) -> Any:
         patch = sd[f"{enc}.patch_embed.proj.weight"]
         n_layers = _count(sd, rf"^{enc}\.layers\.(\d+)\.")
         depths = [_count(sd, rf"^{enc}\.layers\.{i}\.blocks\.(\d+)\.") for i in range(n_layers)]
-        tables = [sd[f"{enc}.layers.{i}.blocks.0.attention.self.relative_position_bias_table"] for i in range(n_layers)]
+        tables = [
+            sd[f"{enc}.layers.{i}.blocks.0.attention.self.relative_position_bias_table"]
+            for i in range(n_layers)
+        ]
         fc1 = sd[f"{enc}.layers.0.blocks.0.intermediate.dense.weight"]
         words = sd["text_model.embeddings.word_embeddings.weight"]
         text_hidden = words.shape[1]
@@ -200,8 +211,15 @@ def original_feature_extractor() -> Any:
     from transformers import ClapFeatureExtractor
 
     return ClapFeatureExtractor(
-        feature_size=64, sampling_rate=SAMPLE_RATE, hop_length=480, fft_window_size=1024, max_length_s=10,
-        frequency_min=50, frequency_max=14000, truncation="rand_trunc", padding="repeatpad",
+        feature_size=64,
+        sampling_rate=SAMPLE_RATE,
+        hop_length=480,
+        fft_window_size=1024,
+        max_length_s=10,
+        frequency_min=50,
+        frequency_max=14000,
+        truncation="rand_trunc",
+        padding="repeatpad",
     )
 
 
@@ -233,17 +251,25 @@ def load_clap(path: str, tokenizer_path: str = "") -> ClapBundle:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path) if tokenizer_path else None
         kind = "original-pt"
     if tokenizer is None:
-        log.warning("CLAP loaded without a tokenizer: audio embeddings only (set evaluate.clap_tokenizer_path)")
-    return ClapBundle(model=model, feature_extractor=feature_extractor, tokenizer=tokenizer, source=str(p), kind=kind)
+        log.warning(
+            "CLAP loaded without a tokenizer: audio embeddings only (set evaluate.clap_tokenizer_path)"
+        )
+    return ClapBundle(
+        model=model, feature_extractor=feature_extractor, tokenizer=tokenizer, source=str(p), kind=kind
+    )
 
 
 def _warn_on_text_eps(text_config: Any, source: Path) -> None:
     """A transformers dir's config is used as is; say so when its RoBERTa eps differs from LAION's."""
     eps = float(text_config.layer_norm_eps)
     if int(text_config.type_vocab_size) == 1 and eps != ROBERTA_LAYER_NORM_EPS:
-        log.warning("%s/config.json: text_config.layer_norm_eps = %g, LAION-CLAP's RoBERTa uses %g; text "
-                    "embeddings differ from the original checkpoint's by up to ~3e-4", source, eps,
-                    ROBERTA_LAYER_NORM_EPS)
+        log.warning(
+            "%s/config.json: text_config.layer_norm_eps = %g, LAION-CLAP's RoBERTa uses %g; text "
+            "embeddings differ from the original checkpoint's by up to ~3e-4",
+            source,
+            eps,
+            ROBERTA_LAYER_NORM_EPS,
+        )
 
 
 def _has_tokenizer(directory: Path) -> bool:
@@ -260,7 +286,9 @@ class ClapEmbedder:
         self.batch_size = batch_size
         self.hop_seconds = hop_seconds
         self.dim = int(bundle.model.config.projection_dim)
-        self.name = f"clap-laion-music ({Path(bundle.source).name}, {bundle.kind}; via transformers ClapModel)"
+        self.name = (
+            f"clap-laion-music ({Path(bundle.source).name}, {bundle.kind}; via transformers ClapModel)"
+        )
 
     def windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """fadtk's windows of the scored first 10 s: (W, 480000) float32, int16-quantised, zero-padded.
@@ -282,10 +310,16 @@ class ClapEmbedder:
         out = []
         for start in range(0, len(windows), self.batch_size):
             batch = list(windows[start : start + self.batch_size])
-            inputs = fe(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                        truncation="fusion" if fusion else "rand_trunc", padding="repeatpad")
-            feats = model.get_audio_features(input_features=inputs["input_features"],
-                                             is_longer=inputs.get("is_longer"))
+            inputs = fe(
+                batch,
+                sampling_rate=SAMPLE_RATE,
+                return_tensors="pt",
+                truncation="fusion" if fusion else "rand_trunc",
+                padding="repeatpad",
+            )
+            feats = model.get_audio_features(
+                input_features=inputs["input_features"], is_longer=inputs.get("is_longer")
+            )
             out.append(feats.pooler_output.double().numpy())
         return np.concatenate(out)
 
@@ -297,15 +331,26 @@ class ClapEmbedder:
         """B texts -> (B, E) L2-normalised text embeddings."""
         tok = self.bundle.tokenizer
         if tok is None:
-            raise ClapWeightsError("CLAP text embeddings need a tokenizer: set evaluate.clap_tokenizer_path "
-                                   "to a local roberta-base tokenizer directory (or use a transformers CLAP dir)")
+            raise ClapWeightsError(
+                "CLAP text embeddings need a tokenizer: set evaluate.clap_tokenizer_path "
+                "to a local roberta-base tokenizer directory (or use a transformers CLAP dir)"
+            )
         max_len = min(77, int(self.bundle.model.config.text_config.max_position_embeddings) - 2)
         inputs = tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        feats = self.bundle.model.get_text_features(input_ids=inputs["input_ids"],
-                                                    attention_mask=inputs["attention_mask"])
+        feats = self.bundle.model.get_text_features(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        )
         return feats.pooler_output.double().numpy()
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.bundle.source, "kind": self.bundle.kind,
-                "sample_rate": SAMPLE_RATE, "window_seconds": SCORED_SECONDS, "hop_seconds": self.hop_seconds,
-                "windows": "one per started hop of the first 10 s, unpadded file (fadtk)", "scored_seconds": SCORED_SECONDS, "dim": self.dim}
+        return {
+            "name": self.name,
+            "source": self.bundle.source,
+            "kind": self.bundle.kind,
+            "sample_rate": SAMPLE_RATE,
+            "window_seconds": SCORED_SECONDS,
+            "hop_seconds": self.hop_seconds,
+            "windows": "one per started hop of the first 10 s, unpadded file (fadtk)",
+            "scored_seconds": SCORED_SECONDS,
+            "dim": self.dim,
+        }

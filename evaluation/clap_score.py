@@ -96,7 +96,9 @@ class LocalClapConfig:
 class _Towers(nn.Module):
     def __init__(self, audio_dim: int, text_dim: int, cfg: LocalClapConfig):
         super().__init__()
-        self.audio = nn.Sequential(nn.Linear(audio_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.audio = nn.Sequential(
+            nn.Linear(audio_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.dim)
+        )
         self.text = nn.Sequential(nn.Linear(text_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.dim))
 
 
@@ -106,8 +108,15 @@ class LocalClap:
     name = LOCAL_CLAP_NAME
     input_kind = "descriptor"
 
-    def __init__(self, towers: _Towers, mean: np.ndarray, std: np.ndarray, cfg: LocalClapConfig,
-                 text_encoder: Any = None, info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        towers: _Towers,
+        mean: np.ndarray,
+        std: np.ndarray,
+        cfg: LocalClapConfig,
+        text_encoder: Any = None,
+        info: dict[str, Any] | None = None,
+    ):
         self.towers, self.mean, self.std, self.cfg = towers.eval(), mean, std, cfg
         self.text_encoder = text_encoder
         self.info = info or {}
@@ -127,9 +136,15 @@ class LocalClap:
         return self.project_text(pooled_text_features(self.text_encoder, texts))
 
     def save(self, path: str | os.PathLike) -> None:
-        payload = {"towers": self.towers.state_dict(), "mean": torch.from_numpy(self.mean),
-                   "std": torch.from_numpy(self.std), "config": dict(self.cfg.__dict__), "info": self.info,
-                   "audio_dim": int(self.mean.shape[0]), "text_dim": int(self.towers.text[0].in_features)}
+        payload = {
+            "towers": self.towers.state_dict(),
+            "mean": torch.from_numpy(self.mean),
+            "std": torch.from_numpy(self.std),
+            "config": dict(self.cfg.__dict__),
+            "info": self.info,
+            "audio_dim": int(self.mean.shape[0]),
+            "text_dim": int(self.towers.text[0].in_features),
+        }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
 
@@ -139,18 +154,27 @@ class LocalClap:
         cfg = LocalClapConfig(**payload["config"])
         towers = _Towers(payload["audio_dim"], payload["text_dim"], cfg).to(TRAIN_DTYPE)
         towers.load_state_dict(payload["towers"])
-        return cls(towers, payload["mean"].numpy(), payload["std"].numpy(), cfg, text_encoder, payload["info"])
+        return cls(
+            towers, payload["mean"].numpy(), payload["std"].numpy(), cfg, text_encoder, payload["info"]
+        )
 
 
-def train_local_clap(audio_x: np.ndarray, text_x: np.ndarray, tag_keys: Sequence[str],
-                     cfg: LocalClapConfig = LocalClapConfig(), text_encoder: Any = None) -> LocalClap:
+def train_local_clap(
+    audio_x: np.ndarray,
+    text_x: np.ndarray,
+    tag_keys: Sequence[str],
+    cfg: LocalClapConfig = LocalClapConfig(),
+    text_encoder: Any = None,
+) -> LocalClap:
     """Symmetric multi-positive InfoNCE on (audio_x (B, D), pooled text_x (B, T)); deterministic for a seed.
 
     Clips whose tag sets are equal (``tag_keys[i] == tag_keys[j]``) count as positives of each other, so
     two captions of the same tags are not pushed apart.
     """
     if len(audio_x) != len(text_x) or len(audio_x) < 2:
-        raise ValueError(f"local-clap needs >= 2 paired clips, got {len(audio_x)} audio and {len(text_x)} texts")
+        raise ValueError(
+            f"local-clap needs >= 2 paired clips, got {len(audio_x)} audio and {len(text_x)} texts"
+        )
     torch.manual_seed(cfg.seed)
     mean, std = audio_x.mean(axis=0), audio_x.std(axis=0) + 1e-6
     towers = _Towers(audio_x.shape[1], text_x.shape[1], cfg).to(TRAIN_DTYPE)
@@ -167,11 +191,19 @@ def train_local_clap(audio_x: np.ndarray, text_x: np.ndarray, tag_keys: Sequence
         a = nn.functional.normalize(towers.audio(a_in + noise), dim=1)
         t = nn.functional.normalize(towers.text(t_in), dim=1)
         logits = a @ t.T / cfg.temperature
-        loss = 0.5 * (-(target * logits.log_softmax(dim=1)).sum(1).mean()
-                      - (target * logits.T.log_softmax(dim=1)).sum(1).mean())
+        loss = 0.5 * (
+            -(target * logits.log_softmax(dim=1)).sum(1).mean()
+            - (target * logits.T.log_softmax(dim=1)).sum(1).mean()
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
     log.info("local-clap: %d pairs, final contrastive loss %.3f", len(audio_x), loss.item())
-    return LocalClap(towers.eval(), mean, std, cfg, text_encoder,
-                     {"train_loss": float(loss.item()), "n_train": len(audio_x), "config": dict(cfg.__dict__)})
+    return LocalClap(
+        towers.eval(),
+        mean,
+        std,
+        cfg,
+        text_encoder,
+        {"train_loss": float(loss.item()), "n_train": len(audio_x), "config": dict(cfg.__dict__)},
+    )

@@ -79,7 +79,14 @@ def build_embedder(evaluate_params: dict[str, Any]) -> AudioEmbedder:
     if name == "clap":
         from evaluation.clap_model import ClapEmbedder, load_clap
 
-        bundle = load_clap(evaluate_params.get("clap_path", ""), evaluate_params.get("clap_tokenizer_path", ""))
-        return ClapEmbedder(bundle, batch_size=int(evaluate_params.get("clap_batch_size", 8)),
-                            hop_seconds=float(evaluate_params.get("clap_hop_seconds", 1.0)))
-    raise ValueError(f"params.yaml: evaluate.embedder is {name!r}; expected one of {', '.join(EMBEDDER_NAMES)}")
+        bundle = load_clap(
+            evaluate_params.get("clap_path", ""), evaluate_params.get("clap_tokenizer_path", "")
+        )
+        return ClapEmbedder(
+            bundle,
+            batch_size=int(evaluate_params.get("clap_batch_size", 8)),
+            hop_seconds=float(evaluate_params.get("clap_hop_seconds", 1.0)),
+        )
+    raise ValueError(
+        f"params.yaml: evaluate.embedder is {name!r}; expected one of {', '.join(EMBEDDER_NAMES)}"
+    )

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 SCORED_SECONDS = 10.0
 
 
-def scored_excerpt(audio: np.ndarray, sample_rate: int, target_rate: int, seconds: float = SCORED_SECONDS) -> np.ndarray:
+def scored_excerpt(
+    audio: np.ndarray, sample_rate: int, target_rate: int, seconds: float = SCORED_SECONDS
+) -> np.ndarray:
     """The first ``seconds`` of (C, N) audio resampled to ``target_rate``, zero-padded if shorter -> (C, S)."""
     if audio.ndim != 2:
         raise ValueError(f"audio must be (C, N), got shape {audio.shape}")
@@ -28,7 +30,9 @@ def scored_excerpt(audio: np.ndarray, sample_rate: int, target_rate: int, second
     return crop_or_pad(head, n)
 
 
-def scored_head(audio: np.ndarray, sample_rate: int, target_rate: int, seconds: float = SCORED_SECONDS) -> np.ndarray:
+def scored_head(
+    audio: np.ndarray, sample_rate: int, target_rate: int, seconds: float = SCORED_SECONDS
+) -> np.ndarray:
     """The first ``seconds`` of (C, N) audio resampled to ``target_rate``, NOT padded -> (C, S <= seconds·rate)."""
     if audio.ndim != 2:
         raise ValueError(f"audio must be (C, N), got shape {audio.shape}")

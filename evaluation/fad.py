@@ -30,11 +30,16 @@ def frechet_distance(
 ) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); mu: (E,), sigma: (E, E)."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, np.float64)),
+        np.atleast_2d(np.asarray(sigma2, np.float64)),
+    )
     if mu1.shape != mu2.shape:
         raise FrechetDistanceError(f"mean shapes differ: {mu1.shape} vs {mu2.shape}")
     if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0], mu1.shape[0]):
-        raise FrechetDistanceError(f"covariance shapes {sigma1.shape}, {sigma2.shape} do not match mean {mu1.shape}")
+        raise FrechetDistanceError(
+            f"covariance shapes {sigma1.shape}, {sigma2.shape} do not match mean {mu1.shape}"
+        )
     for name, arr in (("mu1", mu1), ("mu2", mu2), ("sigma1", sigma1), ("sigma2", sigma2)):
         if not np.isfinite(arr).all():
             raise FrechetDistanceError(f"{name} has non-finite entries")
@@ -42,7 +47,9 @@ def frechet_distance(
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
-        log.warning("sqrtm(sigma1 @ sigma2) is not finite (near-singular product); adding %g to the diagonals", eps)
+        log.warning(
+            "sqrtm(sigma1 @ sigma2) is not finite (near-singular product); adding %g to the diagonals", eps
+        )
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
@@ -90,7 +97,9 @@ class EmbeddingStats:
         """A new accumulator holding both sets."""
         if other.dim != self.dim:
             raise ValueError(f"cannot merge stats of dim {self.dim} and {other.dim}")
-        return EmbeddingStats(self.dim, self.count + other.count, self.total + other.total, self.outer + other.outer)
+        return EmbeddingStats(
+            self.dim, self.count + other.count, self.total + other.total, self.outer + other.outer
+        )
 
     @property
     def mean(self) -> np.ndarray:
@@ -126,7 +135,9 @@ def fad_between(stats_a: EmbeddingStats, stats_b: EmbeddingStats, eps: float = 1
     return frechet_distance(stats_a.mean, stats_a.cov, stats_b.mean, stats_b.cov, eps=eps)
 
 
-def mahalanobis_to_reference(embeddings: np.ndarray, reference: EmbeddingStats, ridge: float = 1e-3) -> np.ndarray:
+def mahalanobis_to_reference(
+    embeddings: np.ndarray, reference: EmbeddingStats, ridge: float = 1e-3
+) -> np.ndarray:
     """Squared Mahalanobis distance of each row of ``embeddings`` (B, E) to the reference Gaussian -> (B,).
 
     The covariance is ridge-regularised by ``ridge`` times its mean diagonal, so a reference set with

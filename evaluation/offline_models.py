@@ -28,8 +28,9 @@ from evaluation.tagger import ConceptTagger, TaggerConfig, train_tagger
 log = logging.getLogger(__name__)
 
 
-def clip_descriptors(clips: Sequence[DatasetClip], describe: Callable[[np.ndarray, int], np.ndarray],
-                     desc: str) -> tuple[list[DatasetClip], np.ndarray, list[dict[str, str]]]:
+def clip_descriptors(
+    clips: Sequence[DatasetClip], describe: Callable[[np.ndarray, int], np.ndarray], desc: str
+) -> tuple[list[DatasetClip], np.ndarray, list[dict[str, str]]]:
     """Codec-robust descriptor columns per readable clip (mean over its windows) -> (kept clips, (B, D'), rejects)."""
     embedded, rejects = embed_paths([c.path for c in clips], {"d": describe}, SCORED_SECONDS, desc)
     kept = [(c, e) for c, e in zip(clips, embedded["d"], strict=True) if e is not None]
@@ -38,17 +39,36 @@ def clip_descriptors(clips: Sequence[DatasetClip], describe: Callable[[np.ndarra
     return [c for c, _ in kept], judge_features(np.stack([e.mean(axis=0) for _, e in kept])), rejects
 
 
-def fit_tagger(train: Sequence[DatasetClip], train_x: np.ndarray, val: Sequence[DatasetClip], val_x: np.ndarray,
-               steps: int, seed: int, shuffle_seed: int, save_to: str | os.PathLike) -> tuple[ConceptTagger, dict]:
-    tagger = train_tagger(train_x, [c.tags for c in train], val_x, [c.tags for c in val],
-                          TaggerConfig(steps=steps, seed=seed))
+def fit_tagger(
+    train: Sequence[DatasetClip],
+    train_x: np.ndarray,
+    val: Sequence[DatasetClip],
+    val_x: np.ndarray,
+    steps: int,
+    seed: int,
+    shuffle_seed: int,
+    save_to: str | os.PathLike,
+) -> tuple[ConceptTagger, dict]:
+    tagger = train_tagger(
+        train_x, [c.tags for c in train], val_x, [c.tags for c in val], TaggerConfig(steps=steps, seed=seed)
+    )
     tagger.save(save_to)
     report = ccs_report(TaggerJudge(tagger), val_x, [c.tags for c in val], np.arange(len(val)), shuffle_seed)
-    figures = {"accuracy": tagger.info["validation_accuracy"], "ccs": report["ccs"],
-               "ccs_shuffled": report["ccs_shuffled"], "ccs_margin": report["ccs"] - report["ccs_shuffled"],
-               "n_train": len(train), "n_validation": len(val), "path": str(save_to)}
-    log.info("tagger on real validation audio: accuracy %.3f, CCS %.3f vs shuffled %.3f",
-             figures["accuracy"], figures["ccs"], figures["ccs_shuffled"])
+    figures = {
+        "accuracy": tagger.info["validation_accuracy"],
+        "ccs": report["ccs"],
+        "ccs_shuffled": report["ccs_shuffled"],
+        "ccs_margin": report["ccs"] - report["ccs_shuffled"],
+        "n_train": len(train),
+        "n_validation": len(val),
+        "path": str(save_to),
+    }
+    log.info(
+        "tagger on real validation audio: accuracy %.3f, CCS %.3f vs shuffled %.3f",
+        figures["accuracy"],
+        figures["ccs"],
+        figures["ccs_shuffled"],
+    )
     return tagger, figures
 
 
@@ -56,19 +76,36 @@ def _tag_key(tags: dict[str, Sequence[str]]) -> str:
     return json.dumps({k: sorted(v) for k, v in sorted(tags.items())})
 
 
-def fit_local_clap(train: Sequence[DatasetClip], train_x: np.ndarray, val: Sequence[DatasetClip],
-                   val_x: np.ndarray, text_encoder: Any, steps: int, seed: int, shuffle_seed: int,
-                   save_to: str | os.PathLike) -> tuple[LocalClap, dict]:
+def fit_local_clap(
+    train: Sequence[DatasetClip],
+    train_x: np.ndarray,
+    val: Sequence[DatasetClip],
+    val_x: np.ndarray,
+    text_encoder: Any,
+    steps: int,
+    seed: int,
+    shuffle_seed: int,
+    save_to: str | os.PathLike,
+) -> tuple[LocalClap, dict]:
     text_train = pooled_text_features(text_encoder, [c.caption for c in train])
-    model = train_local_clap(train_x, text_train, [_tag_key(c.tags) for c in train],
-                             LocalClapConfig(steps=steps, seed=seed), text_encoder=text_encoder)
+    model = train_local_clap(
+        train_x,
+        text_train,
+        [_tag_key(c.tags) for c in train],
+        LocalClapConfig(steps=steps, seed=seed),
+        text_encoder=text_encoder,
+    )
     Path(save_to).parent.mkdir(parents=True, exist_ok=True)
     model.save(save_to)
     a = model.audio_vectors(val_x)
     t = model.text_vectors([c.caption for c in val])
     sims = a @ t.T
-    figures: dict[str, Any] = {"cosine_own_caption": float(np.mean(np.diag(sims))), "n_train": len(train),
-                               "n_validation": len(val), "path": str(save_to)}
+    figures: dict[str, Any] = {
+        "cosine_own_caption": float(np.mean(np.diag(sims))),
+        "n_train": len(train),
+        "n_validation": len(val),
+        "path": str(save_to),
+    }
     if len(val) >= 2:
         perm = seeded_derangement(len(val), shuffle_seed)
         figures["cosine_shuffled_caption"] = float(np.mean(sims[np.arange(len(val)), perm]))

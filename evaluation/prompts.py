@@ -34,8 +34,14 @@ CAPTION_KEYS = ("caption", "prompt", "text")
 UNCATEGORISED = "concept"
 BUILTIN = "builtin"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_CATEGORY_ALIASES = {"mood/theme": "mood", "moodtheme": "mood", "mood_theme": "mood", "instruments": "instrument",
-                     "genres": "genre", "moods": "mood"}
+_CATEGORY_ALIASES = {
+    "mood/theme": "mood",
+    "moodtheme": "mood",
+    "mood_theme": "mood",
+    "instruments": "instrument",
+    "genres": "genre",
+    "moods": "mood",
+}
 
 
 class PromptSetError(ValueError):
@@ -60,8 +66,11 @@ class Prompt:
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object this prompt is written as (and read back from) in a JSONL prompt file."""
-        return {"prompt_id": self.prompt_id, "caption": self.caption,
-                "concepts": {k: list(v) for k, v in self.concepts.items()}}
+        return {
+            "prompt_id": self.prompt_id,
+            "caption": self.caption,
+            "concepts": {k: list(v) for k, v in self.concepts.items()},
+        }
 
 
 def load_prompts(path: str | os.PathLike) -> list[Prompt]:
@@ -104,13 +113,19 @@ def builtin_prompts(tracks_path: str | os.PathLike, n_prompts: int = 100, seed: 
         raise PromptSetError(f"{p}: missing column(s) {', '.join(missing)} for the built-in prompt set")
     test = tracks.filter(pl.col("split") == "test").sort("track_id")
     if test.height == 0:
-        raise PromptSetError(f"{p}: no track has split == 'test'; the built-in prompt set needs a held-out split")
+        raise PromptSetError(
+            f"{p}: no track has split == 'test'; the built-in prompt set needs a held-out split"
+        )
     if n_prompts and test.height > n_prompts:
         keep = sorted(random.Random(seed).sample(range(test.height), n_prompts))
         test = test[keep]
     elif n_prompts and test.height < n_prompts:
-        log.warning("%s: only %d test tracks, fewer than the %d prompts asked for; using all of them",
-                    p, test.height, n_prompts)
+        log.warning(
+            "%s: only %d test tracks, fewer than the %d prompts asked for; using all of them",
+            p,
+            test.height,
+            n_prompts,
+        )
     prompts = []
     for row in test.iter_rows(named=True):
         concepts = {c: tuple(row[c] or ()) for c in CATEGORIES}
@@ -118,13 +133,17 @@ def builtin_prompts(tracks_path: str | os.PathLike, n_prompts: int = 100, seed: 
     return prompts
 
 
-def resolve_prompts(spec: str, tracks_path: str | os.PathLike, n_prompts: int = 100, seed: int = 0) -> list[Prompt]:
+def resolve_prompts(
+    spec: str, tracks_path: str | os.PathLike, n_prompts: int = 100, seed: int = 0
+) -> list[Prompt]:
     """``generate.prompts``: ``builtin`` → ``builtin_prompts``; else a prompt file, cut to ``n_prompts`` if > 0."""
     if spec == BUILTIN:
         return builtin_prompts(tracks_path, n_prompts, seed)
     prompts = load_prompts(spec)
     if n_prompts and len(prompts) > n_prompts:
-        log.warning("%s: %d prompts, keeping the first %d (generate.n_prompts)", spec, len(prompts), n_prompts)
+        log.warning(
+            "%s: %d prompts, keeping the first %d (generate.n_prompts)", spec, len(prompts), n_prompts
+        )
         prompts = prompts[:n_prompts]
     return prompts
 
@@ -148,7 +167,7 @@ def _read_json(p: Path) -> list[tuple[int, Any]]:
     if isinstance(data, dict) and isinstance(data.get("prompts"), list):
         data = data["prompts"]
     if not isinstance(data, list):
-        raise PromptSetError(f"{p}: expected a JSON list of prompt objects (or {{\"prompts\": [...]}})")
+        raise PromptSetError(f'{p}: expected a JSON list of prompt objects (or {{"prompts": [...]}})')
     return list(enumerate(data, start=1))
 
 
@@ -171,7 +190,9 @@ def _pick(rec: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
 def _prompt_from_record(rec: Any, p: Path, n: int) -> Prompt:
     where = f"{p}, prompt #{n}"
     if not isinstance(rec, Mapping):
-        raise PromptSetError(f"{where}: expected an object with prompt_id and caption, got {type(rec).__name__}")
+        raise PromptSetError(
+            f"{where}: expected an object with prompt_id and caption, got {type(rec).__name__}"
+        )
     pid = _pick(rec, ID_KEYS)
     if pid is None or str(pid).strip() == "":
         raise PromptSetError(f"{where}: no prompt id (a '{ID_KEYS[0]}' or '{ID_KEYS[1]}' field)")
@@ -181,10 +202,14 @@ def _prompt_from_record(rec: Any, p: Path, n: int) -> Prompt:
 
 def _make_prompt(pid: str, caption: Any, concepts: Mapping[str, tuple[str, ...]], source: str) -> Prompt:
     if not _ID_PATTERN.match(pid):
-        raise PromptSetError(f"{source}: prompt id {pid!r} cannot name a file; use letters, digits, '.', '_', '-'")
+        raise PromptSetError(
+            f"{source}: prompt id {pid!r} cannot name a file; use letters, digits, '.', '_', '-'"
+        )
     if not isinstance(caption, str) or not caption.strip():
-        raise PromptSetError(f"{source}: prompt {pid!r} has an empty caption ({'/'.join(CAPTION_KEYS)}); "
-                             "every prompt needs text")
+        raise PromptSetError(
+            f"{source}: prompt {pid!r} has an empty caption ({'/'.join(CAPTION_KEYS)}); "
+            "every prompt needs text"
+        )
     return Prompt(prompt_id=pid, caption=" ".join(caption.split()), concepts=dict(concepts))
 
 
@@ -224,7 +249,9 @@ def _as_list(value: Any, where: str) -> list[str]:
         try:
             return _as_list(json.loads(text), where)
         except json.JSONDecodeError as exc:
-            raise PromptSetError(f"{where}: concepts {text!r} look like JSON but do not parse ({exc.msg})") from exc
+            raise PromptSetError(
+                f"{where}: concepts {text!r} look like JSON but do not parse ({exc.msg})"
+            ) from exc
     for sep in (";", "|", ","):
         if sep in text:
             return [part.strip() for part in text.split(sep) if part.strip()]

@@ -27,7 +27,9 @@ class ReferenceMatch:
 
 def concept_pairs(concepts: Mapping[str, Iterable[str]]) -> frozenset[str]:
     """``{category: names}`` -> the set of ``category:name`` strings, case-folded."""
-    return frozenset(f"{category}:{name}".casefold() for category, names in concepts.items() for name in names)
+    return frozenset(
+        f"{category}:{name}".casefold() for category, names in concepts.items() for name in names
+    )
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -36,8 +38,9 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / union if union else 0.0
 
 
-def match_reference(prompt_id: str, concepts: Mapping[str, Iterable[str]],
-                    references: Sequence[DatasetClip]) -> ReferenceMatch | None:
+def match_reference(
+    prompt_id: str, concepts: Mapping[str, Iterable[str]], references: Sequence[DatasetClip]
+) -> ReferenceMatch | None:
     """The reference clip for one prompt (rules in the module docstring), or None."""
     for clip in references:
         if clip.track_id == prompt_id:

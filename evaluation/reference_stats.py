@@ -82,8 +82,9 @@ def load_or_compute_reference_stats(
     return stats, {**meta, "cache_hit": False, "cache_path": str(npz_path)}
 
 
-def load_or_compute_arrays(cache_dir: str | os.PathLike, kind: str, key: dict[str, Any],
-                           compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+def load_or_compute_arrays(
+    cache_dir: str | os.PathLike, kind: str, key: dict[str, Any], compute: Callable[[], dict[str, np.ndarray]]
+) -> tuple[dict[str, np.ndarray], bool]:
     """Arrays cached as ``<cache_dir>/<kind>-<hash of key>.npz`` (no pickles); ``compute()`` only on a miss.
 
     ``key`` (JSON-able) must name everything the arrays depend on (e.g. codec settings, embedder settings and

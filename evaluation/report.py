@@ -34,14 +34,23 @@ from model.runtime.atomic_io import atomic_path
 
 log = logging.getLogger(__name__)
 
-SETS = (("", "chosen seed per prompt (headline, submitted)"), ("first_seed", "first seed"),
-        ("all_seeds", "all seeds pooled"),
-        ("ceiling", "codec ceiling (reference audio through the model's codec)"))
-ROWS = (("fad", "FAD", "lower is better"), ("clap", "CLAP score", "higher is better"),
-        ("ccs", "CCS", "higher is better"), ("ccs_margin", "CCS margin", "CCS minus CCS against shuffled prompts"))
-CLIP_SCORES = (("fad_distance", "FAD distance", "lower: closer to the reference set"),
-               ("text_audio", "CLAP", "text-audio cosine with its caption"),
-               ("ccs", "CCS", "share of the prompt's concepts the judge heard"))
+SETS = (
+    ("", "chosen seed per prompt (headline, submitted)"),
+    ("first_seed", "first seed"),
+    ("all_seeds", "all seeds pooled"),
+    ("ceiling", "codec ceiling (reference audio through the model's codec)"),
+)
+ROWS = (
+    ("fad", "FAD", "lower is better"),
+    ("clap", "CLAP score", "higher is better"),
+    ("ccs", "CCS", "higher is better"),
+    ("ccs_margin", "CCS margin", "CCS minus CCS against shuffled prompts"),
+)
+CLIP_SCORES = (
+    ("fad_distance", "FAD distance", "lower: closer to the reference set"),
+    ("text_audio", "CLAP", "text-audio cosine with its caption"),
+    ("ccs", "CCS", "share of the prompt's concepts the judge heard"),
+)
 SHOWCASE = 4  # prompts in "Generated beside reference": the first ones by id, not picked by score
 RoundTrip = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
 STYLE = """
@@ -88,8 +97,11 @@ def _metric_table(metrics: dict[str, Any], details: dict[str, Any]) -> str:
         for key, _ in present:
             block = metrics if key == "" else metrics[key]
             data_key = name if key == "" else f"{key}.{name}"
-            cells.append(f'<td class="num" data-key="{data_key}">{_fmt(block[name])}</td>' if name in block
-                         else '<td class="num">&ndash;</td>')
+            cells.append(
+                f'<td class="num" data-key="{data_key}">{_fmt(block[name])}</td>'
+                if name in block
+                else '<td class="num">&ndash;</td>'
+            )
         source = details.get("metric_sources", {}).get(name)
         if source is None:
             kind = '<span class="standin">diagnostic</span> (not a challenge metric)'
@@ -97,25 +109,34 @@ def _metric_table(metrics: dict[str, Any], details: dict[str, Any]) -> str:
             kind = f'<span class="challenge">challenge metric</span>: {html.escape(source["what"])}'
         else:
             kind = f'<span class="standin">offline stand-in</span>: {html.escape(source["what"].split(": ", 1)[-1])}'
-        rows.append(f"<tr><th title=\"{html.escape(hint)}\">{label}</th>{''.join(cells)}<td>{kind}</td></tr>")
-    return (f'<table id="metrics"><thead><tr><th>metric</th>{head}<th>what it is</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+        rows.append(f'<tr><th title="{html.escape(hint)}">{label}</th>{"".join(cells)}<td>{kind}</td></tr>')
+    return (
+        f'<table id="metrics"><thead><tr><th>metric</th>{head}<th>what it is</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _provenance(details: dict[str, Any]) -> str:
-    items = [("headline", details.get("headline", "")), ("best-seed rule", details.get("best_seed_rule", "")),
-             ("FAD embedder", details.get("embedder", "")), ("text-audio model", details.get("text_audio_model", "")),
-             ("CCS judge", details.get("judge", "")),
-             ("reference set", details.get("reference", {}).get("source", "")),
-             ("prompts / seeds", f"{details.get('n_prompts', '?')} / {len(details.get('seeds', []))}")]
+    items = [
+        ("headline", details.get("headline", "")),
+        ("best-seed rule", details.get("best_seed_rule", "")),
+        ("FAD embedder", details.get("embedder", "")),
+        ("text-audio model", details.get("text_audio_model", "")),
+        ("CCS judge", details.get("judge", "")),
+        ("reference set", details.get("reference", {}).get("source", "")),
+        ("prompts / seeds", f"{details.get('n_prompts', '?')} / {len(details.get('seeds', []))}"),
+    ]
     return "<ul>" + "".join(f"<li><b>{k}</b>: {html.escape(str(v))}</li>" for k, v in items) + "</ul>"
 
 
 def _concept_chips(present: list[str], missing: list[str]) -> str:
     chips = [(c, "heard") for c in present] + [(c, "missed") for c in missing]
     chips.sort(key=lambda t: t[0])
-    return "".join(f'<span class="{kind}" title="judge: {"heard" if kind == "heard" else "not heard"}">'
-                   f"{html.escape(c)}</span>" for c, kind in chips)
+    return "".join(
+        f'<span class="{kind}" title="judge: {"heard" if kind == "heard" else "not heard"}">'
+        f"{html.escape(c)}</span>"
+        for c, kind in chips
+    )
 
 
 def _read_clip(audio_path: str) -> tuple[np.ndarray, int] | None:
@@ -139,21 +160,30 @@ def _write_png(audio: np.ndarray, sr: int, out_dir: Path, rel: str) -> str:
 def write_spectrograms(rows: list[dict[str, Any]], out_dir: Path) -> dict[tuple[str, int], str]:
     """One PNG per clip under ``out_dir/spectrograms``; returns (prompt_id, seed) -> path relative to out_dir."""
     written: dict[tuple[str, int], str] = {}
-    shutil.rmtree(out_dir / "spectrograms", ignore_errors=True)  # no stale images of prompts no longer generated
+    shutil.rmtree(
+        out_dir / "spectrograms", ignore_errors=True
+    )  # no stale images of prompts no longer generated
     for row in tqdm(rows, desc="spectrograms", unit="clip", leave=False):
         clip = _read_clip(row["path"])
         if clip is not None:
             written[(row["prompt_id"], int(row["seed"]))] = _write_png(
-                *clip, out_dir, f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png")
+                *clip, out_dir, f"spectrograms/{row['prompt_id']}/seed-{row['seed']}.png"
+            )
     return written
 
 
 def references(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """prompt_id -> {id, path, overlap} of its reference clip (the per-clip table's ``reference_*`` columns), for
     the prompts that have one; a table without those columns (written before they existed) gives {}."""
-    return {r["prompt_id"]: {"id": r["reference_id"], "path": r["reference_path"],
-                             "overlap": float(r["reference_overlap"])}
-            for r in rows if r.get("reference_path")}
+    return {
+        r["prompt_id"]: {
+            "id": r["reference_id"],
+            "path": r["reference_path"],
+            "overlap": float(r["reference_overlap"]),
+        }
+        for r in rows
+        if r.get("reference_path")
+    }
 
 
 def showcase_prompts(rows: list[dict[str, Any]]) -> list[str]:
@@ -161,8 +191,9 @@ def showcase_prompts(rows: list[dict[str, Any]]) -> list[str]:
     return sorted({r["prompt_id"] for r in rows})[:SHOWCASE]
 
 
-def write_reference_spectrograms(refs: dict[str, dict[str, Any]], out_dir: Path, showcase: list[str],
-                                 roundtrip: RoundTrip | None) -> tuple[dict[str, str], dict[str, str]]:
+def write_reference_spectrograms(
+    refs: dict[str, dict[str, Any]], out_dir: Path, showcase: list[str], roundtrip: RoundTrip | None
+) -> tuple[dict[str, str], dict[str, str]]:
     """``spectrograms/<prompt_id>/reference.png`` per prompt with a reference and, with ``roundtrip``,
     ``reference-codec.png`` (the reference through the model's codec) for the showcase prompts only.
     Returns (prompt_id -> reference image, prompt_id -> codec image), paths relative to ``out_dir``."""
@@ -184,7 +215,11 @@ def _reference_label(pid: str, ref: dict[str, Any]) -> str:
 
 def _spec_img(src: str | None, alt: str) -> str:
     """A spectrogram ``<img>`` (``src`` relative to the page), or a note when the audio was unreadable."""
-    return f'<img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}">' if src else "(audio unreadable)"
+    return (
+        f'<img class="spec" alt="{html.escape(alt)}" src="{urllib.parse.quote(src)}">'
+        if src
+        else "(audio unreadable)"
+    )
 
 
 def _figure(src: str | None, alt: str, caption: str) -> str:
@@ -195,17 +230,26 @@ def _prompt_cell(pid: str, clip: dict[str, Any], rowspan: int = 1) -> str:
     """Prompt id, caption and concepts (from any of its clips' rows)."""
     concepts = sorted({*clip["concepts_present"], *clip["concepts_missing"]})
     span = f' rowspan="{rowspan}"' if rowspan > 1 else ""
-    return (f'<td class="promptcell"{span}><b>{html.escape(pid)}</b><br><span class="caption">'
-            f'{html.escape(clip["caption"])}</span><br>concepts: {html.escape(", ".join(concepts) or "none")}</td>')
+    return (
+        f'<td class="promptcell"{span}><b>{html.escape(pid)}</b><br><span class="caption">'
+        f"{html.escape(clip['caption'])}</span><br>concepts: {html.escape(', '.join(concepts) or 'none')}</td>"
+    )
 
 
-def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_images: dict[str, str],
-              codec_images: dict[str, str] | None, spectrograms: dict[tuple[str, int], str]) -> str:
+def _showcase(
+    rows: list[dict[str, Any]],
+    refs: dict[str, dict[str, Any]],
+    ref_images: dict[str, str],
+    codec_images: dict[str, str] | None,
+    spectrograms: dict[tuple[str, int], str],
+) -> str:
     """The "Generated beside reference" text and table: one row per showcase prompt; ``codec_images`` None = no
     codec given."""
     out, shown = [], showcase_prompts(rows)
     for pid in shown:
-        clips = sorted((r for r in rows if r["prompt_id"] == pid), key=lambda r: (not r["chosen"], int(r["seed"])))
+        clips = sorted(
+            (r for r in rows if r["prompt_id"] == pid), key=lambda r: (not r["chosen"], int(r["seed"]))
+        )
         cells = [_prompt_cell(pid, clips[0])]
         ref = refs.get(pid)
         if ref is None:
@@ -217,19 +261,33 @@ def _showcase(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ref_i
             if codec_images is not None:
                 alt = f"spectrogram of {pid} reference through the codec"
                 cells.append(f"<td>{_figure(codec_images.get(pid), alt, label + ' through the codec')}</td>")
-        figures = [_figure(spectrograms.get((pid, int(r["seed"]))), f"spectrogram of {pid} seed {int(r['seed'])}",
-                           f"seed {int(r['seed'])}" + (" (chosen)" if r["chosen"] else "")) for r in clips]
+        figures = [
+            _figure(
+                spectrograms.get((pid, int(r["seed"]))),
+                f"spectrogram of {pid} seed {int(r['seed'])}",
+                f"seed {int(r['seed'])}" + (" (chosen)" if r["chosen"] else ""),
+            )
+            for r in clips
+        ]
         cells.append(f"<td>{figures[0]}</td><td>{''.join(figures[1:]) or '&ndash;'}</td>")
         out.append(f'<tr class="showcase">{"".join(cells)}</tr>')
-    codec_head = ("<th>reference through the model's codec (this very clip after the codec: "
-                  "the codec ceiling's audio)</th>" if codec_images is not None else "")
-    intro = (f"<p>The first {len(shown)} prompts by id (the order of the Prompts table below; not picked by score): "
-             "the reference clip for the same tags (the prompt's own track when it is in the reference set, else the "
-             "reference clip sharing the most tags: Jaccard overlap of category:name pairs)"
-             + (", that reference through the model's codec" if codec_images is not None else "")
-             + " and the generated seeds, chosen seed first. Listen to them in the Prompts table.</p>")
-    return (f'{intro}<table id="showcase"><thead><tr><th>prompt</th><th>reference</th>{codec_head}'
-            f"<th>chosen seed</th><th>other seeds</th></tr></thead><tbody>{''.join(out)}</tbody></table>")
+    codec_head = (
+        "<th>reference through the model's codec (this very clip after the codec: "
+        "the codec ceiling's audio)</th>"
+        if codec_images is not None
+        else ""
+    )
+    intro = (
+        f"<p>The first {len(shown)} prompts by id (the order of the Prompts table below; not picked by score): "
+        "the reference clip for the same tags (the prompt's own track when it is in the reference set, else the "
+        "reference clip sharing the most tags: Jaccard overlap of category:name pairs)"
+        + (", that reference through the model's codec" if codec_images is not None else "")
+        + " and the generated seeds, chosen seed first. Listen to them in the Prompts table.</p>"
+    )
+    return (
+        f'{intro}<table id="showcase"><thead><tr><th>prompt</th><th>reference</th>{codec_head}'
+        f"<th>chosen seed</th><th>other seeds</th></tr></thead><tbody>{''.join(out)}</tbody></table>"
+    )
 
 
 def _spec_cell(src: str | None, alt: str) -> str:
@@ -240,8 +298,13 @@ def _audio_cell(path: str, out_dir: Path) -> str:
     return f'<td><audio controls preload="metadata" src="{_relative_url(path, out_dir)}"></audio></td>'
 
 
-def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[tuple[str, int], str],
-                 refs: dict[str, dict[str, Any]], ref_images: dict[str, str]) -> str:
+def _clip_groups(
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    spectrograms: dict[tuple[str, int], str],
+    refs: dict[str, dict[str, Any]],
+    ref_images: dict[str, str],
+) -> str:
     """One ``tbody`` per prompt (the sort script moves whole groups): its reference row, then one row per seed."""
     by_prompt: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -255,8 +318,12 @@ def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[t
         out = [f'<tbody class="prompt" data-prompt="{html.escape(pid)}" {data}>']
         prompt_cell = _prompt_cell(pid, clips[0], rowspan=len(clips) + (ref is not None))
         if ref is not None:
-            cells = [prompt_cell, f"<td>{_reference_label(pid, ref)}</td>", _audio_cell(ref["path"], out_dir),
-                     _spec_cell(ref_images.get(pid), f"spectrogram of {pid} reference")]
+            cells = [
+                prompt_cell,
+                f"<td>{_reference_label(pid, ref)}</td>",
+                _audio_cell(ref["path"], out_dir),
+                _spec_cell(ref_images.get(pid), f"spectrogram of {pid} reference"),
+            ]
             cells += ['<td class="num"></td>'] * len(CLIP_SCORES) + ["<td></td>"]
             out.append(f'<tr class="reference">{"".join(cells)}</tr>')
         for i, r in enumerate(clips):
@@ -264,7 +331,11 @@ def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[t
             mark = ' <span class="badge">chosen</span>' if r["chosen"] else ""
             cells.append(f"<td>seed {int(r['seed'])}{mark}</td>")
             cells.append(_audio_cell(r["path"], out_dir))
-            cells.append(_spec_cell(spectrograms.get((pid, int(r["seed"]))), f"spectrogram of {pid} seed {int(r['seed'])}"))
+            cells.append(
+                _spec_cell(
+                    spectrograms.get((pid, int(r["seed"]))), f"spectrogram of {pid} seed {int(r['seed'])}"
+                )
+            )
             cells += [f'<td class="num">{float(r[k]):.4g}</td>' for k, _, _ in CLIP_SCORES]
             cells.append(f"<td>{_concept_chips(r['concepts_present'], r['concepts_missing'])}</td>")
             out.append(f'<tr class="{"chosen" if r["chosen"] else "other"}">{"".join(cells)}</tr>')
@@ -272,18 +343,33 @@ def _clip_groups(rows: list[dict[str, Any]], out_dir: Path, spectrograms: dict[t
     return "".join(groups)
 
 
-def render_html(metrics: dict[str, Any], details: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path,
-                spectrograms: dict[tuple[str, int], str], curves: dict[str, tuple[np.ndarray, np.ndarray]],
-                ref_images: dict[str, str] | None = None, codec_images: dict[str, str] | None = None) -> str:
+def render_html(
+    metrics: dict[str, Any],
+    details: dict[str, Any],
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    spectrograms: dict[tuple[str, int], str],
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    ref_images: dict[str, str] | None = None,
+    codec_images: dict[str, str] | None = None,
+) -> str:
     """The page as a string (see the module docstring); ``rows`` are the per-clip table's rows; ``ref_images`` /
     ``codec_images``: prompt_id -> reference spectrogram (through the codec; None = no codec given)."""
     refs, ref_images = references(rows), ref_images or {}
-    loss = svg_line_plot(curves) or "<p>No training log (DVCLive <code>plots/metrics/*loss*.tsv</code>) found.</p>"
+    loss = (
+        svg_line_plot(curves)
+        or "<p>No training log (DVCLive <code>plots/metrics/*loss*.tsv</code>) found.</p>"
+    )
     heads = "".join(f'<th title="{html.escape(h)}">{html.escape(t)}</th>' for _, t, h in CLIP_SCORES)
     sort_buttons = "".join(
         f"<button onclick=\"sortPrompts('{k.replace('_', '')}', {str(desc).lower()})\">{t} {arrow}</button>"
-        for k, t, desc, arrow in (("fad_distance", "FAD distance", False, "&uarr;"), ("text_audio", "CLAP", True, "&darr;"),
-                                  ("ccs", "CCS", True, "&darr;"), ("prompt", "prompt id", False, "")))
+        for k, t, desc, arrow in (
+            ("fad_distance", "FAD distance", False, "&uarr;"),
+            ("text_audio", "CLAP", True, "&darr;"),
+            ("ccs", "CCS", True, "&darr;"),
+            ("prompt", "prompt id", False, ""),
+        )
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>flowjam listening report</title><style>{STYLE}</style></head>
 <body>
@@ -311,17 +397,36 @@ blue row of a prompt is its reference clip (no scores); prompts without one have
 """
 
 
-def write_report(out_dir: str | os.PathLike, metrics: dict[str, Any], details: dict[str, Any], per_clip: pa.Table,
-                 curves: dict[str, tuple[np.ndarray, np.ndarray]], roundtrip: RoundTrip | None = None) -> Path:
+def write_report(
+    out_dir: str | os.PathLike,
+    metrics: dict[str, Any],
+    details: dict[str, Any],
+    per_clip: pa.Table,
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    roundtrip: RoundTrip | None = None,
+) -> Path:
     """Write ``out_dir/index.html`` and its spectrograms; returns the page's path. ``roundtrip`` (audio, sr) ->
     (audio, sr), the model's codec, adds the showcase prompts' references through that codec."""
     out = Path(out_dir)
     rows = per_clip.to_pylist()
     spectrograms = write_spectrograms(rows, out)
-    ref_images, codec_images = write_reference_spectrograms(references(rows), out, showcase_prompts(rows), roundtrip)
+    ref_images, codec_images = write_reference_spectrograms(
+        references(rows), out, showcase_prompts(rows), roundtrip
+    )
     page = out / "index.html"
     with atomic_path(page) as tmp:
-        Path(tmp).write_text(render_html(metrics, details, rows, out, spectrograms, curves, ref_images,
-                                         codec_images if roundtrip is not None else None), encoding="utf-8")
+        Path(tmp).write_text(
+            render_html(
+                metrics,
+                details,
+                rows,
+                out,
+                spectrograms,
+                curves,
+                ref_images,
+                codec_images if roundtrip is not None else None,
+            ),
+            encoding="utf-8",
+        )
     log.info("listening report: %s (%d clips)", page, len(rows))
     return page

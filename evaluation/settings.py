@@ -39,11 +39,17 @@ class EvaluateSettings:
     out_dir: str = "reports"
 
     def __post_init__(self) -> None:
-        for key, allowed in (("embedder", EMBEDDER_NAMES), ("text_audio", TEXT_AUDIO_NAMES),
-                             ("judge", JUDGE_NAMES), ("best_seed_rule", BEST_SEED_RULES)):
+        for key, allowed in (
+            ("embedder", EMBEDDER_NAMES),
+            ("text_audio", TEXT_AUDIO_NAMES),
+            ("judge", JUDGE_NAMES),
+            ("best_seed_rule", BEST_SEED_RULES),
+        ):
             if getattr(self, key) not in allowed:
-                raise EvaluateParamsError(f"params.yaml: evaluate.{key} = {getattr(self, key)!r}; "
-                                          f"expected one of {', '.join(allowed)}")
+                raise EvaluateParamsError(
+                    f"params.yaml: evaluate.{key} = {getattr(self, key)!r}; "
+                    f"expected one of {', '.join(allowed)}"
+                )
         for key in ("clap_batch_size", "alm_batch_size", "tagger_steps", "local_clap_steps"):
             if getattr(self, key) < 1:
                 raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be >= 1")
@@ -52,7 +58,8 @@ class EvaluateSettings:
         if self.needs_clap and not self.clap_path:
             raise EvaluateParamsError(
                 "params.yaml: evaluate.clap_path is empty but evaluate.embedder/text_audio/judge asks for clap; "
-                "set it to music_audioset_epoch_15_esc_90.14.pt or a laion/larger_clap_music snapshot directory")
+                "set it to music_audioset_epoch_15_esc_90.14.pt or a laion/larger_clap_music snapshot directory"
+            )
         if self.judge == "alm":
             from evaluation.alm_judge import AlmWeightsError, check_alm_dir
 

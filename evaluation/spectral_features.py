@@ -41,7 +41,9 @@ def _names() -> tuple[str, ...]:
         names += [f"{stat}_mean", f"{stat}_std"]
     names += ["rms_db_mean", "rms_db_std", "rms_db_max", "stereo_width"]
     names += [f"onset_ac_full_{i}" for i in range(N_LAGS_FULL)]
-    names += [f"onset_ac_low_{i}" for i in range(N_LAGS_BAND)] + [f"onset_ac_high_{i}" for i in range(N_LAGS_BAND)]
+    names += [f"onset_ac_low_{i}" for i in range(N_LAGS_BAND)] + [
+        f"onset_ac_high_{i}" for i in range(N_LAGS_BAND)
+    ]
     names += [f"chroma_keynorm_{i}" for i in range(12)] + ["major_fit", "minor_fit", "major_minus_minor"]
     return tuple(names)
 
@@ -167,19 +169,23 @@ def clip_descriptor(mono: np.ndarray, stereo_width: float, sr: int = SAMPLE_RATE
     env_full = _onset_envelope(logmel)
     env_low = _onset_envelope(logmel[low_bands]) if low_bands.any() else np.zeros_like(env_full)
     env_high = _onset_envelope(logmel[high_bands]) if high_bands.any() else np.zeros_like(env_full)
-    rhythm = np.concatenate([
-        _autocorr_bins(env_full, _lag_bin_edges(N_LAGS_FULL, fps)),
-        _autocorr_bins(env_low, _lag_bin_edges(N_LAGS_BAND, fps)),
-        _autocorr_bins(env_high, _lag_bin_edges(N_LAGS_BAND, fps)),
-    ])
+    rhythm = np.concatenate(
+        [
+            _autocorr_bins(env_full, _lag_bin_edges(N_LAGS_FULL, fps)),
+            _autocorr_bins(env_low, _lag_bin_edges(N_LAGS_BAND, fps)),
+            _autocorr_bins(env_high, _lag_bin_edges(N_LAGS_BAND, fps)),
+        ]
+    )
 
     chroma = chroma / (chroma.sum() + 1e-12)
     major_fit, minor_fit = _template_fit(_MAJOR_PROFILE, chroma), _template_fit(_MINOR_PROFILE, chroma)
     tonic = int(np.argmax(np.maximum(major_fit, minor_fit)))
-    tonal = np.concatenate([
-        np.roll(chroma, -tonic) * 12.0,
-        [major_fit.max(), minor_fit.max(), major_fit.max() - minor_fit.max()],
-    ])
+    tonal = np.concatenate(
+        [
+            np.roll(chroma, -tonic) * 12.0,
+            [major_fit.max(), minor_fit.max(), major_fit.max() - minor_fit.max()],
+        ]
+    )
 
     out = np.concatenate([logmel.mean(axis=1), logmel.std(axis=1), spectral, loudness, rhythm, tonal])
     return np.nan_to_num(out.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)

@@ -62,7 +62,9 @@ def read_best_seeds(path: str | os.PathLike, prompt_ids: Sequence[str]) -> dict[
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: best-seed table not found; run the evaluate stage first (dvc repro evaluate)")
+        raise FileNotFoundError(
+            f"{p}: best-seed table not found; run the evaluate stage first (dvc repro evaluate)"
+        )
     data = json.loads(p.read_text())
     if isinstance(data, Mapping):
         for key in ("seeds", "best_seeds"):
@@ -104,8 +106,11 @@ def build_submission(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        missing = [f"prompt {p.prompt_id}: no generated file for seed {best_seeds.get(p.prompt_id)}"
-                   for p in prompts if (p.prompt_id, best_seeds.get(p.prompt_id)) not in generated]
+        missing = [
+            f"prompt {p.prompt_id}: no generated file for seed {best_seeds.get(p.prompt_id)}"
+            for p in prompts
+            if (p.prompt_id, best_seeds.get(p.prompt_id)) not in generated
+        ]
         if missing:
             raise SubmissionError(str(out), missing)
         rows = []
@@ -114,9 +119,16 @@ def build_submission(
             target = staging / f"{p.prompt_id}.wav"
             shutil.copyfile(generated[(p.prompt_id, seed)], target)
             info = sf.info(str(target))
-            rows.append({"prompt_id": p.prompt_id, "file": target.name, "seed": seed,
-                         "seconds": round(info.frames / info.samplerate, 6), "sample_rate": info.samplerate,
-                         "caption": p.caption})
+            rows.append(
+                {
+                    "prompt_id": p.prompt_id,
+                    "file": target.name,
+                    "seed": seed,
+                    "seconds": round(info.frames / info.samplerate, 6),
+                    "sample_rate": info.samplerate,
+                    "caption": p.caption,
+                }
+            )
         write_manifest(staging / "manifest.csv", rows)
         if metrics_path is not None:
             shutil.copyfile(metrics_path, staging / "metrics.json")
@@ -136,7 +148,6 @@ def write_manifest(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-
 
 
 def check_audio_file(path: Path, rules: SubmissionRules) -> list[str]:
@@ -162,8 +173,10 @@ def check_audio_file(path: Path, rules: SubmissionRules) -> list[str]:
     scored = audio[: int(round(rules.scored_seconds * sr))]
     rms = float(np.sqrt(np.mean(np.square(scored, dtype=np.float64))))
     if rms <= rules.rms_floor:
-        problems.append(f"{path.name}: silent (RMS {rms:.2e} of the first {rules.scored_seconds:g} s "
-                        f"<= floor {rules.rms_floor:.0e})")
+        problems.append(
+            f"{path.name}: silent (RMS {rms:.2e} of the first {rules.scored_seconds:g} s "
+            f"<= floor {rules.rms_floor:.0e})"
+        )
     return problems
 
 
@@ -176,8 +189,9 @@ def validate_submission(
     if not d.is_dir():
         return [f"{d}: submission directory not found"]
     expected = set(expected_ids)
-    problems = [f"missing prompt {pid}: no {pid}.wav" for pid in sorted(expected)
-                if not (d / f"{pid}.wav").is_file()]
+    problems = [
+        f"missing prompt {pid}: no {pid}.wav" for pid in sorted(expected) if not (d / f"{pid}.wav").is_file()
+    ]
     for f in sorted(d.iterdir()):
         if f.suffix.lower() == ".wav":
             if f.suffix == ".wav" and f.stem in expected:
@@ -185,7 +199,9 @@ def validate_submission(
             else:
                 problems.append(f"extra file {f.name}: not <prompt_id>.wav for a prompt of the set")
         elif f.name not in KNOWN_FILES:
-            problems.append(f"unexpected file {f.name} (a submission holds <prompt_id>.wav, {', '.join(KNOWN_FILES)})")
+            problems.append(
+                f"unexpected file {f.name} (a submission holds <prompt_id>.wav, {', '.join(KNOWN_FILES)})"
+            )
     for name in ("manifest.csv", "metrics.json"):
         if not (d / name).is_file():
             problems.append(f"{name} is missing")
@@ -206,10 +222,15 @@ def _check_manifest(path: Path, expected: set[str]) -> list[str]:
     if sorted(listed) != sorted(expected):
         gone, extra = sorted(expected - set(listed)), sorted(set(listed) - expected)
         dupes = sorted({x for x in listed if listed.count(x) > 1})
-        problems.append(f"manifest.csv: prompt ids do not match the prompt set (missing {gone}, extra {extra}, "
-                        f"duplicated {dupes})")
-    problems += [f"manifest.csv: {r['prompt_id']} points at {r['file']!r}, expected {r['prompt_id']}.wav"
-                 for r in rows if r["file"] != f"{r['prompt_id']}.wav"]
+        problems.append(
+            f"manifest.csv: prompt ids do not match the prompt set (missing {gone}, extra {extra}, "
+            f"duplicated {dupes})"
+        )
+    problems += [
+        f"manifest.csv: {r['prompt_id']} points at {r['file']!r}, expected {r['prompt_id']}.wav"
+        for r in rows
+        if r["file"] != f"{r['prompt_id']}.wav"
+    ]
     return problems
 
 
@@ -226,20 +247,26 @@ def check_submission(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.submission", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.submission", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check a submission directory against the challenge rules")
     check.add_argument("directory")
-    check.add_argument("--prompts", default="generated/prompts.jsonl",
-                       help="prompt file, or 'builtin' (default: generated/prompts.jsonl)")
+    check.add_argument(
+        "--prompts",
+        default="generated/prompts.jsonl",
+        help="prompt file, or 'builtin' (default: generated/prompts.jsonl)",
+    )
     check.add_argument("--tracks", default="data/prepared/tracks.parquet", help="tracks table for 'builtin'")
     check.add_argument("--n-prompts", type=int, default=100, help="prompt count for 'builtin' (0 = all)")
     check.add_argument("--rms-floor", type=float, default=SubmissionRules.rms_floor)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     prompts = resolve_prompts(args.prompts, args.tracks, args.n_prompts if args.prompts == "builtin" else 0)
-    problems = validate_submission(args.directory, [p.prompt_id for p in prompts],
-                                   SubmissionRules(rms_floor=args.rms_floor))
+    problems = validate_submission(
+        args.directory, [p.prompt_id for p in prompts], SubmissionRules(rms_floor=args.rms_floor)
+    )
     for problem in problems:
         log.error("%s", problem)
     if problems:

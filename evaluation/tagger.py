@@ -88,7 +88,9 @@ class ConceptVocabulary:
 class TaggerNet(nn.Module):
     def __init__(self, in_dim: int, n_concepts: int, hidden: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_concepts))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_concepts)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, D) standardised descriptors -> logits (B, K)."""
@@ -100,15 +102,24 @@ class ConceptTagger:
 
     name = "tagger (trained on the train split's instrumental audio; thresholds from validation)"
 
-    def __init__(self, vocab: ConceptVocabulary, net: TaggerNet, mean: np.ndarray, std: np.ndarray,
-                 thresholds: np.ndarray, info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        vocab: ConceptVocabulary,
+        net: TaggerNet,
+        mean: np.ndarray,
+        std: np.ndarray,
+        thresholds: np.ndarray,
+        info: dict[str, Any] | None = None,
+    ):
         self.vocab, self.net, self.mean, self.std = vocab, net.eval(), mean, std
         self.thresholds = thresholds
         self.info = info or {}
 
     def _groups(self) -> list[tuple[str, np.ndarray]]:
         keys = self.vocab.keys
-        return [(cat, np.array([i for i, (c, _) in enumerate(keys) if c == cat])) for cat in self.vocab.categories]
+        return [
+            (cat, np.array([i for i, (c, _) in enumerate(keys) if c == cat])) for cat in self.vocab.categories
+        ]
 
     @torch.no_grad()
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -130,23 +141,36 @@ class ConceptTagger:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        payload = {"categories": {c: list(v) for c, v in self.vocab.categories.items()},
-                   "exclusive": sorted(self.vocab.exclusive), "state_dict": self.net.state_dict(),
-                   "in_dim": int(self.mean.shape[0]), "hidden": int(self.net.net[0].out_features),
-                   "mean": torch.from_numpy(self.mean), "std": torch.from_numpy(self.std),
-                   "thresholds": torch.from_numpy(self.thresholds), "info": self.info}
+        payload = {
+            "categories": {c: list(v) for c, v in self.vocab.categories.items()},
+            "exclusive": sorted(self.vocab.exclusive),
+            "state_dict": self.net.state_dict(),
+            "in_dim": int(self.mean.shape[0]),
+            "hidden": int(self.net.net[0].out_features),
+            "mean": torch.from_numpy(self.mean),
+            "std": torch.from_numpy(self.std),
+            "thresholds": torch.from_numpy(self.thresholds),
+            "info": self.info,
+        }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ConceptTagger:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        vocab = ConceptVocabulary({c: tuple(v) for c, v in payload["categories"].items()},
-                                  frozenset(payload["exclusive"]))
+        vocab = ConceptVocabulary(
+            {c: tuple(v) for c, v in payload["categories"].items()}, frozenset(payload["exclusive"])
+        )
         net = TaggerNet(payload["in_dim"], len(vocab.keys), payload["hidden"], 0.0).to(TRAIN_DTYPE)
         net.load_state_dict(payload["state_dict"])
-        return cls(vocab, net, payload["mean"].numpy(), payload["std"].numpy(), payload["thresholds"].numpy(),
-                   payload["info"])
+        return cls(
+            vocab,
+            net,
+            payload["mean"].numpy(),
+            payload["std"].numpy(),
+            payload["thresholds"].numpy(),
+            payload["info"],
+        )
 
 
 def _balanced_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
@@ -162,12 +186,18 @@ def _balanced_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
     return best
 
 
-def train_tagger(train_x: np.ndarray, train_tags: Sequence[dict[str, Sequence[str]]],
-                 val_x: np.ndarray, val_tags: Sequence[dict[str, Sequence[str]]],
-                 config: TaggerConfig = TaggerConfig()) -> ConceptTagger:
+def train_tagger(
+    train_x: np.ndarray,
+    train_tags: Sequence[dict[str, Sequence[str]]],
+    val_x: np.ndarray,
+    val_tags: Sequence[dict[str, Sequence[str]]],
+    config: TaggerConfig = TaggerConfig(),
+) -> ConceptTagger:
     """Fit on (train_x (B, D), tags), calibrate thresholds on validation; deterministic for a seed."""
     if len(train_x) < 2 or len(val_x) < 1:
-        raise ValueError(f"tagger needs >= 2 training and >= 1 validation clips, got {len(train_x)} and {len(val_x)}")
+        raise ValueError(
+            f"tagger needs >= 2 training and >= 1 validation clips, got {len(train_x)} and {len(val_x)}"
+        )
     vocab = ConceptVocabulary.from_tags(train_tags)
     if not vocab.keys:
         raise ValueError("tagger: the training split carries no concepts (genre/instrument/mood tags)")
@@ -178,8 +208,10 @@ def train_tagger(train_x: np.ndarray, train_tags: Sequence[dict[str, Sequence[st
     net = TaggerNet(train_x.shape[1], len(vocab.keys), config.hidden, config.dropout).to(TRAIN_DTYPE)
     x = torch.from_numpy((train_x - mean) / std).to(TRAIN_DTYPE)
     y = torch.from_numpy(vocab.targets(train_tags)).to(TRAIN_DTYPE)
-    groups = [(cat in vocab.exclusive, torch.tensor([i for i, (c, _) in enumerate(vocab.keys) if c == cat]))
-              for cat in vocab.categories]
+    groups = [
+        (cat in vocab.exclusive, torch.tensor([i for i, (c, _) in enumerate(vocab.keys) if c == cat]))
+        for cat in vocab.categories
+    ]
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     net.train()
     for _ in range(config.steps):
@@ -197,12 +229,21 @@ def train_tagger(train_x: np.ndarray, train_tags: Sequence[dict[str, Sequence[st
     tagger = ConceptTagger(vocab, net.eval(), mean, std, np.full(len(vocab.keys), 0.5))
     val_probs = tagger.probabilities(val_x)
     val_truth = vocab.targets(val_tags).astype(bool)
-    tagger.thresholds = np.array([_balanced_threshold(val_probs[:, k], val_truth[:, k])
-                                  for k in range(len(vocab.keys))])
+    tagger.thresholds = np.array(
+        [_balanced_threshold(val_probs[:, k], val_truth[:, k]) for k in range(len(vocab.keys))]
+    )
     val_pred = tagger.present(val_x)
-    tagger.info = {"train_loss": float(loss.item()), "n_train": len(train_x), "n_validation": len(val_x),
-                   "validation_accuracy": float((val_pred == val_truth).mean()),
-                   "config": config.__dict__}
-    log.info("tagger: %d concepts, final train loss %.3f, validation accuracy %.3f",
-             len(vocab.keys), loss.item(), tagger.info["validation_accuracy"])
+    tagger.info = {
+        "train_loss": float(loss.item()),
+        "n_train": len(train_x),
+        "n_validation": len(val_x),
+        "validation_accuracy": float((val_pred == val_truth).mean()),
+        "config": config.__dict__,
+    }
+    log.info(
+        "tagger: %d concepts, final train loss %.3f, validation accuracy %.3f",
+        len(vocab.keys),
+        loss.item(),
+        tagger.info["validation_accuracy"],
+    )
     return tagger

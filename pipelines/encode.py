@@ -35,8 +35,16 @@ from pipelines.common.provenance import provenance
 log = logging.getLogger("pipelines.encode")
 
 TAG_COLUMNS = ("genre", "instrument", "mood")
-ENCODE_KEYS = ("clip_seconds", "hop_seconds", "max_clips_per_track", "min_clip_seconds", "shard_rows", "batch_size",
-               "workers", "out_dir")
+ENCODE_KEYS = (
+    "clip_seconds",
+    "hop_seconds",
+    "max_clips_per_track",
+    "min_clip_seconds",
+    "shard_rows",
+    "batch_size",
+    "workers",
+    "out_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     plan = plan_clips(sources, cfg.policy, cfg.shard_rows, cfg.batch_size)
     address = resolve_address(get(params, "ray.address", ""))
-    with ray_session(num_cpus=max(cfg.workers, available_cpus()), num_gpus=cuda_device_count(), address=address):
+    with ray_session(
+        num_cpus=max(cfg.workers, available_cpus()), num_gpus=cuda_device_count(), address=address
+    ):
         import ray
 
         # the GPUs of the Ray instance (on a cluster: of every node), not of this machine
@@ -135,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         provenance(
             "encode",
             # the keys this stage reads (encode.stats_path belongs to the stats stage; see dvc.yaml)
-            {"codec": codec_params, "encode": {k: get(params, f"encode.{k}") for k in ENCODE_KEYS
-                                               if k in get(params, "encode")}},
+            {
+                "codec": codec_params,
+                "encode": {k: get(params, f"encode.{k}") for k in ENCODE_KEYS if k in get(params, "encode")},
+            },
             codec_settings=meta.settings,
             latent_shape=list(meta.latent_shape),
             tracks=len(sources),

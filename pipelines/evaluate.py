@@ -55,8 +55,9 @@ class CodecRoundTrip:
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
         codec = self.codec
-        wav = to_channels(resample(np.ascontiguousarray(audio, np.float32), sample_rate, codec.sample_rate),
-                          codec.channels)
+        wav = to_channels(
+            resample(np.ascontiguousarray(audio, np.float32), sample_rate, codec.sample_rate), codec.channels
+        )
         with torch.no_grad():
             out = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].float().cpu().numpy()
         out = to_channels(resample(out[:, : wav.shape[1]], codec.sample_rate, OUTPUT_RATE), OUTPUT_CHANNELS)
@@ -78,22 +79,49 @@ def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOut
     write_json_atomic(out / "evaluate_rejects.json", outputs.rejects)
     write_json_atomic(out / "details.json", outputs.details)
     write_json_atomic(out / "metrics.json", outputs.metrics)
-    used = {"evaluate": settings.__dict__, "generate.out_dir": generated_dir, "tracks": tracks,
-            "instrumental_manifest": instrumental, "codec": get(params, "codec", {})}  # the ceiling's codec
-    write_json_atomic(out / "evaluate_provenance.json",
-                      provenance("evaluate", used, embedder=outputs.details["embedder"],
-                                 text_audio_model=outputs.details["text_audio_model"], judge=outputs.details["judge"]))
+    used = {
+        "evaluate": settings.__dict__,
+        "generate.out_dir": generated_dir,
+        "tracks": tracks,
+        "instrumental_manifest": instrumental,
+        "codec": get(params, "codec", {}),
+    }  # the ceiling's codec
+    write_json_atomic(
+        out / "evaluate_provenance.json",
+        provenance(
+            "evaluate",
+            used,
+            embedder=outputs.details["embedder"],
+            text_audio_model=outputs.details["text_audio_model"],
+            judge=outputs.details["judge"],
+        ),
+    )
     started = time.perf_counter()
-    page = write_report(out, outputs.metrics, outputs.details, outputs.per_prompt, read_training_curves(live_dir),
-                        roundtrip=roundtrip)  # the showcase's references through the codec (evaluate.ceiling)
-    log.info("wrote %s, %s, %s and %s; listening report %s (%.1f s)", out / "metrics.json", out / "details.json",
-             out / "per_prompt.parquet", out / "best_seeds.json", page, time.perf_counter() - started)
+    page = write_report(
+        out,
+        outputs.metrics,
+        outputs.details,
+        outputs.per_prompt,
+        read_training_curves(live_dir),
+        roundtrip=roundtrip,
+    )  # the showcase's references through the codec (evaluate.ceiling)
+    log.info(
+        "wrote %s, %s, %s and %s; listening report %s (%.1f s)",
+        out / "metrics.json",
+        out / "details.json",
+        out / "per_prompt.parquet",
+        out / "best_seeds.json",
+        page,
+        time.perf_counter() - started,
+    )
     return outputs
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arg_parser("Score generated audio (FAD, CLAP score, CCS), pick the best seed per prompt and "
-                            "write the listening report.").parse_args(argv)
+    args = stage_arg_parser(
+        "Score generated audio (FAD, CLAP score, CCS), pick the best seed per prompt and "
+        "write the listening report."
+    ).parse_args(argv)
     setup_logging()
     run_stage(load_params(args.params))
 

@@ -68,7 +68,11 @@ class GenerateSettings:
             if not ok:
                 raise ParamsError(f"params.yaml: generate.{key} = {getattr(self, key)!r}: {what}")
 
-        need(self.seconds >= MIN_SECONDS, "seconds", f"must be >= {MIN_SECONDS} (the challenge needs 10 s clips)")
+        need(
+            self.seconds >= MIN_SECONDS,
+            "seconds",
+            f"must be >= {MIN_SECONDS} (the challenge needs 10 s clips)",
+        )
         need(self.steps >= 1, "steps", "must be a positive integer")
         need(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
         need(self.seeds >= 1, "seeds", "must be >= 1 (seed indices 0 .. seeds-1)")
@@ -80,14 +84,27 @@ class GenerateSettings:
     def from_params(cls, params: dict[str, Any]) -> GenerateSettings:
         section = get(params, "generate", {}) or {}
         reject_unknown_keys(section, cls.__dataclass_fields__, "generate", error=ParamsError)
-        types = {"prompts": str, "n_prompts": int, "seconds": float, "steps": int, "cfg_scale": float,
-                 "method": str, "seeds": int, "seed": int, "batch_size": int, "device": str, "out_dir": str}
+        types = {
+            "prompts": str,
+            "n_prompts": int,
+            "seconds": float,
+            "steps": int,
+            "cfg_scale": float,
+            "method": str,
+            "seeds": int,
+            "seed": int,
+            "batch_size": int,
+            "device": str,
+            "out_dir": str,
+        }
         values = {}
         for key, value in section.items():
             try:
                 values[key] = types[key](value)
             except (TypeError, ValueError) as exc:
-                raise ParamsError(f"params.yaml: generate.{key} = {value!r} is not a {types[key].__name__}") from exc
+                raise ParamsError(
+                    f"params.yaml: generate.{key} = {value!r} is not a {types[key].__name__}"
+                ) from exc
         return cls(**values)
 
     @property
@@ -105,8 +122,11 @@ def is_complete(path: Path, seconds: float) -> bool:
         info = audio_info(path)
     except AudioDecodeError:
         return False
-    return (info.sample_rate == OUTPUT_SAMPLE_RATE and info.channels == OUTPUT_CHANNELS
-            and info.frames == round(seconds * OUTPUT_SAMPLE_RATE))
+    return (
+        info.sample_rate == OUTPUT_SAMPLE_RATE
+        and info.channels == OUTPUT_CHANNELS
+        and info.frames == round(seconds * OUTPUT_SAMPLE_RATE)
+    )
 
 
 def resume_key(settings: GenerateSettings, model_dir: str | Path) -> dict[str, Any]:
@@ -114,10 +134,15 @@ def resume_key(settings: GenerateSettings, model_dir: str | Path) -> dict[str, A
     weights = Path(model_dir) / "model.safetensors"
     config = Path(model_dir) / "config.json"
     stat = weights.stat() if weights.is_file() else None
-    return {"seconds": settings.seconds, "steps": settings.steps, "cfg_scale": settings.cfg_scale,
-            "method": settings.method, "seed": settings.seed,
-            "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
-            "weights": None if stat is None else [stat.st_size, stat.st_mtime_ns]}
+    return {
+        "seconds": settings.seconds,
+        "steps": settings.steps,
+        "cfg_scale": settings.cfg_scale,
+        "method": settings.method,
+        "seed": settings.seed,
+        "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+        "weights": None if stat is None else [stat.st_size, stat.st_mtime_ns],
+    }
 
 
 def can_resume(out_dir: Path, key: dict[str, Any]) -> bool:
@@ -134,7 +159,11 @@ def can_resume(out_dir: Path, key: dict[str, Any]) -> bool:
 def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: GenerateSettings) -> pa.Table:
     """Render every (prompt, seed index) whose file is not yet complete, in batches; the manifest table."""
     jobs = [(p, k) for p in prompts for k in range(settings.seeds)]
-    todo = [(p, k) for p, k in jobs if not is_complete(wav_path(settings.out_dir, p.prompt_id, k), settings.seconds)]
+    todo = [
+        (p, k)
+        for p, k in jobs
+        if not is_complete(wav_path(settings.out_dir, p.prompt_id, k), settings.seconds)
+    ]
     if len(todo) < len(jobs):
         log.info("resuming: %d of %d files already complete", len(jobs) - len(todo), len(jobs))
     batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
@@ -143,15 +172,17 @@ def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: Ge
         audio = engine.generate([p.caption for p, _ in batch], gens, settings.seconds, settings.sampler)
         for (p, k), wav in zip(batch, audio, strict=True):
             write_audio(wav_path(settings.out_dir, p.prompt_id, k), wav, OUTPUT_SAMPLE_RATE)
-    return pa.table({
-        "prompt_id": [p.prompt_id for p, _ in jobs],
-        "seed": pa.array([k for _, k in jobs], pa.int32()),
-        "path": [str(wav_path(settings.out_dir, p.prompt_id, k)) for p, k in jobs],
-        "seconds": pa.array([settings.seconds] * len(jobs), pa.float64()),
-        "sample_rate": pa.array([OUTPUT_SAMPLE_RATE] * len(jobs), pa.int32()),
-        "noise_seed": pa.array([stable_seed(p.prompt_id, k, settings.seed) for p, k in jobs], pa.int64()),
-        "caption": [p.caption for p, _ in jobs],
-    })
+    return pa.table(
+        {
+            "prompt_id": [p.prompt_id for p, _ in jobs],
+            "seed": pa.array([k for _, k in jobs], pa.int32()),
+            "path": [str(wav_path(settings.out_dir, p.prompt_id, k)) for p, k in jobs],
+            "seconds": pa.array([settings.seconds] * len(jobs), pa.float64()),
+            "sample_rate": pa.array([OUTPUT_SAMPLE_RATE] * len(jobs), pa.int32()),
+            "noise_seed": pa.array([stable_seed(p.prompt_id, k, settings.seed) for p, k in jobs], pa.int64()),
+            "caption": [p.caption for p, _ in jobs],
+        }
+    )
 
 
 def run_stage(params: dict[str, Any]) -> None:
@@ -159,8 +190,15 @@ def run_stage(params: dict[str, Any]) -> None:
     model_dir = get(params, "train.out_dir", "models/final")
     tracks = Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet"
     prompts = resolve_prompts(settings.prompts, tracks, settings.n_prompts, seed=BUILTIN_SELECTION_SEED)
-    log.info("%d prompts × %d seeds, %.1f s each, %s %d steps, CFG %.2f", len(prompts), settings.seeds,
-             settings.seconds, settings.method, settings.steps, settings.cfg_scale)
+    log.info(
+        "%d prompts × %d seeds, %.1f s each, %s %d steps, CFG %.2f",
+        len(prompts),
+        settings.seeds,
+        settings.seconds,
+        settings.method,
+        settings.steps,
+        settings.cfg_scale,
+    )
     engine = TextToMusic.from_dir(model_dir, settings.device)
     out = Path(settings.out_dir)
     key = resume_key(settings, model_dir)
@@ -174,10 +212,19 @@ def run_stage(params: dict[str, Any]) -> None:
     save_prompts(out / "prompts.jsonl", prompts)
     manifest = generate_prompt_set(engine, prompts, settings)
     write_parquet_atomic(out / "manifest.parquet", manifest)
-    write_json_atomic(out / "provenance.json", provenance(
-        "generate", {"generate": asdict(settings), "train.out_dir": model_dir}, model_dir=model_dir,
-        n_prompts=len(prompts), n_files=manifest.num_rows, codec=engine.codec.settings(),
-        text_encoder=engine.text_encoder.name, device=str(engine.device)))
+    write_json_atomic(
+        out / "provenance.json",
+        provenance(
+            "generate",
+            {"generate": asdict(settings), "train.out_dir": model_dir},
+            model_dir=model_dir,
+            n_prompts=len(prompts),
+            n_files=manifest.num_rows,
+            codec=engine.codec.settings(),
+            text_encoder=engine.text_encoder.name,
+            device=str(engine.device),
+        ),
+    )
     log.info("wrote %d files and %s", manifest.num_rows, out / "manifest.parquet")
 
 
@@ -186,7 +233,9 @@ def parse_region(text: str) -> tuple[float, float]:
     try:
         start, end = (float(v) for v in text.split(":"))
     except ValueError:
-        raise SystemExit(f"generate: --region {text!r} is not START:END in seconds, e.g. --region 4.0:6.5") from None
+        raise SystemExit(
+            f"generate: --region {text!r} is not START:END in seconds, e.g. --region 4.0:6.5"
+        ) from None
     return start, end
 
 
@@ -201,7 +250,9 @@ def read_input(path: str, flag: str) -> tuple[Any, int]:
     return audio, sr
 
 
-def run_edit(args: Any, engine: TextToMusic, settings: GenerateSettings, gen: torch.Generator, bar: Any) -> Any:
+def run_edit(
+    args: Any, engine: TextToMusic, settings: GenerateSettings, gen: torch.Generator, bar: Any
+) -> Any:
     """``--continue`` / ``--inpaint``: the edited (2, N) audio at 44.1 kHz."""
     from model.flow.editing import EditError, MusicEditor
 
@@ -210,8 +261,9 @@ def run_edit(args: Any, engine: TextToMusic, settings: GenerateSettings, gen: to
     try:
         if args.continue_from:
             audio, sr = read_input(args.continue_from, "--continue")
-            return editor.continue_audio(args.prompt, audio, sr, settings.seconds, settings.sampler, gen,
-                                         **options).audio
+            return editor.continue_audio(
+                args.prompt, audio, sr, settings.seconds, settings.sampler, gen, **options
+            ).audio
         audio, sr = read_input(args.inpaint, "--inpaint")
         start, end = parse_region(args.region)
         return editor.inpaint(args.prompt, audio, sr, start, end, settings.sampler, gen, **options).audio
@@ -236,7 +288,9 @@ def run_single(args: Any, params: dict[str, Any]) -> Path:
     seconds = base.seconds if args.seconds is None else args.seconds
     if args.continue_from and args.seconds is None:
         try:
-            seconds = audio_info(args.continue_from).frames / audio_info(args.continue_from).sample_rate + 10.0
+            seconds = (
+                audio_info(args.continue_from).frames / audio_info(args.continue_from).sample_rate + 10.0
+            )
         except AudioDecodeError as exc:
             raise SystemExit(f"generate: cannot read --continue {args.continue_from}: {exc.reason}") from None
     settings = GenerateSettings(
@@ -247,22 +301,28 @@ def run_single(args: Any, params: dict[str, Any]) -> Path:
         device=base.device if args.device is None else args.device,
     )
     if not args.prompt.strip():
-        raise SystemExit("generate: the prompt is empty; give the text to render, e.g. \"calm piano ballad\"")
+        raise SystemExit('generate: the prompt is empty; give the text to render, e.g. "calm piano ballad"')
     model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
     if not (Path(model_dir) / "config.json").is_file():
-        raise SystemExit(f"generate: no trained model in {model_dir} (config.json missing); pass --model-dir, "
-                         "set train.out_dir in the params file, or train one with `dvc repro train`")
+        raise SystemExit(
+            f"generate: no trained model in {model_dir} (config.json missing); pass --model-dir, "
+            "set train.out_dir in the params file, or train one with `dvc repro train`"
+        )
     engine = TextToMusic.from_dir(model_dir, settings.device)
     gen = torch.Generator().manual_seed(args.seed)
     with tqdm(total=settings.sampler.steps, desc="sample", unit="step") as bar:
         if args.continue_from or args.inpaint:
             wav = run_edit(args, engine, settings, gen, bar)
         else:
-            (wav,) = engine.generate([args.prompt], [gen], settings.seconds, settings.sampler, progress=bar.update)
+            (wav,) = engine.generate(
+                [args.prompt], [gen], settings.seconds, settings.sampler, progress=bar.update
+            )
     write_audio(args.output, wav, OUTPUT_SAMPLE_RATE)
     took = time.perf_counter() - started
-    print(f"wrote {Path(args.output).resolve()} ({wav.shape[-1] / OUTPUT_SAMPLE_RATE:.1f} s of audio, "
-          f"{OUTPUT_SAMPLE_RATE} Hz stereo, seed {args.seed}) in {took:.1f} s")
+    print(
+        f"wrote {Path(args.output).resolve()} ({wav.shape[-1] / OUTPUT_SAMPLE_RATE:.1f} s of audio, "
+        f"{OUTPUT_SAMPLE_RATE} Hz stereo, seed {args.seed}) in {took:.1f} s"
+    )
     return Path(args.output)
 
 
@@ -275,17 +335,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfg", type=float, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (single-prompt mode)")
     parser.add_argument("--method", choices=METHODS, help="ODE solver")
-    parser.add_argument("--model-dir", help="trained model directory (default: train.out_dir or models/final)")
+    parser.add_argument(
+        "--model-dir", help="trained model directory (default: train.out_dir or models/final)"
+    )
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     edit = parser.add_mutually_exclusive_group()
-    edit.add_argument("--continue", dest="continue_from", metavar="IN_WAV",
-                      help="keep this audio and continue it to --seconds in total (default: its length + 10 s)")
+    edit.add_argument(
+        "--continue",
+        dest="continue_from",
+        metavar="IN_WAV",
+        help="keep this audio and continue it to --seconds in total (default: its length + 10 s)",
+    )
     edit.add_argument("--inpaint", metavar="IN_WAV", help="regenerate --region of this audio, keep the rest")
     parser.add_argument("--region", help="with --inpaint: START:END in seconds, e.g. 4.0:6.5")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="editing: solver passes per step with re-noising between them (>= 1; smooths seams)")
-    parser.add_argument("--crossfade", type=float, default=0.25,
-                        help="editing: seconds over which the input fades into the generated span")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="editing: solver passes per step with re-noising between them (>= 1; smooths seams)",
+    )
+    parser.add_argument(
+        "--crossfade",
+        type=float,
+        default=0.25,
+        help="editing: seconds over which the input fades into the generated span",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     if args.prompt is None:

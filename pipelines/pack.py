@@ -21,7 +21,9 @@ log = logging.getLogger("pipelines.pack")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arg_parser("Pack the latent shards into a memory-mappable store for training.").parse_args(argv)
+    args = stage_arg_parser("Pack the latent shards into a memory-mappable store for training.").parse_args(
+        argv
+    )
     setup_logging()
     params = load_params(args.params)
     shards_dir = get(params, "encode.out_dir")
@@ -29,8 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     description = pack_store(shards_dir, out_dir)
     write_json_atomic(
         out_dir.with_name(out_dir.name + ".provenance.json"),
-        provenance("pack", {"encode": {"out_dir": shards_dir}, "pack": get(params, "pack")},
-                   splits=description["splits"], shards=len(description["shards"])),
+        provenance(
+            "pack",
+            {"encode": {"out_dir": shards_dir}, "pack": get(params, "pack")},
+            splits=description["splits"],
+            shards=len(description["shards"]),
+        ),
     )
     log.info("%s: %s", out_dir, description["splits"])
 

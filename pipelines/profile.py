@@ -70,7 +70,9 @@ def set_args(overrides: dict[str, Any], base: dict[str, Any]) -> list[str]:
     for dotted, value in flatten(overrides).items():
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
         if any(ch.isspace() for ch in text):
-            raise ValueError(f"profile value for '{dotted}' contains whitespace; it cannot pass through $(...)")
+            raise ValueError(
+                f"profile value for '{dotted}' contains whitespace; it cannot pass through $(...)"
+            )
         args += ["-S", f"{'' if dotted in present else '+'}{dotted}={text}"]
     return args
 

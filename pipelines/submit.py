@@ -43,10 +43,24 @@ def run_stage(params: dict[str, Any]) -> Path:
     metrics = reports_dir / "metrics.json"
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics}: evaluation metrics not found; run the evaluate stage first")
-    record = provenance("submit", {"submit": get(params, "submit"), "generate.out_dir": str(generated_dir),
-                                   "evaluate.out_dir": str(reports_dir)}, n_prompts=len(prompts))
-    return build_submission(prompts, best, generated_files(generated_dir), out_dir, metrics,
-                            SubmissionRules(rms_floor=rms_floor), provenance=record)
+    record = provenance(
+        "submit",
+        {
+            "submit": get(params, "submit"),
+            "generate.out_dir": str(generated_dir),
+            "evaluate.out_dir": str(reports_dir),
+        },
+        n_prompts=len(prompts),
+    )
+    return build_submission(
+        prompts,
+        best,
+        generated_files(generated_dir),
+        out_dir,
+        metrics,
+        SubmissionRules(rms_floor=rms_floor),
+        provenance=record,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

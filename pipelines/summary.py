@@ -16,7 +16,11 @@ from pipelines.common.params import get, load_params, stage_arg_parser
 
 
 def _size(path: Path) -> str:
-    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    total = (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
+        else path.stat().st_size
+    )
     return f"{total / 2**20:.1f} MiB"
 
 
@@ -36,35 +40,57 @@ def summary_lines(params: dict[str, Any]) -> list[str]:
     lines = ["== flowjam: what this run produced"]
 
     config = _json(model / "config.json")
-    lines.append(f"model       {model}/ ({_size(model)})" if config is not None else f"model       {model}/: missing")
+    lines.append(
+        f"model       {model}/ ({_size(model)})" if config is not None else f"model       {model}/: missing"
+    )
 
     wavs = sorted(generated.rglob("*.wav")) if generated.is_dir() else []
     prompts = {p.parent.name for p in wavs}
-    lines.append(f"generated   {generated}/: {len(wavs)} clips for {len(prompts)} prompts ({_size(generated)})"
-                 if wavs else f"generated   {generated}/: no clips")
+    lines.append(
+        f"generated   {generated}/: {len(wavs)} clips for {len(prompts)} prompts ({_size(generated)})"
+        if wavs
+        else f"generated   {generated}/: no clips"
+    )
 
     metrics, details = _json(reports / "metrics.json"), _json(reports / "details.json") or {}
     if metrics and all(k in metrics for k in ("fad", "clap", "ccs")):
         sources = details.get("metric_sources", {})
-        kind = ("offline stand-ins" if not any(s.get("challenge_metric") for s in sources.values())
-                else "see the report for which are the challenge's") if sources else "sources unknown"
-        lines.append(f"metrics     {reports / 'metrics.json'}: FAD {metrics['fad']:.4g}  CLAP {metrics['clap']:.4f}  "
-                     f"CCS {metrics['ccs']:.4f} (chosen seed per prompt; {kind})")
+        kind = (
+            (
+                "offline stand-ins"
+                if not any(s.get("challenge_metric") for s in sources.values())
+                else "see the report for which are the challenge's"
+            )
+            if sources
+            else "sources unknown"
+        )
+        lines.append(
+            f"metrics     {reports / 'metrics.json'}: FAD {metrics['fad']:.4g}  CLAP {metrics['clap']:.4f}  "
+            f"CCS {metrics['ccs']:.4f} (chosen seed per prompt; {kind})"
+        )
     else:
         lines.append(f"metrics     {reports / 'metrics.json'}: missing")
 
     wav_count = len(list(submission.glob("*.wav"))) if submission.is_dir() else 0
-    lines.append(f"submission  {submission}/: {wav_count} WAV files + manifest.csv" if wav_count
-                 else f"submission  {submission}/: missing")
+    lines.append(
+        f"submission  {submission}/: {wav_count} WAV files + manifest.csv"
+        if wav_count
+        else f"submission  {submission}/: missing"
+    )
 
     page = reports / "index.html"
-    lines.append(f"report      {page.resolve().as_uri()}  (open in a browser; no server needed)" if page.is_file()
-                 else f"report      {page}: missing")
+    lines.append(
+        f"report      {page.resolve().as_uri()}  (open in a browser; no server needed)"
+        if page.is_file()
+        else f"report      {page}: missing"
+    )
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arg_parser("Say what the pipeline produced and where the listening report is.").parse_args(argv)
+    args = stage_arg_parser("Say what the pipeline produced and where the listening report is.").parse_args(
+        argv
+    )
     print("\n".join(summary_lines(load_params(args.params))))
 
 

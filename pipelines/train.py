@@ -38,19 +38,38 @@ def main(argv: list[str] | None = None) -> None:
         get(params, key)
     config = TrainConfig.from_params(get(params, "train"))
     if config.workers > 1 or config.use_gpu:
-        run_ray_training(params, config.workers, config.use_gpu, get(params, "ray.storage", ""),
-                         live_dir=args.live_dir, address=get(params, "ray.address", ""))
+        run_ray_training(
+            params,
+            config.workers,
+            config.use_gpu,
+            get(params, "ray.storage", ""),
+            live_dir=args.live_dir,
+            address=get(params, "ray.address", ""),
+        )
     else:
         run_training(params, live_dir=args.live_dir)
     out_dir = Path(config.out_dir)
     artefact = json.loads((out_dir / "config.json").read_text())
-    write_json_atomic(out_dir / "provenance.json", provenance(
-        "train", {**{k: params[k] for k in PARAM_SECTIONS}, "ray": get(params, "ray", {})}, steps=artefact["steps"],
-        workers=config.workers, use_gpu=config.use_gpu, nan_skipped=artefact.get("nan_skipped"),
-        val_loss_first=artefact.get("val_loss_first"), val_loss_last=artefact.get("val_loss_last"),
-    ))
-    log.info("trained model in %s (step %d, val loss %s -> %s)", out_dir, artefact["steps"],
-             artefact.get("val_loss_first"), artefact.get("val_loss_last"))
+    write_json_atomic(
+        out_dir / "provenance.json",
+        provenance(
+            "train",
+            {**{k: params[k] for k in PARAM_SECTIONS}, "ray": get(params, "ray", {})},
+            steps=artefact["steps"],
+            workers=config.workers,
+            use_gpu=config.use_gpu,
+            nan_skipped=artefact.get("nan_skipped"),
+            val_loss_first=artefact.get("val_loss_first"),
+            val_loss_last=artefact.get("val_loss_last"),
+        ),
+    )
+    log.info(
+        "trained model in %s (step %d, val loss %s -> %s)",
+        out_dir,
+        artefact["steps"],
+        artefact.get("val_loss_first"),
+        artefact.get("val_loss_last"),
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,13 @@ def ray_instance():
     started = not ray.is_initialized()
     if started:
         path = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=300 * 1024**2,
+            ignore_reinit_error=True,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+        )
     yield ray
     if started:
         ray.shutdown()

@@ -33,8 +33,18 @@ TINY = {
     "encode": {"workers": 1, "shard_rows": 8, "batch_size": 4},
     "text": {"max_length": 16},
     "model": {"hidden": 16, "depth": 1, "d_state": 4, "heads": 2, "time_dim": 16},
-    "train": {"steps": STEPS, "batch_size": 4, "frames": 32, "val_every": 2, "val_batch_size": 4, "val_clips": 4,
-              "ckpt_every": 2, "log_every": 1, "warmup": 1, "workers": 1},
+    "train": {
+        "steps": STEPS,
+        "batch_size": 4,
+        "frames": 32,
+        "val_every": 2,
+        "val_batch_size": 4,
+        "val_clips": 4,
+        "ckpt_every": 2,
+        "log_every": 1,
+        "warmup": 1,
+        "workers": 1,
+    },
     "generate": {"n_prompts": N_PROMPTS, "seeds": N_SEEDS, "steps": 2, "batch_size": 6, "device": "cpu"},
     "evaluate": {"tagger_steps": 20, "local_clap_steps": 20},
 }
@@ -48,8 +58,13 @@ def _deep_update(base: dict, over: dict) -> dict:
 
 def _copy_repository(dst: Path) -> None:
     """Tracked and new (not ignored) files of this checkout, without dvc.lock, as a fresh git repository."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           check=True, capture_output=True, text=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
     for rel in filter(None, files):
         src = REPO / rel
         if rel != "dvc.lock" and src.is_file():
@@ -68,11 +83,23 @@ def pipeline(tmp_path_factory):
     params = _deep_update(yaml.safe_load((root / "params.yaml").read_text()), TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(root),
-           TRACE_ENV: str(root / "trace"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(root),
+        TRACE_ENV: str(root / "trace"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     env.pop("RAY_ADDRESS", None)
-    run = subprocess.run([shutil.which("dvc", path=env["PATH"]) or "dvc", "repro"], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [shutil.which("dvc", path=env["PATH"]) or "dvc", "repro"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, f"dvc repro failed:\n{run.stdout[-4000:]}\n{run.stderr[-6000:]}"
     status = subprocess.run(["dvc", "status", "--json"], cwd=root, env=env, capture_output=True, text=True)
     return root, params, run, status
@@ -94,12 +121,19 @@ def test_data_hand_offs(pipeline):
     manifest = pq.read_table(root / "data/instrumental/manifest.parquet").to_pylist()
     assert sorted(m["track_id"] for m in manifest) == sorted(t["track_id"] for t in tracks)
     shards = sorted((root / "data/latents/shards").glob("shard-*.parquet"))
-    rows = [r for s in shards for r in pq.read_table(s, columns=["track_id", "n_frames", "split"]).to_pylist()]
-    assert sorted(r["track_id"] for r in rows) == sorted(m["track_id"] for m in manifest)  # one clip per track
+    rows = [
+        r for s in shards for r in pq.read_table(s, columns=["track_id", "n_frames", "split"]).to_pylist()
+    ]
+    assert sorted(r["track_id"] for r in rows) == sorted(
+        m["track_id"] for m in manifest
+    )  # one clip per track
     meta = json.loads(pq.read_schema(shards[0]).metadata[b"flowjam"])
     assert meta["latent_shape"][0] == N_MELS
     stats = json.loads((root / "data/latents/stats.json").read_text())
-    assert stats["count"] == sum(r["n_frames"] for r in rows if r["split"] == "train") and len(stats["mean"]) == N_MELS
+    assert (
+        stats["count"] == sum(r["n_frames"] for r in rows if r["split"] == "train")
+        and len(stats["mean"]) == N_MELS
+    )
 
 
 @pytest.mark.slow
@@ -107,9 +141,13 @@ def test_model_hand_off(pipeline):
     root, params, _, _ = pipeline
     config = json.loads((root / "models/final/config.json").read_text())
     stats = json.loads((root / "data/latents/stats.json").read_text())
-    assert config["steps"] == STEPS and config["codec"] == params["codec"] and config["text"] == params["text"]
+    assert (
+        config["steps"] == STEPS and config["codec"] == params["codec"] and config["text"] == params["text"]
+    )
     np.testing.assert_allclose(config["stats"]["mean"], stats["mean"])
-    assert (root / "models/final/model.safetensors").is_file() and list((root / "checkpoints").rglob("last.pt"))
+    assert (root / "models/final/model.safetensors").is_file() and list(
+        (root / "checkpoints").rglob("last.pt")
+    )
 
 
 @pytest.mark.slow
@@ -120,12 +158,16 @@ def test_generation_evaluation_and_submission_hand_offs(pipeline):
     ids = [p["prompt_id"] for p in prompts]
     assert len(ids) == N_PROMPTS and all(tracks[i]["split"] == "test" for i in ids)
     gen = pq.read_table(root / "generated/manifest.parquet").to_pylist()
-    assert sorted((g["prompt_id"], g["seed"]) for g in gen) == sorted((i, k) for i in ids for k in range(N_SEEDS))
+    assert sorted((g["prompt_id"], g["seed"]) for g in gen) == sorted(
+        (i, k) for i in ids for k in range(N_SEEDS)
+    )
     for g in gen:
         info = sf.info(str(root / g["path"]))
         assert (info.samplerate, info.channels, info.frames) == (44100, 2, 441000)
     per_clip = pq.read_table(root / "reports/per_prompt.parquet").to_pylist()
-    assert sorted((r["prompt_id"], r["seed"]) for r in per_clip) == sorted((g["prompt_id"], g["seed"]) for g in gen)
+    assert sorted((r["prompt_id"], r["seed"]) for r in per_clip) == sorted(
+        (g["prompt_id"], g["seed"]) for g in gen
+    )
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert all(np.isfinite(metrics[k]) for k in ("fad", "clap", "ccs"))
     best = json.loads((root / "reports/best_seeds.json").read_text())
@@ -134,7 +176,9 @@ def test_generation_evaluation_and_submission_hand_offs(pipeline):
     sub = root / "submission"
     assert sorted(p.name for p in sub.glob("*.wav")) == sorted(f"{i}.wav" for i in ids)
     for pid, seed in best.items():
-        assert (sub / f"{pid}.wav").read_bytes() == (root / "generated" / pid / f"seed-{seed}.wav").read_bytes()
+        assert (sub / f"{pid}.wav").read_bytes() == (
+            root / "generated" / pid / f"seed-{seed}.wav"
+        ).read_bytes()
     assert json.loads((sub / "metrics.json").read_text()) == metrics
 
 
@@ -143,6 +187,8 @@ def test_generation_evaluation_and_submission_hand_offs(pipeline):
 def test_dvc_params_list_exactly_the_keys_the_stage_read(pipeline, stage):
     root, params, _, _ = pipeline
     entries = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage].get("params", [])
-    read_not_listed, listed_not_read = params_mismatch(listed_keys(entries, params), read_keys(root / "trace", stage))
+    read_not_listed, listed_not_read = params_mismatch(
+        listed_keys(entries, params), read_keys(root / "trace", stage)
+    )
     assert not read_not_listed, f"{stage} reads {read_not_listed} but dvc.yaml does not list them"
     assert not listed_not_read, f"dvc.yaml lists {listed_not_read} for {stage}, which never reads them"

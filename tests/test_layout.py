@@ -133,7 +133,7 @@ def test_no_import_cycle():
         stack.append(m)
         for n in sorted(GRAPH[m]):
             if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
             if n not in state:
                 visit(n)
         stack.pop()
@@ -154,7 +154,14 @@ ALLOWED = {
     "model.data": {"model.runtime"},
     "model.separation": {"model.audio", "model.runtime"},
     "model.codec": {"model.audio", "model.data", "model.runtime"},
-    "model.flow": {"model.network", "model.data", "model.codec", "model.text", "model.audio", "model.runtime"},
+    "model.flow": {
+        "model.network",
+        "model.data",
+        "model.codec",
+        "model.text",
+        "model.audio",
+        "model.runtime",
+    },
     "model.training": {"model.network", "model.flow", "model.text", "model.data", "model.runtime"},
     "evaluation": {"model.audio", "model.text", "model.runtime"},
 }
@@ -168,14 +175,19 @@ def _part(module: str) -> str | None:
 
 
 def test_every_library_module_belongs_to_a_part():
-    strays = [m for m in MODULES if m.split(".")[0] != "pipelines" and m not in ("model",) and _part(m) is None]
+    strays = [
+        m for m in MODULES if m.split(".")[0] != "pipelines" and m not in ("model",) and _part(m) is None
+    ]
     assert not strays
 
 
 @pytest.mark.parametrize("part", sorted(ALLOWED))
 def test_part_imports_only_what_its_docstring_allows(part):
     bad = sorted(
-        f"{m} -> {n}" for m in MODULES if _part(m) == part for n in GRAPH[m]
+        f"{m} -> {n}"
+        for m in MODULES
+        if _part(m) == part
+        for n in GRAPH[m]
         if _part(n) not in ALLOWED[part] | {part}
     )
     assert not bad, f"{part} imports outside what it may: {bad}"
@@ -188,7 +200,13 @@ def test_network_imports_nothing_from_training_data_or_evaluation():
 
 
 def test_library_never_imports_pipelines():
-    bad = [(m, n) for m in MODULES if not m.startswith("pipelines") for n in GRAPH[m] if n.startswith("pipelines")]
+    bad = [
+        (m, n)
+        for m in MODULES
+        if not m.startswith("pipelines")
+        for n in GRAPH[m]
+        if n.startswith("pipelines")
+    ]
     assert not bad
 
 
@@ -204,4 +222,6 @@ def test_model_has_no_loose_modules_and_no_file_is_huge():
 def test_every_part_says_what_it_is():
     for path in (ROOT / "model").glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(path.read_text()))
-        assert doc and len(doc) > 40, f"{path.relative_to(ROOT)}: say what the part is, what it may import, who uses it"
+        assert doc and len(doc) > 40, (
+            f"{path.relative_to(ROOT)}: say what the part is, what it may import, who uses it"
+        )

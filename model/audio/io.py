@@ -81,7 +81,9 @@ def load_audio(
     # A cut-off mp3 keeps its header (and its frame count) but decodes short, without an error.
     expected = max(0, (info.frames if stop is None else min(stop, info.frames)) - start)
     if expected - data.shape[0] > max(_TRUNCATION_TOLERANCE * expected, 0.25 * info.sample_rate):
-        raise AudioDecodeError(path, f"truncated: decoded {data.shape[0]} of {expected} frames the header declares")
+        raise AudioDecodeError(
+            path, f"truncated: decoded {data.shape[0]} of {expected} frames the header declares"
+        )
     if not np.isfinite(data).all():
         raise AudioDecodeError(path, "non-finite samples")
     audio = np.ascontiguousarray(data.T)
@@ -124,7 +126,9 @@ def crop_or_pad(audio: np.ndarray, n_samples: int) -> np.ndarray:
     return np.concatenate([audio, pad], axis=-1)
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+def write_audio(
+    path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None
+) -> None:
     """Write (C, N) audio atomically; format follows the extension (.wav PCM_16 by default, .flac)."""
     if audio.ndim == 1:
         audio = audio[None]

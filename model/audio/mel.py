@@ -61,15 +61,22 @@ def mel_filterbank(
     return fb.to(dtype)
 
 
-def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, win_length: int | None = None,
-                   center: bool = True, power: float = 1.0) -> torch.Tensor:
+def stft_magnitude(
+    wav: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    win_length: int | None = None,
+    center: bool = True,
+    power: float = 1.0,
+) -> torch.Tensor:
     """|STFT|**power of ``wav`` (..., N) with a Hann window -> (..., n_fft // 2 + 1, frames)."""
     win_length = win_length or n_fft
     shape = wav.shape
     flat = wav.reshape(-1, shape[-1])
     window = torch.hann_window(win_length, dtype=wav.dtype, device=wav.device)
-    spec = torch.stft(flat, n_fft, hop_length=hop, win_length=win_length, window=window,
-                      center=center, return_complex=True)
+    spec = torch.stft(
+        flat, n_fft, hop_length=hop, win_length=win_length, window=window, center=center, return_complex=True
+    )
     mag = spec.abs()
     if power != 1.0:
         mag = mag.pow(power)

@@ -61,9 +61,13 @@ class AceStepCodecConfig:
     def from_params(cls, codec_params: dict[str, Any]) -> AceStepCodecConfig:
         section = codec_params.get("acestep") or {}
         reject_unknown_keys(section, {"dtype"}, "codec.acestep")
-        cfg = cls(acestep_dir=str(codec_params.get("acestep_dir") or ""), dtype=str(section.get("dtype", "float32")))
+        cfg = cls(
+            acestep_dir=str(codec_params.get("acestep_dir") or ""), dtype=str(section.get("dtype", "float32"))
+        )
         if cfg.dtype not in DTYPES:
-            raise ValueError(f"params.yaml: codec.acestep.dtype = {cfg.dtype!r}; expected one of {', '.join(DTYPES)}")
+            raise ValueError(
+                f"params.yaml: codec.acestep.dtype = {cfg.dtype!r}; expected one of {', '.join(DTYPES)}"
+            )
         return cfg
 
 
@@ -88,19 +92,30 @@ class AceStepCodec(Codec):
         self.vocoder.mel_transform.float()  # the front end stays float32 whatever the weights' dtype
         mel = self.vocoder.cfg
         if (mel.sampling_rate, mel.hop_length) != (SAMPLE_RATE, HOP):
-            raise ValueError(f"{root / VOCODER_SUBDIR}/config.json: sampling_rate {mel.sampling_rate}, hop_length "
-                             f"{mel.hop_length}; ACE-Step's codec needs {SAMPLE_RATE} and {HOP}")
+            raise ValueError(
+                f"{root / VOCODER_SUBDIR}/config.json: sampling_rate {mel.sampling_rate}, hop_length "
+                f"{mel.hop_length}; ACE-Step's codec needs {SAMPLE_RATE} and {HOP}"
+            )
         if mel.n_mels != MEL_BINS:
-            raise ValueError(f"{root / VOCODER_SUBDIR}/config.json: n_mels {mel.n_mels}; ACE-Step's DCAE reads "
-                             f"{MEL_BINS}-bin mel images")
+            raise ValueError(
+                f"{root / VOCODER_SUBDIR}/config.json: n_mels {mel.n_mels}; ACE-Step's DCAE reads "
+                f"{MEL_BINS}-bin mel images"
+            )
         layout = dcae_layout(self.dcae.config)  # checked by load_dcae: f8c8
         self.time_compression = layout["encoder_compression"]
         self.frame_rate = SAMPLE_RATE / (HOP * self.time_compression)
         self.latent_channels = layout["latent_channels"]
         self.latent_height = mel.n_mels // self.time_compression
         self.latent_dim = self.latent_channels * self.latent_height
-        log.info("ACE-Step codec from %s on %s (%s): latent (%d, %d, T) at %.3f Hz", root, self.device, cfg.dtype,
-                 self.latent_channels, self.latent_height, self.frame_rate)
+        log.info(
+            "ACE-Step codec from %s on %s (%s): latent (%d, %d, T) at %.3f Hz",
+            root,
+            self.device,
+            cfg.dtype,
+            self.latent_channels,
+            self.latent_height,
+            self.frame_rate,
+        )
 
     def num_frames(self, n_samples: int) -> int:
         """ceil(N / 4096): see the module docstring for why not ACE-Step's floor."""
@@ -108,13 +123,25 @@ class AceStepCodec(Codec):
         return -(-n_samples // block)
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name, "sample_rate": self.sample_rate, "channels": self.channels,
-                "frame_rate": self.frame_rate, "latent_dim": self.latent_dim,
-                "latent_shape": [self.latent_channels, self.latent_height], "hop": HOP,
-                "time_compression": self.time_compression, "mel_range": [MIN_MEL, MAX_MEL],
-                "shift_factor": SHIFT_FACTOR, "scale_factor": SCALE_FACTOR, "dtype": self.cfg.dtype,
-                "snapshot": Path(self.cfg.acestep_dir).name, "vocoder": self.vocoder.cfg.to_dict(),
-                "dcae": json.loads(json.dumps({k: v for k, v in self.dcae.config.items() if not k.startswith("_")}))}
+        return {
+            "name": self.name,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frame_rate": self.frame_rate,
+            "latent_dim": self.latent_dim,
+            "latent_shape": [self.latent_channels, self.latent_height],
+            "hop": HOP,
+            "time_compression": self.time_compression,
+            "mel_range": [MIN_MEL, MAX_MEL],
+            "shift_factor": SHIFT_FACTOR,
+            "scale_factor": SCALE_FACTOR,
+            "dtype": self.cfg.dtype,
+            "snapshot": Path(self.cfg.acestep_dir).name,
+            "vocoder": self.vocoder.cfg.to_dict(),
+            "dcae": json.loads(
+                json.dumps({k: v for k, v in self.dcae.config.items() if not k.startswith("_")})
+            ),
+        }
 
     def normalised_mel(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, 2, N), N a multiple of 4096 -> ACE-Step's DCAE input (B, 2, 128, N / 512) in about [-1, 1]."""

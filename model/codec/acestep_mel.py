@@ -32,9 +32,17 @@ class LinearSpectrogram(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         pad = ((self.win_length - self.hop_length) // 2, (self.win_length - self.hop_length + 1) // 2)
         y = nn.functional.pad(y.unsqueeze(1), pad, mode="reflect").squeeze(1)
-        spec = torch.stft(y.float(), self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=self.window.float(), center=False, normalized=False, onesided=True,
-                          return_complex=True)
+        spec = torch.stft(
+            y.float(),
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window.float(),
+            center=False,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         spec = torch.view_as_real(spec)
         return torch.sqrt(spec.pow(2).sum(-1) + MAGNITUDE_EPS)
 
@@ -54,8 +62,16 @@ class MelScale(nn.Module):
 class LogMelSpectrogram(nn.Module):
     """Waveform (..., N) -> log-mel (..., n_mels, frames); every leading dim is a separate signal."""
 
-    def __init__(self, sample_rate: int = 44100, n_fft: int = 2048, win_length: int = 2048, hop_length: int = 512,
-                 n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None):
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        n_fft: int = 2048,
+        win_length: int = 2048,
+        hop_length: int = 512,
+        n_mels: int = 128,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+    ):
         super().__init__()
         f_max = f_max or sample_rate // 2
         self.hop_length = hop_length

@@ -26,10 +26,18 @@ log = logging.getLogger(__name__)
 DCAE_SUBDIR = "music_dcae_f8c8"
 VOCODER_SUBDIR = "music_vocoder"
 # What diffusers' ModelMixin.from_pretrained reads (diffusers.utils.constants; a test checks they agree).
-DCAE_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
-                     "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
-VOCODER_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
-                        "pytorch_model.bin")
+DCAE_WEIGHT_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.bin.index.json",
+)
+VOCODER_WEIGHT_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "model.safetensors",
+    "diffusion_pytorch_model.bin",
+    "pytorch_model.bin",
+)
 # ACE-Step's music_dcae_f8c8: 8x down in mel height and time, 8 latent channels, a stereo mel image in.
 F8C8_COMPRESSION, F8C8_LATENT_CHANNELS, F8C8_IN_CHANNELS = 8, 8, 2
 # Deterministic front-end buffers: rebuilt from the config if a checkpoint predates persisting them.
@@ -48,10 +56,14 @@ class SnapshotError(FileNotFoundError):
 def require_snapshot(acestep_dir: str | Path | None) -> Path:
     """Check ``codec.acestep_dir`` holds both subfolders with a config and weights; return it as a Path."""
     if not acestep_dir:
-        raise SnapshotError(f"params.yaml: codec.acestep_dir is empty but codec.name is acestep; {DOWNLOAD_HINT}")
+        raise SnapshotError(
+            f"params.yaml: codec.acestep_dir is empty but codec.name is acestep; {DOWNLOAD_HINT}"
+        )
     root = Path(acestep_dir).expanduser()
     if not root.is_dir():
-        raise SnapshotError(f"params.yaml: codec.acestep_dir = {str(acestep_dir)!r} is not a directory; {DOWNLOAD_HINT}")
+        raise SnapshotError(
+            f"params.yaml: codec.acestep_dir = {str(acestep_dir)!r} is not a directory; {DOWNLOAD_HINT}"
+        )
     for sub, names in ((DCAE_SUBDIR, DCAE_WEIGHT_NAMES), (VOCODER_SUBDIR, VOCODER_WEIGHT_NAMES)):
         folder = root / sub
         if not (folder / "config.json").is_file():
@@ -66,8 +78,10 @@ def weights_file(folder: Path, names: tuple[str, ...] = VOCODER_WEIGHT_NAMES) ->
         if (folder / name).is_file():
             return folder / name
     present = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    raise SnapshotError(f"codec.acestep_dir: no weights in {folder} that its loader reads (looked for "
-                        f"{', '.join(names)}; found {', '.join(present) or 'nothing'}); {DOWNLOAD_HINT}")
+    raise SnapshotError(
+        f"codec.acestep_dir: no weights in {folder} that its loader reads (looked for "
+        f"{', '.join(names)}; found {', '.join(present) or 'nothing'}); {DOWNLOAD_HINT}"
+    )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -97,7 +111,9 @@ def load_vocoder(folder: str | Path) -> AceStepVocoder:
     try:
         vocoder.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise RuntimeError(f"{path}: weights do not match ACE-Step's music vocoder built from {config_path}: {exc}") from exc
+        raise RuntimeError(
+            f"{path}: weights do not match ACE-Step's music vocoder built from {config_path}: {exc}"
+        ) from exc
     return vocoder.eval()
 
 
@@ -121,8 +137,9 @@ def load_dcae(folder: str | Path, dtype: torch.dtype = torch.float32):
     folder = Path(folder)
     weights_file(folder, DCAE_WEIGHT_NAMES)
     try:
-        model, info = AutoencoderDC.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
-                                                    output_loading_info=True)
+        model, info = AutoencoderDC.from_pretrained(
+            str(folder), torch_dtype=dtype, local_files_only=True, output_loading_info=True
+        )
     except RuntimeError as exc:  # size mismatches between config.json and the weights
         raise RuntimeError(f"{folder}: AutoencoderDC weights do not match its config.json: {exc}") from exc
     problems = {k: v for k, v in info.items() if v}
@@ -134,19 +151,28 @@ def load_dcae(folder: str | Path, dtype: torch.dtype = torch.float32):
 
 def dcae_layout(config: Any) -> dict[str, int]:
     """compression (2 ** (number of encoder / decoder blocks - 1), as diffusers builds it), channels in and out."""
-    return {"encoder_compression": 2 ** (len(config["encoder_block_out_channels"]) - 1),
-            "decoder_compression": 2 ** (len(config["decoder_block_out_channels"]) - 1),
-            "latent_channels": int(config["latent_channels"]), "in_channels": int(config["in_channels"])}
+    return {
+        "encoder_compression": 2 ** (len(config["encoder_block_out_channels"]) - 1),
+        "decoder_compression": 2 ** (len(config["decoder_block_out_channels"]) - 1),
+        "latent_channels": int(config["latent_channels"]),
+        "in_channels": int(config["in_channels"]),
+    }
 
 
 def check_dcae_layout(config: Any, folder: str | Path) -> int:
     """Refuse a DCAE that is not ACE-Step's f8c8 layout; returns its compression factor (8)."""
     found = dcae_layout(config)
-    expected = {"encoder_compression": F8C8_COMPRESSION, "decoder_compression": F8C8_COMPRESSION,
-                "latent_channels": F8C8_LATENT_CHANNELS, "in_channels": F8C8_IN_CHANNELS}
+    expected = {
+        "encoder_compression": F8C8_COMPRESSION,
+        "decoder_compression": F8C8_COMPRESSION,
+        "latent_channels": F8C8_LATENT_CHANNELS,
+        "in_channels": F8C8_IN_CHANNELS,
+    }
     if found != expected:
         shown = ", ".join(f"{k} {v}" for k, v in found.items())
-        raise ValueError(f"{Path(folder) / 'config.json'}: DCAE layout {shown}; ACE-Step's {DCAE_SUBDIR} (the "
-                         f"only layout this codec's frame rate and (8, 16, T) latents are defined for) has "
-                         + ", ".join(f"{k} {v}" for k, v in expected.items()))
+        raise ValueError(
+            f"{Path(folder) / 'config.json'}: DCAE layout {shown}; ACE-Step's {DCAE_SUBDIR} (the "
+            f"only layout this codec's frame rate and (8, 16, T) latents are defined for) has "
+            + ", ".join(f"{k} {v}" for k, v in expected.items())
+        )
     return found["encoder_compression"]

@@ -70,20 +70,28 @@ class VocoderConfig:
         if len(self.depths) != len(self.dims):
             raise ValueError(f"{source}: depths {self.depths} and dims {self.dims} differ in length")
         if math.prod(self.upsample_rates) != self.hop_length:
-            raise ValueError(f"{source}: prod(upsample_rates) = {math.prod(self.upsample_rates)} must equal "
-                             f"hop_length = {self.hop_length}")
+            raise ValueError(
+                f"{source}: prod(upsample_rates) = {math.prod(self.upsample_rates)} must equal "
+                f"hop_length = {self.hop_length}"
+            )
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ValueError(f"{source}: upsample_rates and upsample_kernel_sizes differ in length")
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
             raise ValueError(f"{source}: resblock_kernel_sizes and resblock_dilation_sizes differ in length")
         if len(self.kernel_sizes) != 1:
-            raise ValueError(f"{source}: kernel_sizes {self.kernel_sizes}: only one ConvNeXt kernel size is "
-                             "supported (ACE-Step's music_vocoder uses (7,))")
+            raise ValueError(
+                f"{source}: kernel_sizes {self.kernel_sizes}: only one ConvNeXt kernel size is "
+                "supported (ACE-Step's music_vocoder uses (7,))"
+            )
         if self.use_template:
-            raise ValueError(f"{source}: use_template = true needs an f0 template, which ACE-Step's decode never "
-                             "passes; the music_vocoder checkpoint uses false")
+            raise ValueError(
+                f"{source}: use_template = true needs an f0 template, which ACE-Step's decode never "
+                "passes; the music_vocoder checkpoint uses false"
+            )
         if self.num_mels != self.dims[-1]:
-            raise ValueError(f"{source}: num_mels {self.num_mels} must equal the backbone's last dim {self.dims[-1]}")
+            raise ValueError(
+                f"{source}: num_mels {self.num_mels} must equal the backbone's last dim {self.dims[-1]}"
+            )
 
 
 def _as_tuple(value: Any) -> Any:
@@ -101,7 +109,9 @@ def get_padding(kernel_size: int, dilation: int = 1) -> int:
 class WeightNormConv1d(nn.Module):
     """Conv1d with weight normalisation stored as ``weight_g`` (out, 1, 1) and ``weight_v`` (out, in, k)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, padding: int = 0):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, padding: int = 0
+    ):
         super().__init__()
         self.dilation, self.padding = dilation, padding
         v = torch.randn(out_channels, in_channels, kernel_size) * 0.01
@@ -149,7 +159,9 @@ class ChannelsFirstLayerNorm(nn.Module):
 class ConvNeXtBlock(nn.Module):
     """Depthwise conv -> LayerNorm (channels last) -> Linear -> GELU -> Linear -> layer scale, residual."""
 
-    def __init__(self, dim: int, kernel_size: int = 7, mlp_ratio: float = 4.0, layer_scale_init: float = 1e-6):
+    def __init__(
+        self, dim: int, kernel_size: int = 7, mlp_ratio: float = 4.0, layer_scale_init: float = 1e-6
+    ):
         super().__init__()
         self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=(kernel_size - 1) // 2, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -173,8 +185,10 @@ class ConvNeXtEncoder(nn.Module):
             nn.Conv1d(cfg.input_channels, dims[0], 7, padding=3, padding_mode="replicate"),
             ChannelsFirstLayerNorm(dims[0]),
         )
-        downs = [nn.Sequential(ChannelsFirstLayerNorm(dims[i]), nn.Conv1d(dims[i], dims[i + 1], 1))
-                 for i in range(len(dims) - 1)]
+        downs = [
+            nn.Sequential(ChannelsFirstLayerNorm(dims[i]), nn.Conv1d(dims[i], dims[i + 1], 1))
+            for i in range(len(dims) - 1)
+        ]
         self.channel_layers = nn.ModuleList([stem, *downs])
         self.stages = nn.ModuleList(
             nn.Sequential(*(ConvNeXtBlock(dim, cfg.kernel_sizes[0]) for _ in range(depth)))
@@ -194,7 +208,8 @@ class ResBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilation: tuple[int, ...]):
         super().__init__()
         self.convs1 = nn.ModuleList(
-            WeightNormConv1d(channels, channels, kernel_size, d, get_padding(kernel_size, d)) for d in dilation
+            WeightNormConv1d(channels, channels, kernel_size, d, get_padding(kernel_size, d))
+            for d in dilation
         )
         self.convs2 = nn.ModuleList(
             WeightNormConv1d(channels, channels, kernel_size, 1, get_padding(kernel_size)) for _ in dilation
@@ -212,26 +227,30 @@ class HiFiGANGenerator(nn.Module):
     def __init__(self, cfg: VocoderConfig):
         super().__init__()
         ch = cfg.upsample_initial_channel
-        self.conv_pre = WeightNormConv1d(cfg.num_mels, ch, cfg.pre_conv_kernel_size,
-                                         padding=get_padding(cfg.pre_conv_kernel_size))
+        self.conv_pre = WeightNormConv1d(
+            cfg.num_mels, ch, cfg.pre_conv_kernel_size, padding=get_padding(cfg.pre_conv_kernel_size)
+        )
         self.num_kernels = len(cfg.resblock_kernel_sizes)
         ups, resblocks = [], []
         for i, (rate, kernel) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True)):
             c_in, c_out = ch // 2**i, ch // 2 ** (i + 1)
             ups.append(WeightNormConvTranspose1d(c_in, c_out, kernel, rate, (kernel - rate) // 2))
-            resblocks.extend(ResBlock1(c_out, k, d)
-                             for k, d in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes, strict=True))
+            resblocks.extend(
+                ResBlock1(c_out, k, d)
+                for k, d in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes, strict=True)
+            )
         self.ups = nn.ModuleList(ups)
         self.resblocks = nn.ModuleList(resblocks)
         last = ch // 2 ** len(cfg.upsample_rates)
-        self.conv_post = WeightNormConv1d(last, 1, cfg.post_conv_kernel_size,
-                                          padding=get_padding(cfg.post_conv_kernel_size))
+        self.conv_post = WeightNormConv1d(
+            last, 1, cfg.post_conv_kernel_size, padding=get_padding(cfg.post_conv_kernel_size)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(x)
         for i, up in enumerate(self.ups):
             x = up(F.silu(x))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             x = sum(block(x) for block in blocks) / self.num_kernels
         return torch.tanh(self.conv_post(F.silu(x)))
 
@@ -246,8 +265,9 @@ class AceStepVocoder(nn.Module):
         c = self.cfg
         self.backbone = ConvNeXtEncoder(c)
         self.head = HiFiGANGenerator(c)
-        self.mel_transform = LogMelSpectrogram(c.sampling_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels,
-                                               c.f_min, c.f_max)
+        self.mel_transform = LogMelSpectrogram(
+            c.sampling_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels, c.f_min, c.f_max
+        )
         self.eval()
 
     @torch.no_grad()

@@ -44,9 +44,13 @@ class Codec(ABC):
     def check_wav(self, wav: torch.Tensor) -> torch.Tensor:
         """Validate an encode input (B, C, N) and map its channels to ``channels`` (mono mix / duplicate)."""
         if not isinstance(wav, torch.Tensor):
-            raise TypeError(f"{self.name} codec: encode takes a torch.Tensor (B, C, N), got {type(wav).__name__}")
+            raise TypeError(
+                f"{self.name} codec: encode takes a torch.Tensor (B, C, N), got {type(wav).__name__}"
+            )
         if wav.ndim != 3:
-            raise ValueError(f"{self.name} codec: encode takes wav of shape (B, C, N), got {tuple(wav.shape)}")
+            raise ValueError(
+                f"{self.name} codec: encode takes wav of shape (B, C, N), got {tuple(wav.shape)}"
+            )
         if wav.shape[-1] == 0:
             raise ValueError(f"{self.name} codec: encode got an empty waveform (N = 0)")
         c = wav.shape[1]
@@ -62,8 +66,9 @@ class Codec(ABC):
         """Validate a decode input (B, D, T) against ``latent_dim``."""
         if not isinstance(z, torch.Tensor) or z.ndim != 3 or z.shape[1] != self.latent_dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"{self.name} codec: decode takes latents (B, {self.latent_dim}, T), got {shape}")
+            raise ValueError(
+                f"{self.name} codec: decode takes latents (B, {self.latent_dim}, T), got {shape}"
+            )
         if z.shape[-1] == 0:
             raise ValueError(f"{self.name} codec: decode got zero latent frames (T = 0)")
         return z.float()
-

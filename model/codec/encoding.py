@@ -199,7 +199,9 @@ def run_encode(
                         "shard_index": s,
                         "first_position": position,
                         # absolute paths: the actor may run on another node, in another directory
-                        "clips_json": json.dumps([{**asdict(c), "path": os.path.abspath(c.path)} for c in batch]),
+                        "clips_json": json.dumps(
+                            [{**asdict(c), "path": os.path.abspath(c.path)} for c in batch]
+                        ),
                     }
                 )
                 position += len(batch)

@@ -55,7 +55,11 @@ class MelCodecConfig:
 
         need(self.sample_rate > 0, "sample_rate", "must be a positive integer")
         need(self.n_fft >= 16, "n_fft", "must be at least 16")
-        need(0 < self.hop <= self.n_fft // 2, "hop", "must be in (0, n_fft / 2] so the overlap-add is invertible")
+        need(
+            0 < self.hop <= self.n_fft // 2,
+            "hop",
+            "must be in (0, n_fft / 2] so the overlap-add is invertible",
+        )
         need(0 < self.n_mels <= self.n_fft // 2 + 1, "n_mels", "must be in (0, n_fft / 2 + 1]")
         need(0.0 <= self.f_min < self.f_max, "f_min", "must be >= 0 and below codec.mel.f_max")
         need(self.f_max <= self.sample_rate / 2, "f_max", "must not exceed sample_rate / 2")
@@ -88,13 +92,26 @@ class MelCodec(Codec):
 
     def settings(self) -> dict[str, Any]:
         cfg = asdict(self.cfg)
-        return {"name": self.name, "sample_rate": self.sample_rate, "channels": self.channels,
-                "frame_rate": self.frame_rate, "latent_dim": self.latent_dim, **cfg}
+        return {
+            "name": self.name,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frame_rate": self.frame_rate,
+            "latent_dim": self.latent_dim,
+            **cfg,
+        }
 
     def _stft(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, N) -> complex (B, F, frames), centred Hann STFT; zero edge padding so any N >= 1 works."""
-        return torch.stft(wav, self.cfg.n_fft, hop_length=self.cfg.hop, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True)
+        return torch.stft(
+            wav,
+            self.cfg.n_fft,
+            hop_length=self.cfg.hop,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
@@ -153,5 +170,6 @@ class MelCodec(Codec):
         return self._istft(mag * angles, length)
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        return torch.istft(spec, self.cfg.n_fft, hop_length=self.cfg.hop, window=self.window, center=True,
-                           length=length)
+        return torch.istft(
+            spec, self.cfg.n_fft, hop_length=self.cfg.hop, window=self.window, center=True, length=length
+        )

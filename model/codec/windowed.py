@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 def window_starts(n_frames: int, window: int, overlap: int) -> list[int]:
     """First frame of each window covering ``n_frames``; the last window ends exactly at ``n_frames``."""
     if window < 1 or not 0 <= overlap < window:
-        raise ValueError(f"decode windows need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
+        raise ValueError(
+            f"decode windows need window >= 1 and 0 <= overlap < window, got {window}, {overlap}"
+        )
     if n_frames <= window:
         return [0]
     stride = window - overlap
@@ -61,7 +63,9 @@ def _ramps(length: int, fade: int, first: bool, last: bool, like: torch.Tensor) 
     """(length,) weights: raised-cosine fade-in over ``fade`` samples unless first, fade-out unless last."""
     w = like.new_ones(length)
     if fade > 0:
-        ramp = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, fade + 2, device=like.device)[1:-1]).to(like.dtype)
+        ramp = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, fade + 2, device=like.device)[1:-1]).to(
+            like.dtype
+        )
         if not first:
             w[:fade] = ramp
         if not last:

@@ -134,7 +134,9 @@ class Standardiser:
         """Read ``stats.json`` ({"count", "mean": [D], "var": [D], ...}) and check it."""
         mean, var = load_stats(path)
         if mean.size == 0 or not (np.isfinite(mean).all() and np.isfinite(var).all()) or (var < 0).any():
-            raise ValueError(f"{path}: mean/var must be non-empty, finite, var >= 0; re-run `dvc repro stats`")
+            raise ValueError(
+                f"{path}: mean/var must be non-empty, finite, var >= 0; re-run `dvc repro stats`"
+            )
         return cls(tuple(float(v) for v in mean), tuple(float(v) for v in var))
 
     @property

@@ -40,8 +40,15 @@ STORE_FILE = "store.json"
 LATENTS_FILE = "latents.npy"
 CLIPS_FILE = "clips.parquet"
 SPLITS = ("train", "validation")
-CLIPS_SCHEMA = pa.schema([("track_id", pa.string()), ("clip_index", pa.int32()), ("caption", pa.string()),
-                          ("offset", pa.int64()), ("n_frames", pa.int32())])
+CLIPS_SCHEMA = pa.schema(
+    [
+        ("track_id", pa.string()),
+        ("clip_index", pa.int32()),
+        ("caption", pa.string()),
+        ("offset", pa.int64()),
+        ("n_frames", pa.int32()),
+    ]
+)
 
 
 def shard_listing(shards_dir: str | os.PathLike) -> list[list[Any]]:
@@ -60,8 +67,9 @@ def _count_frames(paths: list[Path], splits: tuple[str, ...]) -> dict[str, int]:
     return frames
 
 
-def pack_store(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
-               splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+def pack_store(
+    shards_dir: str | os.PathLike, out_dir: str | os.PathLike, splits: tuple[str, ...] = SPLITS
+) -> dict[str, Any]:
     """Pack ``splits`` of every shard in ``shards_dir`` into a store at ``out_dir`` (replaced atomically).
 
     Memory is bounded by one shard: latents are appended to each split's ``.npy`` file as each shard is read.
@@ -81,35 +89,55 @@ def pack_store(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
             (tmp / split).mkdir()
             files[split] = (tmp / split / LATENTS_FILE).open("wb")
             np.lib.format.write_array_header_1_0(
-                files[split], {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
-                               "shape": (totals[split], dim)})
+                files[split],
+                {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
+                    "fortran_order": False,
+                    "shape": (totals[split], dim),
+                },
+            )
         for path in tqdm(paths, desc="pack shards", unit="shard", leave=False):
             for rec in read_shard(path):
                 if rec.split not in files:
                     continue
                 if not 0 < rec.n_frames <= rec.latent.shape[1]:
-                    raise ValueError(f"{path}: track {rec.track_id} clip {rec.clip_index} has n_frames="
-                                     f"{rec.n_frames} outside [1, {rec.latent.shape[1]}]; re-run the encode stage")
+                    raise ValueError(
+                        f"{path}: track {rec.track_id} clip {rec.clip_index} has n_frames="
+                        f"{rec.n_frames} outside [1, {rec.latent.shape[1]}]; re-run the encode stage"
+                    )
                 frames = np.ascontiguousarray(rec.latent[:, : rec.n_frames].T, dtype=np.float16)
                 if not np.isfinite(frames).all():
-                    raise ValueError(f"{path}: track {rec.track_id} clip {rec.clip_index} has NaN/inf latents; "
-                                     "the encode stage should have rejected it - re-run `dvc repro encode`")
+                    raise ValueError(
+                        f"{path}: track {rec.track_id} clip {rec.clip_index} has NaN/inf latents; "
+                        "the encode stage should have rejected it - re-run `dvc repro encode`"
+                    )
                 files[rec.split].write(frames.tobytes())
-                rows[rec.split].append((rec.track_id, rec.clip_index, rec.caption, offsets[rec.split],
-                                        rec.n_frames))
+                rows[rec.split].append(
+                    (rec.track_id, rec.clip_index, rec.caption, offsets[rec.split], rec.n_frames)
+                )
                 offsets[rec.split] += rec.n_frames
         for split in splits:
             files[split].close()
             if offsets[split] != totals[split]:
-                raise RuntimeError(f"{shards_dir} changed while packing ({split}: {offsets[split]} frames written, "
-                                   f"{totals[split]} counted); pack again")
+                raise RuntimeError(
+                    f"{shards_dir} changed while packing ({split}: {offsets[split]} frames written, "
+                    f"{totals[split]} counted); pack again"
+                )
             columns = list(zip(*rows[split], strict=True)) if rows[split] else [[]] * 5
-            pq.write_table(pa.Table.from_arrays([pa.array(list(c), f.type) for c, f in zip(columns, CLIPS_SCHEMA,
-                                                                                             strict=True)],
-                                                schema=CLIPS_SCHEMA), tmp / split / CLIPS_FILE)
+            pq.write_table(
+                pa.Table.from_arrays(
+                    [pa.array(list(c), f.type) for c, f in zip(columns, CLIPS_SCHEMA, strict=True)],
+                    schema=CLIPS_SCHEMA,
+                ),
+                tmp / split / CLIPS_FILE,
+            )
         description = {
-            "version": STORE_VERSION, "dim": dim, "frame_rate": meta.frame_rate, "codec": meta.codec,
-            "settings": meta.settings, "shards": shard_listing(shards_dir),
+            "version": STORE_VERSION,
+            "dim": dim,
+            "frame_rate": meta.frame_rate,
+            "codec": meta.codec,
+            "settings": meta.settings,
+            "shards": shard_listing(shards_dir),
             "splits": {s: {"clips": len(rows[s]), "frames": offsets[s]} for s in splits},
         }
         (tmp / STORE_FILE).write_text(json.dumps(description, indent=2) + "\n")
@@ -120,20 +148,27 @@ def pack_store(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
             f.close()
         if tmp.exists():
             shutil.rmtree(tmp)
-    logger.info("packed %s -> %s: %s", shards_dir, out,
-                ", ".join(f"{s} {d['clips']} clips / {d['frames']} frames" for s, d in description["splits"].items()))
+    logger.info(
+        "packed %s -> %s: %s",
+        shards_dir,
+        out,
+        ", ".join(f"{s} {d['clips']} clips / {d['frames']} frames" for s, d in description["splits"].items()),
+    )
     return description
-
 
 
 def read_description(store_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(store_dir) / STORE_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no packed latent store; run `python -m pipelines.pack` (pack.out_dir)")
+        raise FileNotFoundError(
+            f"{path}: no packed latent store; run `python -m pipelines.pack` (pack.out_dir)"
+        )
     description = json.loads(path.read_text())
     if description.get("version") != STORE_VERSION:
-        raise ValueError(f"{path}: store version {description.get('version')!r}, this code reads {STORE_VERSION}; "
-                         "run `python -m pipelines.pack` again")
+        raise ValueError(
+            f"{path}: store version {description.get('version')!r}, this code reads {STORE_VERSION}; "
+            "run `python -m pipelines.pack` again"
+        )
     return description
 
 
@@ -141,8 +176,10 @@ def check_current(store_dir: str | os.PathLike, shards_dir: str | os.PathLike) -
     """Raise when the store was packed from other shards than those now in ``shards_dir``."""
     packed = read_description(store_dir)["shards"]
     if packed != shard_listing(shards_dir):
-        raise ValueError(f"{store_dir} was packed from other shards than those in {shards_dir} (encode ran since); "
-                         "run `python -m pipelines.pack` (or `dvc repro pack`)")
+        raise ValueError(
+            f"{store_dir} was packed from other shards than those in {shards_dir} (encode ran since); "
+            "run `python -m pipelines.pack` (or `dvc repro pack`)"
+        )
 
 
 @dataclass(frozen=True)
@@ -174,15 +211,29 @@ class PackedClips:
         dim = int(description["dim"])
         with (root / LATENTS_FILE).open("rb") as f:
             version = np.lib.format.read_magic(f)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            reader = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = reader(f)
             data_offset = f.tell()
         if shape != (description["splits"][split]["frames"], dim) or dtype != np.float16:
-            raise ValueError(f"{root / LATENTS_FILE}: array {shape} {dtype} does not match {STORE_FILE}; pack again")
+            raise ValueError(
+                f"{root / LATENTS_FILE}: array {shape} {dtype} does not match {STORE_FILE}; pack again"
+            )
         fd = os.open(root / LATENTS_FILE, os.O_RDONLY)
-        return cls(str(root / LATENTS_FILE), data_offset, table["offset"].to_numpy(), table["n_frames"].to_numpy(),
-                   tuple(table["caption"].to_pylist()), tuple(table["track_id"].to_pylist()), dim,
-                   float(description["frame_rate"]), fd)
+        return cls(
+            str(root / LATENTS_FILE),
+            data_offset,
+            table["offset"].to_numpy(),
+            table["n_frames"].to_numpy(),
+            tuple(table["caption"].to_pylist()),
+            tuple(table["track_id"].to_pylist()),
+            dim,
+            float(description["frame_rate"]),
+            fd,
+        )
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -197,13 +248,24 @@ class PackedClips:
         row = self.dim * 2  # bytes per frame (float16)
         data = os.pread(self.fd, count * row, self.data_offset + begin * row)
         if len(data) != count * row:
-            raise OSError(f"{self.path}: short read at frame {begin} (truncated store?); run the pack stage again")
+            raise OSError(
+                f"{self.path}: short read at frame {begin} (truncated store?); run the pack stage again"
+            )
         return np.frombuffer(data, dtype=np.float16).reshape(count, self.dim).T.astype(np.float32)
 
     def head(self, n: int) -> PackedClips:
         """The first ``n`` clips (nothing is read)."""
-        return PackedClips(self.path, self.data_offset, self.offsets[:n], self.lengths[:n], self.captions[:n],
-                           self.track_ids[:n], self.dim, self.frame_rate, self.fd)
+        return PackedClips(
+            self.path,
+            self.data_offset,
+            self.offsets[:n],
+            self.lengths[:n],
+            self.captions[:n],
+            self.track_ids[:n],
+            self.dim,
+            self.frame_rate,
+            self.fd,
+        )
 
     def close(self) -> None:
         if self.fd >= 0:

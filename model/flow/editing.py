@@ -80,8 +80,10 @@ def sample_with_known(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if known.latents.shape != noise.shape or known.mask.shape != (noise.shape[0], noise.shape[-1]):
-        raise ValueError(f"known latents {tuple(known.latents.shape)} / mask {tuple(known.mask.shape)} do not "
-                         f"match the noise {tuple(noise.shape)}")
+        raise ValueError(
+            f"known latents {tuple(known.latents.shape)} / mask {tuple(known.mask.shape)} do not "
+            f"match the noise {tuple(noise.shape)}"
+        )
     m = known.mask[:, None, :].to(device=noise.device, dtype=noise.dtype)
     target = known.latents.to(device=noise.device, dtype=noise.dtype)
 
@@ -106,7 +108,9 @@ def sample_with_known(
 def continuation_mask(known_frames: int, total_frames: int) -> torch.Tensor:
     """(total_frames,) bool: the first ``known_frames`` frames known, the rest generated."""
     if not 0 < known_frames < total_frames:
-        raise EditError(f"continuation needs 0 < known frames < total frames, got {known_frames} of {total_frames}")
+        raise EditError(
+            f"continuation needs 0 < known frames < total frames, got {known_frames} of {total_frames}"
+        )
     return torch.arange(total_frames) < known_frames
 
 
@@ -120,11 +124,15 @@ def region_frames(start_s: float, end_s: float, frame_rate: float, total_frames:
 def check_region(start_s: float, end_s: float, duration_s: float, source: str = "the input") -> None:
     """Raise ``EditError`` unless 0 <= start < end <= duration (what ``--region A:B`` must satisfy)."""
     if not (math.isfinite(start_s) and math.isfinite(end_s)) or start_s < 0 or end_s <= start_s:
-        raise EditError(f"region {start_s:g}:{end_s:g} s is empty or negative; give START:END with "
-                        f"0 <= START < END, e.g. --region 4.0:6.5")
+        raise EditError(
+            f"region {start_s:g}:{end_s:g} s is empty or negative; give START:END with "
+            f"0 <= START < END, e.g. --region 4.0:6.5"
+        )
     if end_s > duration_s + 1e-6:
-        raise EditError(f"region {start_s:g}:{end_s:g} s ends after {source}, which is {duration_s:.3f} s long; "
-                        f"choose END <= {duration_s:.3f}")
+        raise EditError(
+            f"region {start_s:g}:{end_s:g} s ends after {source}, which is {duration_s:.3f} s long; "
+            f"choose END <= {duration_s:.3f}"
+        )
 
 
 def splice_weights(generated: np.ndarray, fade: int) -> np.ndarray:
@@ -136,8 +144,9 @@ def splice_weights(generated: np.ndarray, fade: int) -> np.ndarray:
     last_known = np.maximum.accumulate(known_idx)
     next_known = np.where(~generated, idx, n)[::-1]
     next_known = np.minimum.accumulate(next_known)[::-1]
-    dist = np.minimum(np.where(last_known >= 0, idx - last_known, n + 1),
-                      np.where(next_known < n, next_known - idx, n + 1))
+    dist = np.minimum(
+        np.where(last_known >= 0, idx - last_known, n + 1), np.where(next_known < n, next_known - idx, n + 1)
+    )
     w = np.zeros(n, dtype=np.float32)
     w[~generated] = 1.0
     if fade > 0:
@@ -175,8 +184,10 @@ class MusicEditor:
 
     def known_latents(self, audio: np.ndarray, sample_rate: int, n_frames: int) -> torch.Tensor:
         """Input audio (C, N) at ``sample_rate`` -> standardised latents (1, D, n_frames) through the codec."""
-        wav = to_channels(resample(np.ascontiguousarray(audio, dtype=np.float32), sample_rate,
-                                   self.codec.sample_rate), self.codec.channels)
+        wav = to_channels(
+            resample(np.ascontiguousarray(audio, dtype=np.float32), sample_rate, self.codec.sample_rate),
+            self.codec.channels,
+        )
         spf = self.codec.sample_rate / self.codec.frame_rate
         wav = crop_or_pad(wav, round(n_frames * spf))
         z = self.codec.encode(torch.from_numpy(wav)[None].to(self.engine.device))[..., :n_frames]
@@ -185,9 +196,20 @@ class MusicEditor:
         return self.engine.trained.standardise(z.float())
 
     @torch.no_grad()
-    def edit(self, caption: str, audio: np.ndarray, sample_rate: int, seconds: float, known: torch.Tensor,
-             span_s: tuple[float, float], sampler: SamplerConfig, generator: torch.Generator, repeats: int = 1,
-             crossfade_s: float = 0.25, progress: Any = None) -> EditResult:
+    def edit(
+        self,
+        caption: str,
+        audio: np.ndarray,
+        sample_rate: int,
+        seconds: float,
+        known: torch.Tensor,
+        span_s: tuple[float, float],
+        sampler: SamplerConfig,
+        generator: torch.Generator,
+        repeats: int = 1,
+        crossfade_s: float = 0.25,
+        progress: Any = None,
+    ) -> EditResult:
         """Regenerate the frames where ``known`` (T,) is False; output ``seconds`` long at 44.1 kHz stereo, the
         input audio outside ``span_s`` = (start, end) seconds and the decode inside it."""
         n_frames = known.shape[0]
@@ -198,39 +220,87 @@ class MusicEditor:
         text, text_mask = eng.text_encoder.encode([caption])
         null_text, null_mask = eng.null_condition()
         param = next(eng.net.parameters())
-        velocity = GuidedVelocity(eng.net, text.to(param.device, param.dtype), text_mask.to(param.device),
-                                  null_text.to(param.device, param.dtype), null_mask.to(param.device),
-                                  sampler.cfg_scale)
-        noise = torch.randn((1, self.codec.latent_dim, n_frames), generator=generator).to(param.device, param.dtype)
-        x = sample_with_known(velocity, noise, KnownRegion(z_known.to(noise), known[None].to(noise.device)),
-                              sampler.steps, sampler.method, repeats, generator, progress)
+        velocity = GuidedVelocity(
+            eng.net,
+            text.to(param.device, param.dtype),
+            text_mask.to(param.device),
+            null_text.to(param.device, param.dtype),
+            null_mask.to(param.device),
+            sampler.cfg_scale,
+        )
+        noise = torch.randn((1, self.codec.latent_dim, n_frames), generator=generator).to(
+            param.device, param.dtype
+        )
+        x = sample_with_known(
+            velocity,
+            noise,
+            KnownRegion(z_known.to(noise), known[None].to(noise.device)),
+            sampler.steps,
+            sampler.method,
+            repeats,
+            generator,
+            progress,
+        )
         wav = decode_long(self.codec, eng.trained.destandardise(x.float())).float().cpu().numpy()[0]
         decoded = to_output(wav, self.codec.sample_rate, seconds, caption)
         sample_index = np.arange(decoded.shape[-1])
-        generated = ((sample_index >= round(span_s[0] * OUTPUT_SAMPLE_RATE))
-                     & (sample_index < round(span_s[1] * OUTPUT_SAMPLE_RATE)))
-        original = to_channels(resample(np.ascontiguousarray(audio, dtype=np.float32), sample_rate,
-                                        OUTPUT_SAMPLE_RATE), OUTPUT_CHANNELS)
+        generated = (sample_index >= round(span_s[0] * OUTPUT_SAMPLE_RATE)) & (
+            sample_index < round(span_s[1] * OUTPUT_SAMPLE_RATE)
+        )
+        original = to_channels(
+            resample(np.ascontiguousarray(audio, dtype=np.float32), sample_rate, OUTPUT_SAMPLE_RATE),
+            OUTPUT_CHANNELS,
+        )
         out = splice(original, decoded, generated, round(crossfade_s * OUTPUT_SAMPLE_RATE))
         return EditResult(out, x.float().cpu(), known.cpu(), generated, decoded)
 
-    def continue_audio(self, caption: str, audio: np.ndarray, sample_rate: int, seconds: float,
-                       sampler: SamplerConfig, generator: torch.Generator, **options: Any) -> EditResult:
+    def continue_audio(
+        self,
+        caption: str,
+        audio: np.ndarray,
+        sample_rate: int,
+        seconds: float,
+        sampler: SamplerConfig,
+        generator: torch.Generator,
+        **options: Any,
+    ) -> EditResult:
         """Keep the input (C, N) and extend it to ``seconds`` in total."""
         duration = audio.shape[-1] / sample_rate
         if seconds <= duration:
-            raise EditError(f"--seconds {seconds:g} is not longer than the input ({duration:.3f} s): give the total "
-                            "length of the output, longer than the input")
+            raise EditError(
+                f"--seconds {seconds:g} is not longer than the input ({duration:.3f} s): give the total "
+                "length of the output, longer than the input"
+            )
         total = self.engine.n_frames(seconds)
         known_frames = math.floor(duration * self.codec.frame_rate)  # the last partial frame is regenerated
         if known_frames < 1:
-            raise EditError(f"the input is {duration:.3f} s, shorter than one latent frame "
-                            f"({1 / self.codec.frame_rate:.3f} s); nothing to continue from")
-        return self.edit(caption, audio, sample_rate, seconds, continuation_mask(known_frames, total),
-                         (duration, seconds), sampler, generator, **options)
+            raise EditError(
+                f"the input is {duration:.3f} s, shorter than one latent frame "
+                f"({1 / self.codec.frame_rate:.3f} s); nothing to continue from"
+            )
+        return self.edit(
+            caption,
+            audio,
+            sample_rate,
+            seconds,
+            continuation_mask(known_frames, total),
+            (duration, seconds),
+            sampler,
+            generator,
+            **options,
+        )
 
-    def inpaint(self, caption: str, audio: np.ndarray, sample_rate: int, start_s: float, end_s: float,
-                sampler: SamplerConfig, generator: torch.Generator, **options: Any) -> EditResult:
+    def inpaint(
+        self,
+        caption: str,
+        audio: np.ndarray,
+        sample_rate: int,
+        start_s: float,
+        end_s: float,
+        sampler: SamplerConfig,
+        generator: torch.Generator,
+        **options: Any,
+    ) -> EditResult:
         """Regenerate [start_s, end_s) of the input (C, N); the output has the input's length."""
         duration = audio.shape[-1] / sample_rate
         check_region(start_s, end_s, duration)
@@ -238,5 +308,6 @@ class MusicEditor:
         f0, f1 = region_frames(start_s, end_s, self.codec.frame_rate, total)
         known = torch.ones(total, dtype=torch.bool)
         known[f0:f1] = False
-        return self.edit(caption, audio, sample_rate, duration, known, (start_s, end_s), sampler, generator,
-                         **options)
+        return self.edit(
+            caption, audio, sample_rate, duration, known, (start_s, end_s), sampler, generator, **options
+        )

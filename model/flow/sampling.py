@@ -51,7 +51,9 @@ class SamplerConfig:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"sampler steps must be a positive integer, got {self.steps!r}")
         if self.method not in METHODS:
-            raise ValueError(f"sampler method {self.method!r} is unknown; expected one of {', '.join(METHODS)}")
+            raise ValueError(
+                f"sampler method {self.method!r} is unknown; expected one of {', '.join(METHODS)}"
+            )
         if not math.isfinite(float(self.cfg_scale)):
             raise ValueError(f"sampler cfg_scale must be a finite number, got {self.cfg_scale!r}")
 

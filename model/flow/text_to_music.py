@@ -62,8 +62,14 @@ class TextToMusic:
         trained = load_trained(model_dir)
         text_encoder = build_text_encoder(trained.text_params, device=str(dev))
         codec = build_codec(trained.codec_params, device=str(dev))
-        log.info("loaded %s on %s (text %s, codec %s at %.3f frames/s)", model_dir, dev, text_encoder.name,
-                 codec.name, codec.frame_rate)
+        log.info(
+            "loaded %s on %s (text %s, codec %s at %.3f frames/s)",
+            model_dir,
+            dev,
+            text_encoder.name,
+            codec.name,
+            codec.frame_rate,
+        )
         return cls(trained, text_encoder, codec, dev)
 
     def n_frames(self, seconds: float) -> int:
@@ -90,9 +96,20 @@ class TextToMusic:
             raise ValueError(f"{len(captions)} captions but {len(generators)} noise generators")
         text, text_mask = self.text_encoder.encode(list(captions))
         null_text, null_mask = self.null_condition()
-        z = sample(self.net, text, text_mask, null_text, null_mask, self.n_frames(seconds), sampler.steps,
-                   sampler.cfg_scale, sampler.method, list(generators), latent_dim=self.codec.latent_dim,
-                   progress=progress)
+        z = sample(
+            self.net,
+            text,
+            text_mask,
+            null_text,
+            null_mask,
+            self.n_frames(seconds),
+            sampler.steps,
+            sampler.cfg_scale,
+            sampler.method,
+            list(generators),
+            latent_dim=self.codec.latent_dim,
+            progress=progress,
+        )
         return self.trained.destandardise(z).float()
 
     @torch.no_grad()
@@ -107,8 +124,12 @@ class TextToMusic:
         """Render captions: (B, 2, round(seconds · 44100)) float32 at 44.1 kHz, item b from ``generators[b]``."""
         z = self.latents(captions, generators, seconds, sampler, progress)
         wav = decode_long(self.codec, z).detach().float().cpu().numpy()
-        return np.stack([to_output(w, self.codec.sample_rate, seconds, caption)
-                         for w, caption in zip(wav, captions, strict=True)])
+        return np.stack(
+            [
+                to_output(w, self.codec.sample_rate, seconds, caption)
+                for w, caption in zip(wav, captions, strict=True)
+            ]
+        )
 
 
 def to_output(wav: np.ndarray, sample_rate: int, seconds: float, label: str = "") -> np.ndarray:
@@ -116,10 +137,13 @@ def to_output(wav: np.ndarray, sample_rate: int, seconds: float, label: str = ""
     need = round(seconds * OUTPUT_SAMPLE_RATE)
     if not np.isfinite(wav).all():
         raise GenerationError(f"decoded audio for {label!r} has non-finite samples")
-    out = to_channels(resample(np.ascontiguousarray(wav, dtype=np.float32), sample_rate, OUTPUT_SAMPLE_RATE),
-                      OUTPUT_CHANNELS)
+    out = to_channels(
+        resample(np.ascontiguousarray(wav, dtype=np.float32), sample_rate, OUTPUT_SAMPLE_RATE),
+        OUTPUT_CHANNELS,
+    )
     if out.shape[-1] < need:
         raise GenerationError(
             f"decoded audio for {label!r} is {out.shape[-1] / OUTPUT_SAMPLE_RATE:.3f} s, shorter than the "
-            f"{seconds} s asked for: the codec returned {wav.shape[-1]} samples at {sample_rate} Hz")
+            f"{seconds} s asked for: the codec returned {wav.shape[-1]} samples at {sample_rate} Hz"
+        )
     return np.ascontiguousarray(out[:, :need])

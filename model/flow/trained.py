@@ -88,7 +88,9 @@ def load_trained(model_dir: str | os.PathLike, device: str | torch.device = "cpu
             raise FileNotFoundError(f"{p}: not found; train a model first (`dvc repro train`)")
     config = json.loads(config_path.read_text())
     if config.get("format") != ARTEFACT_FORMAT:
-        raise ValueError(f"{config_path}: artefact format {config.get('format')!r}, expected {ARTEFACT_FORMAT}")
+        raise ValueError(
+            f"{config_path}: artefact format {config.get('format')!r}, expected {ARTEFACT_FORMAT}"
+        )
     for key in ("backbone", "codec", "text", "stats", "steps"):
         if key not in config:
             raise ValueError(f"{config_path}: missing '{key}'; re-export with `dvc repro train`")
@@ -96,8 +98,10 @@ def load_trained(model_dir: str | os.PathLike, device: str | torch.device = "cpu
     net = VelocityNet(net_config)
     missing, unexpected = net.load_state_dict(load_file(str(weights_path)), strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights_path} does not match the backbone in {config_path}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{weights_path} does not match the backbone in {config_path}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     net = net.to(device).eval().requires_grad_(False)
     stats = Standardiser(tuple(config["stats"]["mean"]), tuple(config["stats"]["var"]))
     info = {k: v for k, v in config.items() if k not in ("backbone", "codec", "text", "stats", "steps")}

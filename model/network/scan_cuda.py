@@ -67,15 +67,32 @@ def require_cuda_scan() -> Callable[..., torch.Tensor]:
 def _probe_call(kernel: Callable[..., torch.Tensor], device: torch.device) -> None:
     """One (1, 4, 8) scan with d_state 2, forward and backward, checked against the torch scan; raises if off."""
     gen = torch.Generator().manual_seed(0)
-    shapes = {"u": (1, 4, 8), "delta": (1, 4, 8), "A": (4, 2), "B": (1, 2, 8), "C": (1, 2, 8), "D": (4,),
-              "z": (1, 4, 8), "delta_bias": (4,)}
+    shapes = {
+        "u": (1, 4, 8),
+        "delta": (1, 4, 8),
+        "A": (4, 2),
+        "B": (1, 2, 8),
+        "C": (1, 2, 8),
+        "D": (4,),
+        "z": (1, 4, 8),
+        "delta_bias": (4,),
+    }
     inputs = {name: torch.randn(shape, generator=gen) for name, shape in shapes.items()}
     inputs["A"] = -inputs["A"].abs()
     results = []
     for fn, where in ((kernel, device), (selective_scan, torch.device("cpu"))):
         leaves = {k: v.to(where).requires_grad_() for k, v in inputs.items()}
-        out = fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"],
-                 z=leaves["z"], delta_bias=leaves["delta_bias"], delta_softplus=True)
+        out = fn(
+            leaves["u"],
+            leaves["delta"],
+            leaves["A"],
+            leaves["B"],
+            leaves["C"],
+            leaves["D"],
+            z=leaves["z"],
+            delta_bias=leaves["delta_bias"],
+            delta_softplus=True,
+        )
         out.square().sum().backward()
         results.append([out.detach().cpu()] + [leaves[k].grad.cpu() for k in ("u", "delta", "A", "B")])
     for got, want in zip(*results, strict=True):
@@ -102,8 +119,11 @@ def probe_cuda_scan(device: torch.device | str) -> tuple[bool, str]:
             _probe_call(kernel, torch.device(device))
             result = (True, f"a test call of mamba_ssm's selective scan on {key} matched the torch scan")
         except Exception as error:  # a missing extension, no kernel image for this GPU, a wrong result
-            result = (False, f"a test call of mamba_ssm's selective scan on {key} failed "
-                             f"({type(error).__name__}: {error})")
+            result = (
+                False,
+                f"a test call of mamba_ssm's selective scan on {key} failed "
+                f"({type(error).__name__}: {error})",
+            )
     _probe_results[key] = result
     logger.info("CUDA selective scan on %s: %s (%s)", key, "usable" if result[0] else "NOT usable", result[1])
     return result
@@ -113,7 +133,9 @@ def require_cuda_scan_on(device: torch.device | str) -> None:
     """Raise CudaScanUnavailableError (why, and what to install) unless the kernel runs on ``device``."""
     usable, reason = probe_cuda_scan(device)
     if not usable:
-        raise CudaScanUnavailableError(f"scan_backend='cuda' cannot run on {device}: {reason}; {INSTALL_HINT}")
+        raise CudaScanUnavailableError(
+            f"scan_backend='cuda' cannot run on {device}: {reason}; {INSTALL_HINT}"
+        )
 
 
 def selective_scan_cuda(

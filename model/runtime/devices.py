@@ -15,4 +15,6 @@ def resolve_device(spec: str | None, param: str = "device") -> torch.device:
     try:
         return torch.device(spec)
     except RuntimeError as exc:
-        raise ValueError(f"params.yaml: {param} = {spec!r} is not a torch device (use auto, cpu, cuda, cuda:N)") from exc
+        raise ValueError(
+            f"params.yaml: {param} = {spec!r} is not a torch device (use auto, cpu, cuda, cuda:N)"
+        ) from exc

@@ -17,9 +17,14 @@ def reject_unknown_keys(
     known = set(known)
     unknown = sorted(set(section) - known)
     if unknown:
-        hints = [f"{name}.{key}" + "".join(f" (did you mean {name}.{m}?)" for m in
-                                           difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.5))
-                 for key in unknown]
+        hints = [
+            f"{name}.{key}"
+            + "".join(
+                f" (did you mean {name}.{m}?)"
+                for m in difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.5)
+            )
+            for key in unknown
+        ]
         raise error(
             f"params.yaml: unknown {name} key(s) {', '.join(hints)} "
             f"(unknown keys are an error: a typo would silently do nothing); known: {', '.join(sorted(known))}"

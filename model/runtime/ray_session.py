@@ -120,16 +120,23 @@ def _blind_nodes(target: str) -> tuple[list[str], int]:
 
     nodes = alive_nodes()
     probe = ray.remote(num_cpus=0)(_exists)
-    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(target) for n in nodes]
+    refs = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            target
+        )
+        for n in nodes
+    ]
     seen = ray.get(refs)
-    return [n.get("NodeManagerAddress", n["NodeID"]) for n, ok in zip(nodes, seen, strict=True) if not ok], len(nodes)
+    return [
+        n.get("NodeManagerAddress", n["NodeID"]) for n, ok in zip(nodes, seen, strict=True) if not ok
+    ], len(nodes)
 
 
 def _refuse(what: str, blind: list[str], n_nodes: int, key: str) -> None:
     raise RuntimeError(
         f"{key}: {what} is not visible from node(s) {blind} of this {n_nodes}-node Ray cluster; set {key} to a "
-        "shared filesystem path mounted on every node, or a URI pyarrow understands (e.g. s3://bucket/dir)")
+        "shared filesystem path mounted on every node, or a URI pyarrow understands (e.g. s3://bucket/dir)"
+    )
 
 
 def _absolute(path: str | os.PathLike) -> str:
@@ -181,6 +188,7 @@ def require_storage(storage: str, key: str = "ray.storage") -> None:
     if len(nodes) > 1 and not storage:
         raise RuntimeError(
             f"params.yaml: {key} is empty but the Ray cluster has {len(nodes)} nodes; set {key} to a shared "
-            "filesystem path mounted on every node or a URI pyarrow understands (e.g. s3://bucket/flowjam)")
+            "filesystem path mounted on every node or a URI pyarrow understands (e.g. s3://bucket/flowjam)"
+        )
     if storage:
         check_reachable(storage, key)

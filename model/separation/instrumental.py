@@ -204,7 +204,12 @@ def run_separation(
 
 
 def _run_with_ray(
-    pending: Sequence[TrackAudio], cfg: SeparationConfig, n_workers: int, on_gpu: bool, bar: tqdm, address: str
+    pending: Sequence[TrackAudio],
+    cfg: SeparationConfig,
+    n_workers: int,
+    on_gpu: bool,
+    bar: tqdm,
+    address: str,
 ) -> list[SeparationResult]:
     """Separate ``pending`` on Ray actors (a private local instance, or the cluster at ``address``)."""
     import ray
@@ -219,13 +224,20 @@ def _run_with_ray(
             n_workers = cfg.workers or gpus or cluster_cpus()
             check_reachable(Path(cfg.out_dir).resolve(), "separate.out_dir")
         # workers may run elsewhere, in another directory: they get absolute paths; results keep the given ones
-        shipped = replace(cfg, out_dir=str(Path(cfg.out_dir).resolve()),
-                          weights_dir=str(Path(cfg.weights_dir).resolve()) if cfg.weights_dir else "")
+        shipped = replace(
+            cfg,
+            out_dir=str(Path(cfg.out_dir).resolve()),
+            weights_dir=str(Path(cfg.weights_dir).resolve()) if cfg.weights_dir else "",
+        )
         given = {t.track_id: t for t in pending}
         actor_cls = ray.remote(num_cpus=0 if on_gpu else 1, num_gpus=1 if on_gpu else 0)(SeparationWorker)
         actors = [actor_cls.remote(shipped, single_thread=True) for _ in range(min(n_workers, len(pending)))]
-        log.info("separating %d tracks on %d Ray actor(s) (%s each)", len(pending), len(actors),
-                 "1 GPU" if on_gpu else "1 CPU")
+        log.info(
+            "separating %d tracks on %d Ray actor(s) (%s each)",
+            len(pending),
+            len(actors),
+            "1 GPU" if on_gpu else "1 CPU",
+        )
         pool = ActorPool(actors)
         tracks = [TrackAudio(t.track_id, str(Path(t.audio_path).resolve())) for t in pending]
         for res in pool.map_unordered(lambda actor, track: actor.run.remote(track), tracks):

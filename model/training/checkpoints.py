@@ -106,7 +106,9 @@ def fingerprint_diff(saved: Any, current: Any, prefix: str = "") -> list[str]:
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
         for key in sorted(set(saved) | set(current), key=str):
-            out += fingerprint_diff(saved.get(key, "<absent>"), current.get(key, "<absent>"), f"{prefix}{key}.")
+            out += fingerprint_diff(
+                saved.get(key, "<absent>"), current.get(key, "<absent>"), f"{prefix}{key}."
+            )
         return out
     return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} -> {current!r}"]
 

@@ -12,8 +12,18 @@ FLOW_KEYS = ("t_mean", "t_std", "cond_drop")
 
 # keys that may change between a run and its resume; `steps` may grow (the run is extended: the cosine
 # schedule is stretched to the new length), which the trainer checks on its own
-RESUME_SAFE_KEYS = ("steps", "val_every", "ckpt_every", "keep", "log_every", "resume", "ckpt_dir", "out_dir",
-                    "val_batch_size", "val_clips")
+RESUME_SAFE_KEYS = (
+    "steps",
+    "val_every",
+    "ckpt_every",
+    "keep",
+    "log_every",
+    "resume",
+    "ckpt_dir",
+    "out_dir",
+    "val_batch_size",
+    "val_clips",
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +53,18 @@ class TrainConfig:
     out_dir: str = "models/final"
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "accum_steps", "frames", "val_every", "val_batch_size", "ckpt_every", "keep",
-                    "log_every", "workers")
+        positive = (
+            "steps",
+            "batch_size",
+            "accum_steps",
+            "frames",
+            "val_every",
+            "val_batch_size",
+            "ckpt_every",
+            "keep",
+            "log_every",
+            "workers",
+        )
         for key in positive:
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"params.yaml: train.{key} must be >= 1, got {getattr(self, key)}")
@@ -81,13 +101,19 @@ def _typed(value: Any, default: Any, key: str) -> Any:
     if isinstance(default, bool):
         return _as_bool(value, key)
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int | float | str) or float(value) != int(float(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float | str)
+            or float(value) != int(float(value))
+        ):
             raise ValueError(f"params.yaml: train.{key} must be an integer, got {value!r}")
         return int(float(value))
     try:
         return type(default)(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"params.yaml: train.{key} must be a {type(default).__name__}, got {value!r}") from err
+        raise ValueError(
+            f"params.yaml: train.{key} must be a {type(default).__name__}, got {value!r}"
+        ) from err
 
 
 def _as_bool(value: Any, key: str) -> bool:

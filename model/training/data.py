@@ -88,7 +88,9 @@ class TextBank:
         """Encode each distinct caption once with ``encoder.encode(list[str]) -> (emb (B, L, E), mask (B, L))``."""
         unique = list(dict.fromkeys(captions))
         bank: dict[str, torch.Tensor] = {}
-        for start in tqdm(range(0, len(unique), batch_size), desc="text embeddings", unit="batch", leave=False):
+        for start in tqdm(
+            range(0, len(unique), batch_size), desc="text embeddings", unit="batch", leave=False
+        ):
             chunk = unique[start : start + batch_size]
             bank.update(zip(chunk, _real_tokens(*encoder.encode(chunk)), strict=True))
         null = _real_tokens(*encoder.encode([""]))[0]
@@ -96,12 +98,21 @@ class TextBank:
         return cls.from_tensors(bank, null, int(encoder.dim))
 
     @classmethod
-    def cached(cls, encoder: Any, captions: Sequence[str], cache_root: str | Path, settings: dict[str, Any],
-               batch_size: int = 64) -> TextBank:
+    def cached(
+        cls,
+        encoder: Any,
+        captions: Sequence[str],
+        cache_root: str | Path,
+        settings: dict[str, Any],
+        batch_size: int = 64,
+    ) -> TextBank:
         """:meth:`build` once per (encoder, ``settings``, caption set) into ``cache_root/<key>``, then map it."""
         unique = sorted(set(captions))
-        key = hashlib.sha256(json.dumps([encoder.name, int(encoder.dim), settings, unique], sort_keys=True,
-                                        default=str).encode()).hexdigest()[:16]
+        key = hashlib.sha256(
+            json.dumps(
+                [encoder.name, int(encoder.dim), settings, unique], sort_keys=True, default=str
+            ).encode()
+        ).hexdigest()[:16]
         directory = Path(cache_root) / f"text-{key}"
         if not (directory / TEXT_INDEX).exists():
             bank = cls.build(encoder, unique, batch_size)
@@ -116,8 +127,15 @@ class TextBank:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         try:
             np.save(tmp / TEXT_TOKENS, np.ascontiguousarray(self.tokens, dtype=np.float16))
-            (tmp / TEXT_INDEX).write_text(json.dumps({"dim": self.dim, "null": list(self.null),
-                                                     "spans": {c: list(s) for c, s in self.spans.items()}}))
+            (tmp / TEXT_INDEX).write_text(
+                json.dumps(
+                    {
+                        "dim": self.dim,
+                        "null": list(self.null),
+                        "spans": {c: list(s) for c, s in self.spans.items()},
+                    }
+                )
+            )
             os.chmod(tmp, 0o755)
             try:
                 os.rename(tmp, target)
@@ -132,8 +150,12 @@ class TextBank:
     def load(cls, directory: str | Path) -> TextBank:
         index = json.loads((Path(directory) / TEXT_INDEX).read_text())
         tokens = np.load(Path(directory) / TEXT_TOKENS, mmap_mode="r")
-        return cls(tokens, {c: (int(a), int(b)) for c, (a, b) in index["spans"].items()},
-                   (int(index["null"][0]), int(index["null"][1])), int(index["dim"]))
+        return cls(
+            tokens,
+            {c: (int(a), int(b)) for c, (a, b) in index["spans"].items()},
+            (int(index["null"][0]), int(index["null"][1])),
+            int(index["dim"]),
+        )
 
     def embedding(self, caption: str) -> torch.Tensor:
         """(L, E) float32 tokens of one caption."""
@@ -155,7 +177,9 @@ def _real_tokens(emb: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     for row, row_mask in zip(emb, mask, strict=True):
         tokens = row[row_mask.bool().to(row.device)].detach().float().cpu()
         if tokens.shape[0] == 0:
-            raise ValueError("text encoder returned no real tokens for a caption; every text needs >= 1 token")
+            raise ValueError(
+                "text encoder returned no real tokens for a caption; every text needs >= 1 token"
+            )
         out.append(tokens)
     return out
 
@@ -182,8 +206,13 @@ class Batch:
     clip_indices: tuple[int, ...]
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.x.to(device), self.mask.to(device), self.text.to(device), self.text_mask.to(device),
-                     self.clip_indices)
+        return Batch(
+            self.x.to(device),
+            self.mask.to(device),
+            self.text.to(device),
+            self.text_mask.to(device),
+            self.clip_indices,
+        )
 
 
 class ClipSampler:
@@ -221,13 +250,21 @@ class ClipSampler:
         return out
 
     def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "n_items": self.n_items,
-                "rank": self.rank, "world_size": self.world_size}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self.position,
+            "n_items": self.n_items,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         for key in ("seed", "n_items", "world_size"):
             if int(state[key]) != getattr(self, key):
-                raise ValueError(f"sampler state has {key}={state[key]} but this run has {getattr(self, key)}")
+                raise ValueError(
+                    f"sampler state has {key}={state[key]} but this run has {getattr(self, key)}"
+                )
         if not 0 <= int(state["position"]) < self.per_rank:
             raise ValueError(f"sampler state position {state['position']} outside [0, {self.per_rank})")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
@@ -241,8 +278,14 @@ def crop_start(n_frames: int, frames: int, rng: np.random.Generator | None) -> i
     return int(rng.integers(0, slack + 1)) if rng is not None else slack // 2
 
 
-def collate(clips: Clips, items: Sequence[tuple[int, int | None]], frames: int, seed: int,
-            standardiser: Standardiser, texts: TextBank) -> Batch:
+def collate(
+    clips: Clips,
+    items: Sequence[tuple[int, int | None]],
+    frames: int,
+    seed: int,
+    standardiser: Standardiser,
+    texts: TextBank,
+) -> Batch:
     """(clip index, epoch or None) items -> Batch of width ``frames``; epoch None means a centred crop.
 
     The random crop of clip i in epoch e uses ``default_rng([seed, e, i])``, a pure function of the item; only
@@ -269,8 +312,18 @@ class TrainBatches:
     ``wait_s``/``load_s`` add up the time ``next()`` blocked and the time spent assembling batches.
     """
 
-    def __init__(self, clips: Clips, texts: TextBank, standardiser: Standardiser, batch_size: int,
-                 frames: int, seed: int, rank: int = 0, world_size: int = 1, prefetch: int = 0):
+    def __init__(
+        self,
+        clips: Clips,
+        texts: TextBank,
+        standardiser: Standardiser,
+        batch_size: int,
+        frames: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch: int = 0,
+    ):
         if len(clips) == 0:
             raise ValueError("no training clips: the shards have no rows with split == 'train'")
         if standardiser.dim != clips.dim:
@@ -330,8 +383,9 @@ class TrainBatches:
             self._pool = None
 
 
-def validation_batches(clips: Clips, texts: TextBank, standardiser: Standardiser, batch_size: int,
-                       frames: int) -> Iterator[Batch]:
+def validation_batches(
+    clips: Clips, texts: TextBank, standardiser: Standardiser, batch_size: int, frames: int
+) -> Iterator[Batch]:
     """Every validation clip once, in order, centred crops: a deterministic pass."""
     for start in range(0, len(clips), batch_size):
         items = [(i, None) for i in range(start, min(start + batch_size, len(clips)))]
@@ -369,14 +423,20 @@ def load_split(shards_dir: str | Path, split: str) -> LatentClips:
     for path in tqdm(shard_paths(shards_dir), desc=f"loading {split} shards", unit="shard", leave=False):
         for rec in read_shard(path, split=split):
             if not 0 < rec.n_frames <= rec.latent.shape[1]:
-                raise ValueError(f"{path}: track {rec.track_id} clip {rec.clip_index} has n_frames={rec.n_frames} "
-                                 f"outside [1, {rec.latent.shape[1]}]; re-run the encode stage")
+                raise ValueError(
+                    f"{path}: track {rec.track_id} clip {rec.clip_index} has n_frames={rec.n_frames} "
+                    f"outside [1, {rec.latent.shape[1]}]; re-run the encode stage"
+                )
             latent = np.ascontiguousarray(rec.latent[:, : rec.n_frames])
             if not np.isfinite(latent).all():
-                raise ValueError(f"{path}: track {rec.track_id} clip {rec.clip_index} has NaN/inf latents; "
-                                 "the encode stage should have rejected it - re-run `dvc repro encode`")
+                raise ValueError(
+                    f"{path}: track {rec.track_id} clip {rec.clip_index} has NaN/inf latents; "
+                    "the encode stage should have rejected it - re-run `dvc repro encode`"
+                )
             latents.append(latent)
             captions.append(rec.caption)
             track_ids.append(rec.track_id)
     logger.info("%s: %d %s clips, latent dim %d", shards_dir, len(latents), split, meta.latent_shape[0])
-    return LatentClips(tuple(latents), tuple(captions), tuple(track_ids), meta.latent_shape[0], meta.frame_rate)
+    return LatentClips(
+        tuple(latents), tuple(captions), tuple(track_ids), meta.latent_shape[0], meta.frame_rate
+    )

@@ -36,8 +36,9 @@ class MetricsLog:
             self.summary = dict(state["summary"])
             self._rewrite_files()
         # dvcyaml=False: dvc.yaml declares the metrics and plots itself; experiments are saved by `dvc exp run`
-        self._live = Live(dir=str(self.dir), resume=state is not None, save_dvc_exp=False, dvcyaml=False,
-                          report=None)
+        self._live = Live(
+            dir=str(self.dir), resume=state is not None, save_dvc_exp=False, dvcyaml=False, report=None
+        )
 
     def log(self, step: int, metrics: dict[str, float], summary_only: dict[str, Any] | None = None) -> None:
         """Append one row per metric at ``step``; ``summary_only`` values go to metrics.json without a plot."""
@@ -60,8 +61,10 @@ class MetricsLog:
             self._live = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": {k: [list(r) for r in v] for k, v in self.history.items()},
-                "summary": dict(self.summary)}
+        return {
+            "history": {k: [list(r) for r in v] for k, v in self.history.items()},
+            "summary": dict(self.summary),
+        }
 
     def _rewrite_files(self) -> None:
         plots = self.dir / "plots" / "metrics"

@@ -60,8 +60,12 @@ class TrainResult:
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-              "generator": generator.get_state()}
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "generator": generator.get_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -84,14 +88,27 @@ def weights_digest(net: nn.Module) -> float:
 class Trainer:
     """Trains ``net`` (a VelocityNet-like module) on ``batches``; rank 0 validates, logs and checkpoints."""
 
-    def __init__(self, net: nn.Module, config: TrainConfig, batches: TrainBatches, texts: TextBank,
-                 standardiser: Standardiser, val_clips: LatentClips | None, fingerprint: dict[str, Any],
-                 device: torch.device, dist: DistContext = SINGLE, prepare: Any = None, live_dir: str = "dvclive"):
+    def __init__(
+        self,
+        net: nn.Module,
+        config: TrainConfig,
+        batches: TrainBatches,
+        texts: TextBank,
+        standardiser: Standardiser,
+        val_clips: LatentClips | None,
+        fingerprint: dict[str, Any],
+        device: torch.device,
+        dist: DistContext = SINGLE,
+        prepare: Any = None,
+        live_dir: str = "dvclive",
+    ):
         self.cfg, self.batches, self.texts, self.standardiser = config, batches, texts, standardiser
         self.val_clips = val_clips if val_clips is not None and len(val_clips) > 0 else None
         self.fingerprint, self.device, self.dist = fingerprint, torch.device(device), dist
         self.net = net.to(self.device)
-        for module in self.net.modules():  # an explicit scan_backend that cannot run here fails now, not mid-run
+        for (
+            module
+        ) in self.net.modules():  # an explicit scan_backend that cannot run here fails now, not mid-run
             if hasattr(module, "resolve_backend"):
                 module.resolve_backend(self.device)
         null_text, null_mask = texts.null_condition()
@@ -118,15 +135,27 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The full training state; gathers every rank's sampler and RNG state (a collective call)."""
-        per_rank = self.dist.gather({"sampler": self.batches.state_dict(), "rng": rng_states(self.generator),
-                                     "digest": weights_digest(self.net)})
+        per_rank = self.dist.gather(
+            {
+                "sampler": self.batches.state_dict(),
+                "rng": rng_states(self.generator),
+                "digest": weights_digest(self.net),
+            }
+        )
         return {
-            "format": CHECKPOINT_FORMAT, "step": self.step, "total_steps": self.cfg.steps,
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "total_steps": self.cfg.steps,
             "fingerprint": self.fingerprint,
-            "model": self.net.state_dict(), "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "ranks": per_rank, "nan_skipped": self.nan_skipped, "consecutive_skips": self.consecutive_skips,
-            "loss_window": list(self.loss_window), "val_losses": list(self.val_losses),
+            "model": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ranks": per_rank,
+            "nan_skipped": self.nan_skipped,
+            "consecutive_skips": self.consecutive_skips,
+            "loss_window": list(self.loss_window),
+            "val_losses": list(self.val_losses),
             "log": self.log.state_dict() if self.log is not None else None,
         }
 
@@ -134,7 +163,9 @@ class Trainer:
         state = self.state_dict()
         digests = [r["digest"] for r in state["ranks"]]
         if len(set(digests)) > 1:
-            raise RuntimeError(f"data-parallel replicas diverged at step {self.step}: weight digests {digests}")
+            raise RuntimeError(
+                f"data-parallel replicas diverged at step {self.step}: weight digests {digests}"
+            )
         if self.dist.is_main:
             self.ckpt.save(state, self.step)
 
@@ -155,14 +186,22 @@ class Trainer:
         if int(state["step"]) > self.cfg.steps:
             raise CheckpointMismatchError(
                 f"{self.ckpt.last} is at step {state['step']}, beyond train.steps={self.cfg.steps}; raise "
-                f"train.steps, or start fresh with train.resume: false (or rm -r {self.ckpt.dir})")
+                f"train.steps, or start fresh with train.resume: false (or rm -r {self.ckpt.dir})"
+            )
         if int(state["total_steps"]) != self.cfg.steps:
-            logger.warning("extending the run in %s from %d to %d steps: the cosine schedule is stretched to the "
-                           "new length from step %d on", self.ckpt.dir, state["total_steps"], self.cfg.steps,
-                           state["step"])
+            logger.warning(
+                "extending the run in %s from %d to %d steps: the cosine schedule is stretched to the "
+                "new length from step %d on",
+                self.ckpt.dir,
+                state["total_steps"],
+                self.cfg.steps,
+                state["step"],
+            )
         if len(state["ranks"]) != self.dist.world_size:
-            raise RuntimeError(f"{self.ckpt.last} was written by {len(state['ranks'])} workers, this run has "
-                               f"{self.dist.world_size}; set train.workers back or start fresh")
+            raise RuntimeError(
+                f"{self.ckpt.last} was written by {len(state['ranks'])} workers, this run has "
+                f"{self.dist.world_size}; set train.workers back or start fresh"
+            )
         self.net.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -185,8 +224,9 @@ class Trainer:
         total, frames = 0.0, 0
         was_training = flow.training
         flow.eval()
-        for batch in validation_batches(self.val_clips, self.texts, self.standardiser, self.cfg.val_batch_size,
-                                        self.cfg.frames):
+        for batch in validation_batches(
+            self.val_clips, self.texts, self.standardiser, self.cfg.val_batch_size, self.cfg.frames
+        ):
             batch = batch.to(self.device)
             with self.autocast():
                 loss, _ = flow(batch.x, batch.mask, batch.text, batch.text_mask, generator, drop=False)
@@ -231,14 +271,23 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.nan_skipped += 1
             self.consecutive_skips += 1
-            logger.warning("step %d: non-finite loss %s / grad norm %s, update skipped (%d so far)",
-                           self.step + 1, loss_value, grad_norm, self.nan_skipped)
+            logger.warning(
+                "step %d: non-finite loss %s / grad norm %s, update skipped (%d so far)",
+                self.step + 1,
+                loss_value,
+                grad_norm,
+                self.nan_skipped,
+            )
             if self.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                raise FloatingPointError(f"{self.consecutive_skips} non-finite steps in a row at step "
-                                         f"{self.step + 1}: training diverged; lower train.lr or check the data")
+                raise FloatingPointError(
+                    f"{self.consecutive_skips} non-finite steps in a row at step "
+                    f"{self.step + 1}: training diverged; lower train.lr or check the data"
+                )
         with warnings.catch_warnings():
             # a skipped first update makes torch warn about the call order; the schedule counts steps, not updates
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+            )
             self.scheduler.step()
         return loss_value, grad_norm, applied
 
@@ -250,11 +299,18 @@ class Trainer:
         if self.step == 0:
             self.validate()
         elif self.step >= self.cfg.steps:
-            logger.info("%s is already at step %d of %d: nothing to train", self.ckpt.last, self.step,
-                        self.cfg.steps)
+            logger.info(
+                "%s is already at step %d of %d: nothing to train", self.ckpt.last, self.step, self.cfg.steps
+            )
         self.model.train()
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc="train", unit="step",
-                   disable=not self.dist.is_main, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+        )
         window_start, grad_norms = time.perf_counter(), []
         while self.step < self.cfg.steps:
             lr = self.optimizer.param_groups[0]["lr"]

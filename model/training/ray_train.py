@@ -38,7 +38,9 @@ from model.training.setup import run_training
 logger = logging.getLogger(__name__)
 
 MAX_FAILURES = 3  # worker-group restarts per run before Ray Train gives up
-REPORT_INFO = "flowjam.json"  # what a reported checkpoint holds: {"run": run dir name, "step": n} or {"final": true}
+REPORT_INFO = (
+    "flowjam.json"  # what a reported checkpoint holds: {"run": run dir name, "step": n} or {"final": true}
+)
 
 
 def ray_prepare(module: nn.Module, device: torch.device) -> nn.Module:
@@ -66,8 +68,11 @@ class RayTrainer(Trainer):
                 info = json.loads(info_path.read_text()) if info_path.exists() else {}
                 # only a checkpoint of this run (same fingerprint) that is newer than the local files
                 if info.get("run") == self.ckpt.dir.name and int(info["step"]) > _local_step(self):
-                    logger.info("rank %d: resuming from Ray Train's checkpoint at step %d", self.dist.rank,
-                                info["step"])
+                    logger.info(
+                        "rank %d: resuming from Ray Train's checkpoint at step %d",
+                        self.dist.rank,
+                        info["step"],
+                    )
                     self.ckpt.dir.mkdir(parents=True, exist_ok=True)
                     for name in (f"step-{int(info['step']):07d}.pt", LAST):
                         with atomic_path(self.ckpt.dir / name) as tmp:
@@ -102,9 +107,16 @@ def _worker_loop(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     dist = DistContext(rank=context.get_world_rank(), world_size=context.get_world_size())
     device = ray.train.torch.get_device()
-    result = run_training(config["params"], dist=dist, device=device, prepare=ray_prepare,
-                          live_dir=config["live_dir"], text_encoder=config["text_encoder"],
-                          trainer_cls=config["trainer_cls"], check_store=False)
+    result = run_training(
+        config["params"],
+        dist=dist,
+        device=device,
+        prepare=ray_prepare,
+        live_dir=config["live_dir"],
+        text_encoder=config["text_encoder"],
+        trainer_cls=config["trainer_cls"],
+        check_store=False,
+    )
     if not dist.is_main:
         ray.train.report({"step": result.step, "final": True})
         return
@@ -113,14 +125,23 @@ def _worker_loop(config: dict[str, Any]) -> None:
         if Path(config["live_dir"]).is_dir():
             shutil.copytree(config["live_dir"], Path(tmp) / "dvclive")
         (Path(tmp) / REPORT_INFO).write_text(json.dumps({"final": True, "step": result.step}))
-        ray.train.report({"step": result.step, "final": True}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        ray.train.report(
+            {"step": result.step, "final": True}, checkpoint=ray.train.Checkpoint.from_directory(tmp)
+        )
 
 
 def absolute_params(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with every path that workers open made absolute (a worker may run in another directory)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in params.items()}
-    for section, key in (("encode", "out_dir"), ("encode", "stats_path"), ("pack", "out_dir"), ("train", "ckpt_dir"),
-                         ("train", "out_dir"), ("text", "path"), ("codec", "acestep_dir")):
+    for section, key in (
+        ("encode", "out_dir"),
+        ("encode", "stats_path"),
+        ("pack", "out_dir"),
+        ("train", "ckpt_dir"),
+        ("train", "out_dir"),
+        ("text", "path"),
+        ("codec", "acestep_dir"),
+    ):
         value = out.get(section, {}).get(key)
         if value:
             out[section][key] = str(Path(value).resolve())
@@ -176,33 +197,56 @@ def run_ray_training(
     if workers < 1:
         raise ValueError(f"params.yaml: train.workers must be >= 1, got {workers}")
     params = absolute_params(params)
-    check_current(params["pack"]["out_dir"], params["encode"]["out_dir"])  # here: workers need not see the shards
+    check_current(
+        params["pack"]["out_dir"], params["encode"]["out_dir"]
+    )  # here: workers need not see the shards
     live_dir = str(Path(live_dir).resolve())
-    storage = str(storage_dir) if is_uri(str(storage_dir)) else str(
-        Path(storage_dir or Path(params["train"]["ckpt_dir"]) / "ray").resolve())
+    storage = (
+        str(storage_dir)
+        if is_uri(str(storage_dir))
+        else str(Path(storage_dir or Path(params["train"]["ckpt_dir"]) / "ray").resolve())
+    )
     address = resolve_address(address)
     resources = {"CPU": threads_per_worker, **({"GPU": 1} if use_gpu else {})}
-    with ray_session(num_cpus=max(available_cpus(), workers * threads_per_worker),
-                     num_gpus=cuda_device_count() if use_gpu else 0, address=address):
+    with ray_session(
+        num_cpus=max(available_cpus(), workers * threads_per_worker),
+        num_gpus=cuda_device_count() if use_gpu else 0,
+        address=address,
+    ):
         gpus = cluster_gpus()
         if use_gpu and gpus < workers:
-            raise RuntimeError(f"params.yaml: train.use_gpu with train.workers={workers} needs {workers} GPUs, the "
-                               f"Ray {'cluster' if address else 'instance'} has {gpus}; lower train.workers or "
-                               "add GPU nodes (ray.address: a cluster started with `ray start`)")
+            raise RuntimeError(
+                f"params.yaml: train.use_gpu with train.workers={workers} needs {workers} GPUs, the "
+                f"Ray {'cluster' if address else 'instance'} has {gpus}; lower train.workers or "
+                "add GPU nodes (ray.address: a cluster started with `ray start`)"
+            )
         require_storage(str(storage_dir), "ray.storage")
         check_reachable(params["pack"]["out_dir"], "pack.out_dir")
         if not is_uri(storage):
             Path(storage).mkdir(parents=True, exist_ok=True)
         trainer = TorchTrainer(
             _worker_loop,
-            train_loop_config={"params": params, "cwd": os.getcwd(), "threads": threads_per_worker,
-                               "live_dir": live_dir, "text_encoder": text_encoder, "trainer_cls": trainer_cls},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
-            run_config=RunConfig(name=f"flowjam-train-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-                                 storage_path=storage, failure_config=FailureConfig(max_failures=MAX_FAILURES),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
+            train_loop_config={
+                "params": params,
+                "cwd": os.getcwd(),
+                "threads": threads_per_worker,
+                "live_dir": live_dir,
+                "text_encoder": text_encoder,
+                "trainer_cls": trainer_cls,
+            },
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
+            ),
+            run_config=RunConfig(
+                name=f"flowjam-train-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+                storage_path=storage,
+                failure_config=FailureConfig(max_failures=MAX_FAILURES),
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+            ),
         )
-        logger.info("Ray Train: %d worker(s), use_gpu=%s, checkpoints reported to %s", workers, use_gpu, storage)
+        logger.info(
+            "Ray Train: %d worker(s), use_gpu=%s, checkpoints reported to %s", workers, use_gpu, storage
+        )
         result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError("Ray Train finished without the final checkpoint from rank 0")

@@ -52,8 +52,9 @@ PREFETCH_BATCHES = 2
 TEXT_CACHE = "text-cache"
 
 
-def run_fingerprint(params: dict[str, Any], config: TrainConfig, clips: Clips,
-                    standardiser: Standardiser) -> dict[str, Any]:
+def run_fingerprint(
+    params: dict[str, Any], config: TrainConfig, clips: Clips, standardiser: Standardiser
+) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint."""
     stats_digest = hashlib.sha256(json.dumps([standardiser.mean, standardiser.var]).encode()).hexdigest()[:16]
     return {
@@ -106,7 +107,9 @@ def run_training(
     shards_dir, stats_path = params["encode"]["out_dir"], params["encode"]["stats_path"]
     store_dir = (params.get("pack") or {}).get("out_dir")
     if not store_dir:
-        raise KeyError("params.yaml: missing key 'pack.out_dir' (the packed latent store that training reads)")
+        raise KeyError(
+            "params.yaml: missing key 'pack.out_dir' (the packed latent store that training reads)"
+        )
     standardiser = Standardiser.from_json(stats_path)
     if check_store:
         check_current(store_dir, shards_dir)
@@ -121,20 +124,40 @@ def run_training(
         from model.text import build_text_encoder
 
         text_encoder = build_text_encoder(params["text"], device=str(device))
-    texts = TextBank.cached(text_encoder, list(train_clips.captions) + list(val_clips.captions),
-                            Path(config.ckpt_dir) / TEXT_CACHE, _without_placement(params["text"]))
-    batches = TrainBatches(train_clips, texts, standardiser, config.batch_size, config.frames, config.seed,
-                           dist.rank, dist.world_size, prefetch=PREFETCH_BATCHES)
+    texts = TextBank.cached(
+        text_encoder,
+        list(train_clips.captions) + list(val_clips.captions),
+        Path(config.ckpt_dir) / TEXT_CACHE,
+        _without_placement(params["text"]),
+    )
+    batches = TrainBatches(
+        train_clips,
+        texts,
+        standardiser,
+        config.batch_size,
+        config.frames,
+        config.seed,
+        dist.rank,
+        dist.world_size,
+        prefetch=PREFETCH_BATCHES,
+    )
     seed_everything(config.seed)
     net, net_config = build_net(params, train_clips.dim, texts.dim)
     n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    logger.info("VelocityNet: %.2fM trainable parameters; %d train clips; device %s; worker %d/%d",
-                n_params / 1e6, len(train_clips), device, dist.rank + 1, dist.world_size)
+    logger.info(
+        "VelocityNet: %.2fM trainable parameters; %d train clips; device %s; worker %d/%d",
+        n_params / 1e6,
+        len(train_clips),
+        device,
+        dist.rank + 1,
+        dist.world_size,
+    )
     fingerprint = run_fingerprint(params, config, train_clips, standardiser)
     config = dataclasses.replace(config, ckpt_dir=str(run_dir(config.ckpt_dir, fingerprint)))
     logger.info("checkpoints: %s", config.ckpt_dir)
-    trainer = trainer_cls(net, config, batches, texts, standardiser, val_clips, fingerprint, device, dist, prepare,
-                          live_dir)
+    trainer = trainer_cls(
+        net, config, batches, texts, standardiser, val_clips, fingerprint, device, dist, prepare, live_dir
+    )
     started = time.perf_counter()
     try:
         result = trainer.fit()
@@ -143,19 +166,37 @@ def run_training(
         train_clips.close()
         val_store.close()
     if batches.served:  # one batch per step
-        logger.info("data loading: %.2f ms/step waited, %.2f ms/batch assembled in the background; %.1f ms/step",
-                    1e3 * batches.wait_s / batches.served, 1e3 * batches.load_s / batches.served,
-                    1e3 * (time.perf_counter() - started) / batches.served)
+        logger.info(
+            "data loading: %.2f ms/step waited, %.2f ms/batch assembled in the background; %.1f ms/step",
+            1e3 * batches.wait_s / batches.served,
+            1e3 * batches.load_s / batches.served,
+            1e3 * (time.perf_counter() - started) / batches.served,
+        )
     if dist.is_main:
         export_trained(
-            config.out_dir, trainer.ema.module.state_dict(), net_config.to_dict(), params["codec"], params["text"],
-            standardiser, result.step, latent_dim=train_clips.dim, text_dim=texts.dim,
-            frame_rate=train_clips.frame_rate, text_encoder=text_encoder.name, parameters=n_params,
-            nan_skipped=result.nan_skipped, val_loss_first=result.first_val_loss,
+            config.out_dir,
+            trainer.ema.module.state_dict(),
+            net_config.to_dict(),
+            params["codec"],
+            params["text"],
+            standardiser,
+            result.step,
+            latent_dim=train_clips.dim,
+            text_dim=texts.dim,
+            frame_rate=train_clips.frame_rate,
+            text_encoder=text_encoder.name,
+            parameters=n_params,
+            nan_skipped=result.nan_skipped,
+            val_loss_first=result.first_val_loss,
             val_loss_last=result.last_val_loss,
         )
-    logger.info("training done at step %d: val loss %s -> %s, %d non-finite steps skipped", result.step,
-                _fmt(result.first_val_loss), _fmt(result.last_val_loss), result.nan_skipped)
+    logger.info(
+        "training done at step %d: val loss %s -> %s, %d non-finite steps skipped",
+        result.step,
+        _fmt(result.first_val_loss),
+        _fmt(result.last_val_loss),
+        result.nan_skipped,
+    )
     return result
 
 

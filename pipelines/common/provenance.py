@@ -11,13 +11,17 @@ from typing import Any
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
 
 
-def package_versions(names: tuple[str, ...] = ("torch", "numpy", "pyarrow", "transformers", "ray")) -> dict[str, str]:
+def package_versions(
+    names: tuple[str, ...] = ("torch", "numpy", "pyarrow", "transformers", "ray"),
+) -> dict[str, str]:
     versions = {}
     for name in names:
         try:

@@ -59,8 +59,12 @@ class Section(BaseModel):
     def _empty_is_blank(cls, data: Any) -> Any:
         """A key written with no value (``clap_path:``) reads as None in YAML; for a text key it means ``""``."""
         if isinstance(data, dict):
-            return {k: "" if v is None and isinstance(getattr(cls.model_fields.get(k), "default", None), str)
-                    else v for k, v in data.items()}
+            return {
+                k: ""
+                if v is None and isinstance(getattr(cls.model_fields.get(k), "default", None), str)
+                else v
+                for k, v in data.items()
+            }
         return data
 
 
@@ -232,7 +236,9 @@ class PackSection(Section):
 
 
 class RaySection(Section):
-    address: str = ""  # "" = a private local instance; "auto" or host:port = connect (RAY_ADDRESS is honoured)
+    address: str = (
+        ""  # "" = a private local instance; "auto" or host:port = connect (RAY_ADDRESS is honoured)
+    )
     storage: str = ""  # shared path or pyarrow URI for multi-node outputs; "" = local
 
 
@@ -285,8 +291,11 @@ def _describe(error: dict[str, Any]) -> str:
         known = list(cls.model_fields) if cls else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         prefix = ".".join(str(p) for p in loc[:-1])
-        hint = f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else (
-            f"valid keys here: {', '.join(known)}")
+        hint = (
+            f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?"
+            if close
+            else (f"valid keys here: {', '.join(known)}")
+        )
         return f"unknown key '{dotted}' ({hint})"
     return f"{dotted} = {error.get('input')!r}: {error['msg']}"
 

@@ -74,8 +74,10 @@ def test_probability_is_the_models_next_token_yes_vs_no(judge, clips):
 
 
 def test_batching_and_padding_do_not_change_the_answers(judge, clips):
-    concepts = [{"genre": ["rock"], "instrument": ["piano", "drums"], "mood": ["happy"]},
-                {"genre": ["jazz"], "concept": ["a calm late-night saxophone solo"]}]
+    concepts = [
+        {"genre": ["rock"], "instrument": ["piano", "drums"], "mood": ["happy"]},
+        {"genre": ["jazz"], "concept": ["a calm late-night saxophone solo"]},
+    ]
     batched = judge.judge(clips, concepts)
     p_batched = judge.last_probabilities
     one = AlmJudge(judge.bundle, batch_size=1)
@@ -83,7 +85,8 @@ def test_batching_and_padding_do_not_change_the_answers(judge, clips):
     np.testing.assert_allclose(np.concatenate(p_batched), np.concatenate(one.last_probabilities), atol=1e-5)
     assert [[(c, n) for c, n, _ in j] for j in batched] == [
         [("genre", "rock"), ("instrument", "piano"), ("instrument", "drums"), ("mood", "happy")],
-        [("genre", "jazz"), ("concept", "a calm late-night saxophone solo")]]
+        [("genre", "jazz"), ("concept", "a calm late-night saxophone solo")],
+    ]
 
 
 def test_decision_is_p_yes_at_least_one_half_per_clip_and_concept(judge, clips, monkeypatch):
@@ -91,12 +94,18 @@ def test_decision_is_p_yes_at_least_one_half_per_clip_and_concept(judge, clips, 
 
     def fake(audios, questions):
         asked.extend(zip([float(a[:1000].std()) for a in audios], questions, strict=True))
-        return np.array([0.9 if "rock" in q or "happy" in q else 0.5 if "jazz" in q else 0.1 for q in questions])
+        return np.array(
+            [0.9 if "rock" in q or "happy" in q else 0.5 if "jazz" in q else 0.1 for q in questions]
+        )
 
     monkeypatch.setattr(judge, "yes_probability", fake)
     out = judge.judge(clips[::-1], [{"genre": ["rock"], "mood": ["sad"]}, {"genre": ["jazz", "jazz"]}])
     assert out == [[("genre", "rock", True), ("mood", "sad", False)], [("genre", "jazz", True)]]
-    assert [q for _, q in asked] == [question("genre", "rock"), question("mood", "sad"), question("genre", "jazz")]
+    assert [q for _, q in asked] == [
+        question("genre", "rock"),
+        question("mood", "sad"),
+        question("genre", "jazz"),
+    ]
     assert asked[0][0] == asked[1][0] != asked[2][0]  # both questions of clip 0 heard clip 0's audio
 
 
@@ -123,12 +132,20 @@ def test_evaluate_stage_with_the_alm_judge(alm_dir, tmp_path):
     from tests.evaluation.synthetic_fixture import build_world
 
     build_world(tmp_path, n_tracks=20, seconds=10.0, generator="faithful", n_seeds=1)
-    params = {"data": {"prepared_dir": str(tmp_path / "data/prepared")},
-              "separate": {"out_dir": str(tmp_path / "data/instrumental")},
-              "generate": {"out_dir": str(tmp_path / "generated")},
-              "codec": {"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 8, "inversion_iters": 8}},
-              "evaluate": {"judge": "alm", "alm_path": str(alm_dir), "alm_batch_size": 8, "local_clap_steps": 20,
-                           "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "reports")}}
+    params = {
+        "data": {"prepared_dir": str(tmp_path / "data/prepared")},
+        "separate": {"out_dir": str(tmp_path / "data/instrumental")},
+        "generate": {"out_dir": str(tmp_path / "generated")},
+        "codec": {"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 8, "inversion_iters": 8}},
+        "evaluate": {
+            "judge": "alm",
+            "alm_path": str(alm_dir),
+            "alm_batch_size": 8,
+            "local_clap_steps": 20,
+            "cache_dir": str(tmp_path / "cache"),
+            "out_dir": str(tmp_path / "reports"),
+        },
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     main(["--params", str(tmp_path / "params.yaml")])
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())

@@ -25,7 +25,9 @@ def test_fad_clap_lets_clap_decide_when_two_seeds_split_the_criteria():
     prompts, seeds, fad, clap = two_seed_fixture()
     result = choose_best_seeds(prompts, seeds, fad, clap, "fad_clap")
     assert set(result.best_seeds.values()) == {1}
-    assert choose_best_seeds(prompts, seeds, fad, clap, "fad").best_seeds == dict.fromkeys(result.best_seeds, 0)
+    assert choose_best_seeds(prompts, seeds, fad, clap, "fad").best_seeds == dict.fromkeys(
+        result.best_seeds, 0
+    )
     assert choose_best_seeds(prompts, seeds, fad, clap, "clap").best_seeds == result.best_seeds
 
 
@@ -63,7 +65,9 @@ def test_constant_inputs_fall_back_to_the_first_seed():
 
 
 def test_descriptive_ranks_still_reported():
-    result = choose_best_seeds(["p", "p", "p"], [0, 1, 2], np.array([3.0, 1.0, 2.0]), np.array([0.9, 0.1, 0.5]))
+    result = choose_best_seeds(
+        ["p", "p", "p"], [0, 1, 2], np.array([3.0, 1.0, 2.0]), np.array([0.9, 0.1, 0.5])
+    )
     assert result.rank_fad.tolist() == [3.0, 1.0, 2.0] and result.rank_clap.tolist() == [1.0, 3.0, 2.0]
     assert result.mean_rank.tolist() == [2.0, 2.0, 2.0]
 
@@ -96,11 +100,20 @@ def test_held_out_study_judges_each_rule_on_what_it_did_not_use(capsys, tmp_path
 
     prompts, seeds, fad, clap = two_seed_fixture(n_prompts=8)
     ccs = np.tile([0.2, 0.7], 8)  # the held-out judge agrees with text-audio: seed 1 is better
-    table = pa.table({"prompt_id": prompts, "seed": seeds, "fad_distance": fad, "text_audio": clap, "ccs": ccs})
+    table = pa.table(
+        {"prompt_id": prompts, "seed": seeds, "fad_distance": fad, "text_audio": clap, "ccs": ccs}
+    )
     rows = {(r["rule"], r["judged_on"]): r for r in held_out_study(table)}
-    assert set(rows) == {("fad", "text_audio"), ("fad", "ccs"), ("clap", "fad_distance"), ("clap", "ccs"),
-                         ("fad_clap", "ccs")}
-    assert rows[("fad_clap", "ccs")]["gain"] == pytest.approx(0.5) and rows[("fad_clap", "ccs")]["better"] == 8
+    assert set(rows) == {
+        ("fad", "text_audio"),
+        ("fad", "ccs"),
+        ("clap", "fad_distance"),
+        ("clap", "ccs"),
+        ("fad_clap", "ccs"),
+    }
+    assert (
+        rows[("fad_clap", "ccs")]["gain"] == pytest.approx(0.5) and rows[("fad_clap", "ccs")]["better"] == 8
+    )
     assert rows[("fad", "ccs")]["gain"] == 0.0 and rows[("fad", "ccs")]["same"] == 8  # fad keeps seed 0
     assert rows[("clap", "fad_distance")]["gain"] > 0 and rows[("clap", "fad_distance")]["worse"] == 8
     pq.write_table(table, tmp_path / "per_prompt.parquet")

@@ -11,7 +11,12 @@ from evaluation.ccs import ClapJudge, ccs, ccs_report, concept_pairs, coverage, 
 def test_ccs_is_the_mean_of_k_over_m():
     judged = [
         [("genre", "rock", True), ("instrument", "guitar", False), ("mood", "happy", True)],
-        [("genre", "jazz", True), ("instrument", "piano", True), ("instrument", "bass", True), ("mood", "sad", False)],
+        [
+            ("genre", "jazz", True),
+            ("instrument", "piano", True),
+            ("instrument", "bass", True),
+            ("mood", "sad", False),
+        ],
         [],
     ]
     np.testing.assert_allclose(coverage(judged)[:2], [2 / 3, 3 / 4])
@@ -58,15 +63,26 @@ def _audio(*names, weights=None):
 
 
 def test_clap_judge_top_m_rule_per_category():
-    vocab = {"genre": ["rock", "jazz", "ambient"], "instrument": ["piano", "guitar", "drums"], "mood": ["happy", "sad"]}
+    vocab = {
+        "genre": ["rock", "jazz", "ambient"],
+        "instrument": ["piano", "guitar", "drums"],
+        "mood": ["happy", "sad"],
+    }
     judge = ClapJudge(_FakeText(), vocab, "fake")
     audio = np.stack([_audio("rock", "guitar", "drums", "sad", weights=[1.0, 0.9, 0.8, 0.5])])
     prompt = {"genre": ["rock"], "instrument": ["guitar", "drums"], "mood": ["happy"]}
     (judged,) = judge.judge(audio, [prompt])
-    assert judged == [("genre", "rock", True), ("instrument", "guitar", True), ("instrument", "drums", True),
-                      ("mood", "happy", False)]
+    assert judged == [
+        ("genre", "rock", True),
+        ("instrument", "guitar", True),
+        ("instrument", "drums", True),
+        ("mood", "happy", False),
+    ]
     (judged,) = judge.judge(audio, [{"instrument": ["piano", "guitar"]}])
-    assert dict(((c, n), p) for c, n, p in judged) == {("instrument", "piano"): False, ("instrument", "guitar"): True}
+    assert dict(((c, n), p) for c, n, p in judged) == {
+        ("instrument", "piano"): False,
+        ("instrument", "guitar"): True,
+    }
 
 
 def test_ccs_report_scores_the_same_audio_against_deranged_prompts():

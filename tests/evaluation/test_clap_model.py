@@ -60,7 +60,9 @@ def test_short_files_get_a_window_per_started_second_as_fadtk(tiny_dir):
     assert windows.shape == (7, 480000)
     assert all(np.any(w[:24000] != 0.0) for w in windows) and np.all(windows[:, 312000:] == 0.0)
     assert embedder.windows(_audio(seconds=0.4), 44100).shape == (1, 480000)
-    assert "fadtk" in embedder.settings()["windows"]  # a changed windowing never reuses cached reference stats
+    assert (
+        "fadtk" in embedder.settings()["windows"]
+    )  # a changed windowing never reuses cached reference stats
 
 
 def _to_original(hf_state):
@@ -70,11 +72,16 @@ def _to_original(hf_state):
         if key.endswith(("position_ids", "token_type_ids")):
             continue
         if key.startswith("audio_model.audio_encoder."):
-            k = "audio_branch." + key[len("audio_model.audio_encoder."):]
-            for hf, orig in ((".layernorm_before.", ".norm1."), (".layernorm_after.", ".norm2."),
-                             (".intermediate.dense.", ".mlp.fc1."), (".output.dense.", ".mlp.fc2."),
-                             (".attention.output.dense.", ".attn.proj."), (".attention.self.", ".attn."),
-                             ("batch_norm.", "bn0.")):
+            k = "audio_branch." + key[len("audio_model.audio_encoder.") :]
+            for hf, orig in (
+                (".layernorm_before.", ".norm1."),
+                (".layernorm_after.", ".norm2."),
+                (".intermediate.dense.", ".mlp.fc1."),
+                (".output.dense.", ".mlp.fc2."),
+                (".attention.output.dense.", ".attn.proj."),
+                (".attention.self.", ".attn."),
+                ("batch_norm.", "bn0."),
+            ):
                 k = k.replace(hf, orig)
             k = k.replace(".attn.mlp.fc2.", ".attn.proj.")
             for part in ("query", "key", "value"):
@@ -84,7 +91,7 @@ def _to_original(hf_state):
             else:
                 out["module." + k] = value
         elif key.startswith("text_model."):
-            out["module.text_branch." + key[len("text_model."):]] = value
+            out["module.text_branch." + key[len("text_model.") :]] = value
         elif "_projection.linear" in key:
             out["module." + key.replace(".linear1.", ".0.").replace(".linear2.", ".2.")] = value
         else:

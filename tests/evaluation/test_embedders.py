@@ -43,7 +43,12 @@ def test_name_says_it_is_not_clap():
 
 def test_separates_tempi():
     emb = SpectralStatsEmbedder()
-    clips = [_clicks(90, phase=0.0), _clicks(90, phase=0.21), _clicks(138, phase=0.0), _clicks(138, phase=0.13)]
+    clips = [
+        _clicks(90, phase=0.0),
+        _clicks(90, phase=0.21),
+        _clicks(138, phase=0.0),
+        _clicks(138, phase=0.13),
+    ]
     vecs = [emb.embed(c, SR)[0] for c in clips]
     rhythm = [i for i, n in enumerate(DESCRIPTOR_NAMES) if n.startswith("onset_ac")]
     r = _z([v[rhythm] for v in vecs])
@@ -53,7 +58,9 @@ def test_separates_tempi():
 
 def test_separates_timbres_and_registers():
     emb = SpectralStatsEmbedder()
-    vecs = np.stack([emb.embed(_tone(f, seed=s), SR)[0] for f, s in ((220, 0), (220, 1), (1760, 0), (1760, 1))])
+    vecs = np.stack(
+        [emb.embed(_tone(f, seed=s), SR)[0] for f, s in ((220, 0), (220, 1), (1760, 0), (1760, 1))]
+    )
     assert vecs.shape == (4, DIM) and np.isfinite(vecs).all()
     z = _z(list(vecs))
     d = lambda i, j: np.linalg.norm(z[i] - z[j])  # noqa: E731

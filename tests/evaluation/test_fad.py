@@ -30,7 +30,9 @@ def _fd_by_eigh(x, y):
     w, v = np.linalg.eigh(s1)
     root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     inner = np.linalg.eigvalsh(root1 @ s2 @ root1)
-    return float((m1 - m2) @ (m1 - m2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum())
+    return float(
+        (m1 - m2) @ (m1 - m2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
+    )
 
 
 def test_agrees_with_eigendecomposition_route():
@@ -49,8 +51,9 @@ def test_zero_for_identical_sets_and_symmetric():
 
 def test_closed_forms_of_the_frechet_formula():
     # 1-D: (m1 - m2)^2 + (sd1 - sd2)^2; diagonal covariances: the same per dimension.
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]])) == pytest.approx(
-        9.0 + 1.0, rel=1e-12)
+    assert frechet_distance(
+        np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]])
+    ) == pytest.approx(9.0 + 1.0, rel=1e-12)
     var1, var2 = np.array([1.0, 2.0, 0.5]), np.array([3.0, 0.25, 0.5])
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, -1.0])
     expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(var1) - np.sqrt(var2)) ** 2).sum()
@@ -106,7 +109,9 @@ def test_reference_cache_reuses_and_invalidates(tmp_path):
 
     def compute(paths):
         calls.append(list(paths))
-        return EmbeddingStats.from_embeddings(np.arange(len(paths) * 2, dtype=float).reshape(len(paths), 2) ** 2)
+        return EmbeddingStats.from_embeddings(
+            np.arange(len(paths) * 2, dtype=float).reshape(len(paths), 2) ** 2
+        )
 
     cache = tmp_path / "cache"
     first, meta1 = load_or_compute_reference_stats(cache, "emb-a", {"k": 1}, files, compute)

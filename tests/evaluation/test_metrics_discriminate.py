@@ -44,8 +44,16 @@ def _generated_dir(root: Path, name: str, audio_for: dict[str, list[np.ndarray] 
                 shutil.copyfile(audio, path)
             else:
                 write_audio(path, audio, SR)
-            rows.append({"prompt_id": p.prompt_id, "seed": seed, "path": str(path), "seconds": SECONDS,
-                         "sample_rate": SR, "caption": p.caption})
+            rows.append(
+                {
+                    "prompt_id": p.prompt_id,
+                    "seed": seed,
+                    "path": str(path),
+                    "seconds": SECONDS,
+                    "sample_rate": SR,
+                    "caption": p.caption,
+                }
+            )
     pq.write_table(pa.Table.from_pylist(rows), out / "manifest.parquet")
     return str(out)
 
@@ -62,13 +70,24 @@ def world(tmp_path_factory):
     for p in prompts:
         me = by_id[p.prompt_id]
         own[p.prompt_id] = [Path(me["audio_path"])]
-        unlike = [t for t in train if t["genre"] != me["genre"] and t["mood"] != me["mood"]
-                  and not set(t["instrument"]) & set(me["instrument"])]
+        unlike = [
+            t
+            for t in train
+            if t["genre"] != me["genre"]
+            and t["mood"] != me["mood"]
+            and not set(t["instrument"]) & set(me["instrument"])
+        ]
         other[p.prompt_id] = [Path(unlike[len(other) % len(unlike)]["audio_path"])]
     rng = np.random.default_rng(0)
-    noise = {p.prompt_id: [0.1 * rng.standard_normal((2, int(SR * SECONDS))).astype(np.float32)] for p in prompts}
-    dirs = {"own": _generated_dir(root, "gen_own", own), "other": _generated_dir(root, "gen_other", other),
-            "noise": _generated_dir(root, "gen_noise", noise), "ignores_text": str(root / "generated")}
+    noise = {
+        p.prompt_id: [0.1 * rng.standard_normal((2, int(SR * SECONDS))).astype(np.float32)] for p in prompts
+    }
+    dirs = {
+        "own": _generated_dir(root, "gen_own", own),
+        "other": _generated_dir(root, "gen_other", other),
+        "noise": _generated_dir(root, "gen_noise", noise),
+        "ignores_text": str(root / "generated"),
+    }
     return root, dirs
 
 
@@ -83,14 +102,22 @@ def _copy_generated(root: Path, src: str, name: str) -> tuple[str, list]:
 
 
 def _settings(root: Path, **overrides) -> EvaluateSettings:
-    base = {"tagger_steps": 200, "local_clap_steps": 200, "cache_dir": str(root / "cache"),
-            "out_dir": str(root / "reports")}
+    base = {
+        "tagger_steps": 200,
+        "local_clap_steps": 200,
+        "cache_dir": str(root / "cache"),
+        "out_dir": str(root / "reports"),
+    }
     return EvaluateSettings.from_params({**base, **overrides})
 
 
 def _evaluate(root: Path, generated: str, **overrides):
-    return run_evaluation(_settings(root, **overrides), generated, str(root / "data/prepared/tracks.parquet"),
-                          str(root / "data/instrumental/manifest.parquet"))
+    return run_evaluation(
+        _settings(root, **overrides),
+        generated,
+        str(root / "data/prepared/tracks.parquet"),
+        str(root / "data/instrumental/manifest.parquet"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +161,9 @@ def test_reference_dir_replaces_the_test_split(world, scored):
         shutil.copyfile(c.path, ref / c.prompt_id / "ref.wav")
     same = _evaluate(root, dirs["own"], reference_dir=str(ref))
     assert same.metrics["fad"] == pytest.approx(scored["own"]["fad"], abs=1e-6)
-    assert same.details["reference"]["source"] == str(ref) and same.details["reference"]["n_files"] == len(clips)
+    assert same.details["reference"]["source"] == str(ref) and same.details["reference"]["n_files"] == len(
+        clips
+    )
     noise_ref = root / "noise_refs"
     shutil.copytree(dirs["noise"], noise_ref, ignore=shutil.ignore_patterns("*.jsonl", "*.parquet"))
     against_noise = _evaluate(root, dirs["own"], reference_dir=str(noise_ref)).metrics
@@ -171,4 +200,3 @@ def test_fewer_than_two_readable_files_is_an_error(world):
     (ref / "bad.flac").write_bytes(b"fLaC")
     with pytest.raises(ValueError, match=r"reference set: only 1 readable file\(s\) of 2"):
         _evaluate(root, dirs["own"], reference_dir=str(ref), cache_dir=str(root / "cache_one"))
-

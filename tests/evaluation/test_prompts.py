@@ -16,11 +16,21 @@ from evaluation.prompts import (
 def test_jsonl_with_concept_mapping_and_jamendo_tags(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        json.dumps({"prompt_id": "p1", "caption": "calm  piano ballad",
-                    "concepts": {"genre": ["ballad"], "instrument": ["piano"], "mood/theme": ["calm"]}}) + "\n\n"
-        + json.dumps({"id": "p2", "prompt": "rock", "concepts": ["genre---rock", "drums"]}) + "\n")
+        json.dumps(
+            {
+                "prompt_id": "p1",
+                "caption": "calm  piano ballad",
+                "concepts": {"genre": ["ballad"], "instrument": ["piano"], "mood/theme": ["calm"]},
+            }
+        )
+        + "\n\n"
+        + json.dumps({"id": "p2", "prompt": "rock", "concepts": ["genre---rock", "drums"]})
+        + "\n"
+    )
     p1, p2 = load_prompts(path)
-    assert p1 == Prompt("p1", "calm piano ballad", {"genre": ("ballad",), "instrument": ("piano",), "mood": ("calm",)})
+    assert p1 == Prompt(
+        "p1", "calm piano ballad", {"genre": ("ballad",), "instrument": ("piano",), "mood": ("calm",)}
+    )
     assert p2.concepts == {"genre": ("rock",), "concept": ("drums",)}
     assert p2.all_concepts == ("rock", "drums")
 
@@ -39,7 +49,8 @@ def test_csv_with_category_columns_and_tsv_with_concept_list(tmp_path):
     (tmp_path / "p.csv").write_text(
         "prompt_id,caption,genre,instrument,mood\r\n"
         "c1,Upbeat pop with synth,pop,synthesizer;drums,happy\r\n"
-        "c2,Sad strings,,strings,sad|melancholic\r\n")
+        "c2,Sad strings,,strings,sad|melancholic\r\n"
+    )
     c1, c2 = load_prompts(tmp_path / "p.csv")
     assert c1.concepts == {"genre": ("pop",), "instrument": ("synthesizer", "drums"), "mood": ("happy",)}
     assert c2.concepts == {"instrument": ("strings",), "mood": ("sad", "melancholic")}
@@ -88,9 +99,18 @@ def test_save_then_load_round_trips(tmp_path):
 def _tracks(tmp_path, n_test: int):
     rows = []
     for i in range(2 * n_test + 3):
-        rows.append({"track_id": f"track_{i:07d}", "audio_path": f"a/{i}.wav", "duration": 12.0,
-                     "genre": [f"g{i}"], "instrument": ["piano"], "mood": [],
-                     "caption": f"caption {i}", "split": "test" if i % 2 == 0 and i < 2 * n_test else "train"})
+        rows.append(
+            {
+                "track_id": f"track_{i:07d}",
+                "audio_path": f"a/{i}.wav",
+                "duration": 12.0,
+                "genre": [f"g{i}"],
+                "instrument": ["piano"],
+                "mood": [],
+                "caption": f"caption {i}",
+                "split": "test" if i % 2 == 0 and i < 2 * n_test else "train",
+            }
+        )
     path = tmp_path / "tracks.parquet"
     pl.DataFrame(rows).write_parquet(path)
     return path
@@ -112,8 +132,16 @@ def test_builtin_set_is_the_test_split_seeded_and_stable(tmp_path):
 
 def test_builtin_without_test_split_or_columns_fails(tmp_path):
     path = tmp_path / "tracks.parquet"
-    pl.DataFrame({"track_id": ["t"], "caption": ["c"], "split": ["train"], "genre": [["g"]],
-                  "instrument": [["i"]], "mood": [["m"]]}).write_parquet(path)
+    pl.DataFrame(
+        {
+            "track_id": ["t"],
+            "caption": ["c"],
+            "split": ["train"],
+            "genre": [["g"]],
+            "instrument": [["i"]],
+            "mood": [["m"]],
+        }
+    ).write_parquet(path)
     with pytest.raises(PromptSetError, match="split == 'test'"):
         builtin_prompts(path)
     pl.DataFrame({"track_id": ["t"], "split": ["test"]}).write_parquet(path)

@@ -67,24 +67,46 @@ def _world(tmp_path: Path, prompts=("p1", "p2"), references: dict | None = None)
         for seed in (0, 1):
             path = tmp_path / "generated" / p / f"seed-{seed}.wav"
             write_audio(path, np.full((2, 22050), 0.1 * (seed + 1), np.float32), 44100)
-            rows.append({"prompt_id": p, "seed": seed, "path": str(path), "caption": f"<{p}> & co",
-                         "fad_distance": 1.0 + seed, "text_audio": 0.5, "ccs": 0.5,
-                         "concepts_present": ["genre:rock"], "concepts_missing": ["mood:calm"],
-                         "chosen": seed == (p == "p2")})
+            rows.append(
+                {
+                    "prompt_id": p,
+                    "seed": seed,
+                    "path": str(path),
+                    "caption": f"<{p}> & co",
+                    "fad_distance": 1.0 + seed,
+                    "text_audio": 0.5,
+                    "ccs": 0.5,
+                    "concepts_present": ["genre:rock"],
+                    "concepts_missing": ["mood:calm"],
+                    "chosen": seed == (p == "p2"),
+                }
+            )
             if references is not None:
-                rows[-1].update(reference_id=ref and ref[0], reference_path=ref_path and str(ref_path),
-                                reference_overlap=ref and ref[1])
+                rows[-1].update(
+                    reference_id=ref and ref[0],
+                    reference_path=ref_path and str(ref_path),
+                    reference_overlap=ref and ref[1],
+                )
     return pa.Table.from_pylist(rows)
 
 
 def test_page_links_numbers_and_labels(tmp_path):
-    metrics = {"fad": 3.14159, "clap": 0.25, "ccs": 0.5, "ccs_margin": 0.125,
-               "first_seed": {"fad": 4.0, "clap": 0.2, "ccs": 0.4, "ccs_margin": 0.1},
-               "all_seeds": {"fad": 3.5, "clap": 0.22, "ccs": 0.45, "ccs_margin": 0.11},
-               "ceiling": {"fad": 1.5}}  # a captionless reference set: fad only
-    details = {"metric_sources": {"fad": {"challenge_metric": True, "what": "FAD on LAION-CLAP"},
-                                  "clap": {"challenge_metric": False, "what": "offline stand-in: local model"},
-                                  "ccs": {"challenge_metric": False, "what": "offline stand-in: tagger"}}}
+    metrics = {
+        "fad": 3.14159,
+        "clap": 0.25,
+        "ccs": 0.5,
+        "ccs_margin": 0.125,
+        "first_seed": {"fad": 4.0, "clap": 0.2, "ccs": 0.4, "ccs_margin": 0.1},
+        "all_seeds": {"fad": 3.5, "clap": 0.22, "ccs": 0.45, "ccs_margin": 0.11},
+        "ceiling": {"fad": 1.5},
+    }  # a captionless reference set: fad only
+    details = {
+        "metric_sources": {
+            "fad": {"challenge_metric": True, "what": "FAD on LAION-CLAP"},
+            "clap": {"challenge_metric": False, "what": "offline stand-in: local model"},
+            "ccs": {"challenge_metric": False, "what": "offline stand-in: tagger"},
+        }
+    }
     curves = {"train/loss": (np.array([10.0, 20.0]), np.array([1.0, 0.5]))}
     reports = tmp_path / "reports"
     page = write_report(reports, metrics, details, _world(tmp_path), curves)
@@ -92,11 +114,19 @@ def test_page_links_numbers_and_labels(tmp_path):
     parsed = _Page()
     parsed.feed(text)
 
-    assert len(parsed.sources) == 4 and all(not s.startswith(("/", "file:")) for s in parsed.sources)  # relative
+    assert len(parsed.sources) == 4 and all(
+        not s.startswith(("/", "file:")) for s in parsed.sources
+    )  # relative
     assert all((reports / urllib.parse.unquote(s)).resolve().is_file() for s in parsed.sources)
     assert len(parsed.images) == 4 + 4  # the clips' rows, then the showcase (same PNGs)
-    assert parsed.groups == {"p1": ["chosen", "other"], "p2": ["other", "chosen"], "#showcase": ["showcase"] * 2}
-    assert all((reports / urllib.parse.unquote(s)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for s in parsed.images)
+    assert parsed.groups == {
+        "p1": ["chosen", "other"],
+        "p2": ["other", "chosen"],
+        "#showcase": ["showcase"] * 2,
+    }
+    assert all(
+        (reports / urllib.parse.unquote(s)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for s in parsed.images
+    )
     assert parsed.cells["fad"] == "3.1416" and parsed.cells["first_seed.ccs_margin"] == "0.1000"
     assert parsed.cells["ceiling.fad"] == "1.5000" and "ceiling.clap" not in parsed.cells
     assert len(parsed.cells) == 13 and parsed.chosen_rows == 2
@@ -118,7 +148,13 @@ def _world_rows_only(tmp_path: Path) -> pa.Table:
 
 
 def test_reference_rows_beside_the_generated_clips_and_the_showcase(tmp_path):
-    refs = {"p1": ("p1", 1.0), "p2": ("track_7", 2 / 3), "p3": None, "p4": ("track_7", 0.5), "p5": ("p5", 1.0)}
+    refs = {
+        "p1": ("p1", 1.0),
+        "p2": ("track_7", 2 / 3),
+        "p3": None,
+        "p4": ("track_7", 0.5),
+        "p5": ("p5", 1.0),
+    }
     calls = []
 
     def roundtrip(audio, sr):  # a stand-in codec: halves the level, counts its calls
@@ -126,20 +162,33 @@ def test_reference_rows_beside_the_generated_clips_and_the_showcase(tmp_path):
         return audio * 0.5, sr
 
     reports = tmp_path / "reports"
-    page = write_report(reports, {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.1}, {},
-                        _world(tmp_path, tuple(refs), refs), {}, roundtrip=roundtrip)
+    page = write_report(
+        reports,
+        {"fad": 1.0, "clap": 0.1, "ccs": 0.5, "ccs_margin": 0.1},
+        {},
+        _world(tmp_path, tuple(refs), refs),
+        {},
+        roundtrip=roundtrip,
+    )
     text = page.read_text()
     parsed = _Page()
     parsed.feed(text)
 
     # a reference row first inside its prompt's tbody (sorting moves it with the prompt); none for p3
-    assert parsed.groups["p1"] == ["reference", "chosen", "other"] and parsed.groups["p3"] == ["chosen", "other"]
+    assert parsed.groups["p1"] == ["reference", "chosen", "other"] and parsed.groups["p3"] == [
+        "chosen",
+        "other",
+    ]
     assert "reference: p1 (same track)" in text and "reference: track_7 (tag overlap 0.67)" in text
     assert len(parsed.sources) == 5 * 2 + 4  # every seed, plus the four prompts with a reference
-    assert all(not s.startswith(("/", "file:")) and (reports / urllib.parse.unquote(s)).resolve().is_file()
-               for s in parsed.sources)
+    assert all(
+        not s.startswith(("/", "file:")) and (reports / urllib.parse.unquote(s)).resolve().is_file()
+        for s in parsed.sources
+    )
     assert "../data/instrumental/track_7.wav" in parsed.sources
-    assert all((reports / urllib.parse.unquote(s)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for s in parsed.images)
+    assert all(
+        (reports / urllib.parse.unquote(s)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for s in parsed.images
+    )
 
     # the showcase: the first four prompts by id, each reference, its codec round trip and both seeds
     assert parsed.groups["#showcase"] == ["showcase"] * 4
@@ -160,4 +209,6 @@ def test_reference_rows_beside_the_generated_clips_and_the_showcase(tmp_path):
     parsed.feed(text)
     assert parsed.groups["#showcase"] == ["showcase"] * 2 and "reference-codec" not in text
     assert "through the model's codec" not in text and "The first 2 prompts by id" in text
-    assert text.index("<b>p1</b>", text.index('id="showcase"')) < text.index("<b>p2</b>", text.index('id="showcase"'))
+    assert text.index("<b>p1</b>", text.index('id="showcase"')) < text.index(
+        "<b>p2</b>", text.index('id="showcase"')
+    )

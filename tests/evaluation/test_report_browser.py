@@ -37,16 +37,26 @@ IMAGES = """return Array.from(document.images).map(i => ({src: i.getAttribute('s
 
 
 def _driver():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')"
+    )
     browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
     driver_bin = shutil.which("chromedriver")
     if browser is None or driver_bin is None:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver; .ci/run does it when missing)")
+        pytest.skip(
+            "no headless browser: install Debian's chromium and chromium-driver "
+            "(apt-get install -y chromium chromium-driver; .ci/run does it when missing)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
-                "--window-size=1400,1800"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--mute-audio",
+        "--window-size=1400,1800",
+    ):
         options.add_argument(arg)
     from selenium.webdriver.chrome.service import Service
 
@@ -60,14 +70,21 @@ def report(tmp_path_factory):
     live = root / "dvclive" / "plots" / "metrics"
     for name, scale in (("train/loss", 1.0), ("val/loss", 1.2)):
         (live / name).parent.mkdir(parents=True, exist_ok=True)
-        (live / f"{name}.tsv").write_text("step\tloss\n" + "".join(f"{s}\t{scale * 3 / (1 + s / 50)}\n"
-                                                                   for s in range(10, 410, 10)))
-    params = {"data": {"prepared_dir": str(root / "data/prepared")},
-              "separate": {"out_dir": str(root / "data/instrumental")},
-              "generate": {"out_dir": str(root / "generated")},
-              "codec": {"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 8, "inversion_iters": 8}},
-              "evaluate": {"tagger_steps": 40, "local_clap_steps": 30, "cache_dir": str(root / "cache"),
-                           "out_dir": str(root / "reports")}}
+        (live / f"{name}.tsv").write_text(
+            "step\tloss\n" + "".join(f"{s}\t{scale * 3 / (1 + s / 50)}\n" for s in range(10, 410, 10))
+        )
+    params = {
+        "data": {"prepared_dir": str(root / "data/prepared")},
+        "separate": {"out_dir": str(root / "data/instrumental")},
+        "generate": {"out_dir": str(root / "generated")},
+        "codec": {"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 8, "inversion_iters": 8}},
+        "evaluate": {
+            "tagger_steps": 40,
+            "local_clap_steps": 30,
+            "cache_dir": str(root / "cache"),
+            "out_dir": str(root / "reports"),
+        },
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(params, live_dir=str(root / "dvclive"))
     return root / "reports"
@@ -98,16 +115,26 @@ def test_report_loads_every_clip_and_shows_the_metrics(report):
         assert driver.find_elements("css selector", "svg[aria-label='training loss'] polyline")
 
         metrics = json.loads((report / "metrics.json").read_text())
-        shown = {c.get_attribute("data-key"): c.text for c in driver.find_elements("css selector", "#metrics td[data-key]")}
+        shown = {
+            c.get_attribute("data-key"): c.text
+            for c in driver.find_elements("css selector", "#metrics td[data-key]")
+        }
         assert shown == {k: f"{v:.4f}" for k, v in _leaves(metrics)}
         assert len(driver.find_elements("css selector", "tr.chosen")) == 4
 
         driver.find_element("xpath", "//button[starts-with(., 'CCS')]").click()
-        ccs = [float(b.get_attribute("data-ccs")) for b in driver.find_elements("css selector", "tbody.prompt")]
+        ccs = [
+            float(b.get_attribute("data-ccs")) for b in driver.find_elements("css selector", "tbody.prompt")
+        ]
         assert ccs == sorted(ccs, reverse=True)
-        for group in driver.find_elements("css selector", "tbody.prompt"):  # the reference row moved with its prompt
+        for group in driver.find_elements(
+            "css selector", "tbody.prompt"
+        ):  # the reference row moved with its prompt
             first = group.find_element("css selector", "tr")
-            assert first.get_attribute("class") == "reference" and group.get_attribute("data-prompt") in first.text
+            assert (
+                first.get_attribute("class") == "reference"
+                and group.get_attribute("data-prompt") in first.text
+            )
 
         shots = Path(os.environ.get("FLOWJAM_SCREENSHOT_DIR", report))
         shots.mkdir(parents=True, exist_ok=True)
@@ -118,7 +145,9 @@ def test_report_loads_every_clip_and_shows_the_metrics(report):
         first.rename(first.with_suffix(".moved"))
         try:
             driver.get((report / "index.html").as_uri())
-            broken = [m for m in driver.execute_async_script(LOAD_MEDIA) if m["error"] is not None or m["ready"] < 1]
+            broken = [
+                m for m in driver.execute_async_script(LOAD_MEDIA) if m["error"] is not None or m["ready"] < 1
+            ]
             assert len(broken) == 1 and broken[0]["src"].endswith(f"{first.parent.name}/seed-0.wav")
         finally:
             first.with_suffix(".moved").rename(first)

@@ -55,7 +55,9 @@ def test_spectrogram_puts_a_low_tone_at_the_bottom():
     assert image.min() >= 0 and image.max() == pytest.approx(1.0)
     loudest_row = int(image.mean(axis=1).argmax())
     assert loudest_row > image.shape[0] * 3 // 4  # row 0 is the highest band
-    short = spectrogram_image(np.zeros((1, 100), np.float32), sr)  # shorter than one FFT: one column, no crash
+    short = spectrogram_image(
+        np.zeros((1, 100), np.float32), sr
+    )  # shorter than one FFT: one column, no crash
     assert short.shape[1] == 1
 
 

@@ -16,7 +16,10 @@ from evaluation.submission import (
 )
 from pipelines.submit import run_stage
 
-PROMPTS = [Prompt("p1", "calm piano", {"instrument": ("piano",)}), Prompt("p2", "loud rock", {"genre": ("rock",)})]
+PROMPTS = [
+    Prompt("p1", "calm piano", {"instrument": ("piano",)}),
+    Prompt("p2", "loud rock", {"genre": ("rock",)}),
+]
 IDS = [p.prompt_id for p in PROMPTS]
 
 
@@ -58,7 +61,9 @@ def test_build_writes_best_seeds_manifest_and_metrics_and_validates(tmp_path):
 
 
 def _valid_submission(tmp_path):
-    return build_submission(PROMPTS, {"p1": 0, "p2": 0}, _generated(tmp_path), tmp_path / "sub", _metrics(tmp_path))
+    return build_submission(
+        PROMPTS, {"p1": 0, "p2": 0}, _generated(tmp_path), tmp_path / "sub", _metrics(tmp_path)
+    )
 
 
 def test_validator_rejects_short_low_rate_and_missing_files_listing_all(tmp_path):
@@ -71,8 +76,13 @@ def test_validator_rejects_short_low_rate_and_missing_files_listing_all(tmp_path
     assert "p2.wav: sample rate 22050 Hz, expected 44100 Hz" in text
     assert "missing prompt p3" in text
     with pytest.raises(SubmissionError, match=r"(?s)violation.*p1\.wav.*p2\.wav"):
-        build_submission(PROMPTS, {"p1": 0, "p2": 0}, {("p1", 0): sub / "p1.wav", ("p2", 0): sub / "p2.wav"},
-                         tmp_path / "sub2", None)
+        build_submission(
+            PROMPTS,
+            {"p1": 0, "p2": 0},
+            {("p1", 0): sub / "p1.wav", ("p2", 0): sub / "p2.wav"},
+            tmp_path / "sub2",
+            None,
+        )
 
 
 @pytest.mark.parametrize(
@@ -80,8 +90,12 @@ def test_validator_rejects_short_low_rate_and_missing_files_listing_all(tmp_path
     [
         (lambda d: _tone(d / "p1.wav", amp=0.0), "silent"),
         (lambda d: _tone(d / "p1.wav", amp=1e-6), "silent"),
-        (lambda d: sf.write(str(d / "p1.wav"), np.full((441000, 2), np.nan, np.float32), 44100, subtype="FLOAT"),
-         "non-finite"),
+        (
+            lambda d: sf.write(
+                str(d / "p1.wav"), np.full((441000, 2), np.nan, np.float32), 44100, subtype="FLOAT"
+            ),
+            "non-finite",
+        ),
         (lambda d: _tone(d / "p9.wav"), "extra file p9.wav"),
         (lambda d: (d / "notes.txt").write_text("x"), "unexpected file notes.txt"),
         (lambda d: sf.write(str(d / "p1.wav"), np.zeros((10, 2)), 44100, format="FLAC"), "format FLAC"),
@@ -128,14 +142,21 @@ def test_submit_stage_end_to_end(tmp_path):
     files = _generated(tmp_path)
     gen = tmp_path / "generated"
     save_prompts(gen / "prompts.jsonl", PROMPTS)
-    pq.write_table(pa.table({"prompt_id": [k[0] for k in files], "seed": [k[1] for k in files],
-                             "path": list(files.values())}), gen / "manifest.parquet")
+    pq.write_table(
+        pa.table(
+            {"prompt_id": [k[0] for k in files], "seed": [k[1] for k in files], "path": list(files.values())}
+        ),
+        gen / "manifest.parquet",
+    )
     reports = tmp_path / "reports"
     reports.mkdir()
     (reports / "best_seeds.json").write_text(json.dumps({"p1": 0, "p2": 1}))
     (reports / "metrics.json").write_text(json.dumps({"fad": 2.0}))
-    params = {"generate": {"out_dir": str(gen)}, "evaluate": {"out_dir": str(reports)},
-              "submit": {"out_dir": str(tmp_path / "submission"), "rms_floor": 1e-4}}
+    params = {
+        "generate": {"out_dir": str(gen)},
+        "evaluate": {"out_dir": str(reports)},
+        "submit": {"out_dir": str(tmp_path / "submission"), "rms_floor": 1e-4},
+    }
     out = run_stage(params)
     assert validate_submission(out, IDS) == []
     assert json.loads((out / "provenance.json").read_text())["stage"] == "submit"
@@ -172,12 +193,19 @@ def test_missing_metrics_file_is_flagged_and_fails_the_stage(tmp_path):
     gen = tmp_path / "generated"
     save_prompts(gen / "prompts.jsonl", PROMPTS)
     files = {(pid, 0): str(gen / pid / "seed-0.wav") for pid in IDS}
-    pq.write_table(pa.table({"prompt_id": [k[0] for k in files], "seed": [k[1] for k in files],
-                             "path": list(files.values())}), gen / "manifest.parquet")
+    pq.write_table(
+        pa.table(
+            {"prompt_id": [k[0] for k in files], "seed": [k[1] for k in files], "path": list(files.values())}
+        ),
+        gen / "manifest.parquet",
+    )
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "best_seeds.json").write_text(json.dumps({"p1": 0, "p2": 0}))
-    params = {"generate": {"out_dir": str(gen)}, "evaluate": {"out_dir": str(tmp_path / "reports")},
-              "submit": {"out_dir": str(tmp_path / "out"), "rms_floor": 1e-4}}
+    params = {
+        "generate": {"out_dir": str(gen)},
+        "evaluate": {"out_dir": str(tmp_path / "reports")},
+        "submit": {"out_dir": str(tmp_path / "out"), "rms_floor": 1e-4},
+    }
     with pytest.raises(FileNotFoundError, match=r"metrics\.json.*run the evaluate stage"):
         run_stage(params)
     assert not (tmp_path / "out").exists()
@@ -187,7 +215,7 @@ def test_clip_silent_only_in_its_scored_first_10_seconds_is_rejected(tmp_path):
     sub = _valid_submission(tmp_path)
     sr = 44100
     late = np.zeros((15 * sr, 2), np.float32)
-    late[10 * sr + 100:] = 0.5  # loud from 10 s on: its overall RMS is far above the floor
+    late[10 * sr + 100 :] = 0.5  # loud from 10 s on: its overall RMS is far above the floor
     sf.write(str(sub / "p1.wav"), late, sr, subtype="PCM_16")
     assert float(np.sqrt(np.mean(late.astype(np.float64) ** 2))) > 0.1
     problems = validate_submission(sub, IDS)

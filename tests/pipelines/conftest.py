@@ -8,9 +8,19 @@ from model.flow.trained import export_trained
 from model.network.backbone import VelocityNet, VelocityNetConfig
 
 N_MELS = 16
-CODEC = {"name": "mel", "device": "cpu",
-         "mel": {"sample_rate": 22050, "n_fft": 512, "hop": 256, "n_mels": N_MELS, "f_max": 11025.0,
-                 "griffin_lim_iters": 2, "inversion_iters": 2}}
+CODEC = {
+    "name": "mel",
+    "device": "cpu",
+    "mel": {
+        "sample_rate": 22050,
+        "n_fft": 512,
+        "hop": 256,
+        "n_mels": N_MELS,
+        "f_max": 11025.0,
+        "griffin_lim_iters": 2,
+        "inversion_iters": 2,
+    },
+}
 TEXT = {"encoder": "minilm", "path": "", "max_length": 16}
 
 
@@ -18,8 +28,16 @@ TEXT = {"encoder": "minilm", "path": "", "max_length": 16}
 def model_dir(tmp_path_factory):
     """A tiny randomly initialised VelocityNet saved in the models/final format."""
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(latent_dim=N_MELS, text_dim=384, hidden=16, depth=1, d_state=4, heads=2, time_dim=16,
-                            scan_backend="torch")
+    cfg = VelocityNetConfig(
+        latent_dim=N_MELS,
+        text_dim=384,
+        hidden=16,
+        depth=1,
+        d_state=4,
+        heads=2,
+        time_dim=16,
+        scan_backend="torch",
+    )
     net = VelocityNet(cfg)
     with torch.no_grad():  # zero-initialised output layers would make every velocity 0
         for p in net.parameters():

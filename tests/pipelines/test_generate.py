@@ -17,8 +17,19 @@ def _read(path):
 
 def test_single_prompt_cli_writes_a_10s_44k_stereo_wav(model_dir, tmp_path):
     out = tmp_path / "out.wav"
-    args = ["calm piano ballad", "-o", str(out), "--model-dir", str(model_dir), "--steps", "2",
-            "--params", str(tmp_path / "absent.yaml"), "--device", "cpu"]
+    args = [
+        "calm piano ballad",
+        "-o",
+        str(out),
+        "--model-dir",
+        str(model_dir),
+        "--steps",
+        "2",
+        "--params",
+        str(tmp_path / "absent.yaml"),
+        "--device",
+        "cpu",
+    ]
     main(args)
     info = sf.info(str(out))
     assert (info.samplerate, info.channels, info.frames, info.format) == (44100, 2, 441000, "WAV")
@@ -32,22 +43,50 @@ def test_single_prompt_cli_writes_a_10s_44k_stereo_wav(model_dir, tmp_path):
 
 def test_cli_refuses_clips_shorter_than_10_seconds(model_dir, tmp_path):
     with pytest.raises(ParamsError, match="generate.seconds"):
-        main(["x", "-o", str(tmp_path / "o.wav"), "--model-dir", str(model_dir), "--seconds", "9",
-              "--params", str(tmp_path / "absent.yaml")])
+        main(
+            [
+                "x",
+                "-o",
+                str(tmp_path / "o.wav"),
+                "--model-dir",
+                str(model_dir),
+                "--seconds",
+                "9",
+                "--params",
+                str(tmp_path / "absent.yaml"),
+            ]
+        )
 
 
 def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(model_dir, tmp_path):
-    prompts = [Prompt("p1", "calm piano ballad"), Prompt("p2", "fast loud rock with distorted guitar and drums"),
-               Prompt("p3", "sad strings")]
+    prompts = [
+        Prompt("p1", "calm piano ballad"),
+        Prompt("p2", "fast loud rock with distorted guitar and drums"),
+        Prompt("p3", "sad strings"),
+    ]
     save_prompts(tmp_path / "prompts.jsonl", prompts)
     out = tmp_path / "generated"
-    params = {"generate": {"prompts": str(tmp_path / "prompts.jsonl"), "n_prompts": 0, "seconds": 10.0,
-                           "steps": 2, "cfg_scale": 3.5, "method": "heun", "seeds": 2, "seed": 0, "batch_size": 4,
-                           "device": "cpu", "out_dir": str(out)},
-              "train": {"out_dir": str(model_dir)}}
+    params = {
+        "generate": {
+            "prompts": str(tmp_path / "prompts.jsonl"),
+            "n_prompts": 0,
+            "seconds": 10.0,
+            "steps": 2,
+            "cfg_scale": 3.5,
+            "method": "heun",
+            "seeds": 2,
+            "seed": 0,
+            "batch_size": 4,
+            "device": "cpu",
+            "out_dir": str(out),
+        },
+        "train": {"out_dir": str(model_dir)},
+    }
     run_stage(params)
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
-    assert [(r["prompt_id"], r["seed"]) for r in manifest] == [(p, k) for p in ("p1", "p2", "p3") for k in (0, 1)]
+    assert [(r["prompt_id"], r["seed"]) for r in manifest] == [
+        (p, k) for p in ("p1", "p2", "p3") for k in (0, 1)
+    ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
     assert load_prompts(out / "prompts.jsonl") == prompts
     assert (out / "provenance.json").is_file()
@@ -110,9 +149,14 @@ def test_cli_without_a_model_names_the_option_to_set(tmp_path, monkeypatch):
 def test_cli_falls_back_to_the_params_file(model_dir, tmp_path, monkeypatch):
     """Without flags, the model comes from train.out_dir and the sampler/length from generate.*; flags win."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "train": {"out_dir": str(model_dir)},
-        "generate": {"seconds": 10.5, "steps": 1, "method": "heun", "device": "cpu"}}))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "train": {"out_dir": str(model_dir)},
+                "generate": {"seconds": 10.5, "steps": 1, "method": "heun", "device": "cpu"},
+            }
+        )
+    )
     main(["calm piano", "-o", "a.wav"])
     assert sf.info("a.wav").frames == int(10.5 * 44100)
     main(["calm piano", "-o", "b.wav", "--seconds", "10"])

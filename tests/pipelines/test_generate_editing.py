@@ -17,8 +17,20 @@ def _write_tone(path, seconds, sr, channels=2):
 
 
 def _args(model_dir, tmp_path, out, *extra):
-    return ["calm piano", "-o", str(out), "--model-dir", str(model_dir), "--steps", "2", "--device", "cpu",
-            "--params", str(tmp_path / "absent.yaml"), *extra]
+    return [
+        "calm piano",
+        "-o",
+        str(out),
+        "--model-dir",
+        str(model_dir),
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--params",
+        str(tmp_path / "absent.yaml"),
+        *extra,
+    ]
 
 
 def test_continue_keeps_the_input_extends_it_and_says_where_and_how_long(model_dir, tmp_path, capsys):

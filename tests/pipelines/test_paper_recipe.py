@@ -9,8 +9,18 @@ from pipelines.profile import load_profile, merge
 from tests.model.training.fixtures import HashTextEncoder, tiny_params, write_fixture_shards
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPE_KEYS = ("batch_size", "accum_steps", "lr", "min_lr_ratio", "warmup", "weight_decay", "grad_clip",
-               "ema_decay", "cond_drop", "t_mean")
+RECIPE_KEYS = (
+    "batch_size",
+    "accum_steps",
+    "lr",
+    "min_lr_ratio",
+    "warmup",
+    "weight_decay",
+    "grad_clip",
+    "ema_decay",
+    "cond_drop",
+    "t_mean",
+)
 SOURCES = ("DiT", "SiT", "SAO", "F5-TTS", "ACE-Step", "SD3", "docs/gpu.md")
 
 
@@ -18,7 +28,7 @@ def test_every_training_number_of_the_paper_profile_cites_a_source():
     lines = (ROOT / "profiles" / "paper.yaml").read_text().splitlines()
     start = lines.index("train:")
     comments = {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("  "):
             break
         match = re.match(r"\s+(\w+):\s*[^#]*#\s*(.*)", line)
@@ -35,7 +45,16 @@ def test_paper_train_section_runs_two_steps_on_cpu(tmp_path):
     write_fixture_shards(tmp_path)
     params = tiny_params(tmp_path)
     keep = {k: params["train"][k] for k in ("ckpt_dir", "out_dir")}
-    params["train"] = {**paper, **keep, "steps": 2, "batch_size": 2, "frames": 16, "use_gpu": False,
-                       "val_every": 2, "ckpt_every": 2, "log_every": 1}
+    params["train"] = {
+        **paper,
+        **keep,
+        "steps": 2,
+        "batch_size": 2,
+        "frames": 16,
+        "use_gpu": False,
+        "val_every": 2,
+        "ckpt_every": 2,
+        "log_every": 1,
+    }
     result = run_training(params, live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
     assert result.step == 2 and result.nan_skipped == 0 and result.last_val_loss is not None

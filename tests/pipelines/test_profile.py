@@ -48,8 +48,10 @@ def test_print_mode_on_the_real_paper_profile(capsys):
     out = capsys.readouterr().out.split()
     assert out[0] == "-S" and out[::2] == ["-S"] * (len(out) // 2)
     pairs = dict(a.split("=", 1) for a in out[1::2])
-    assert pairs == {key: yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-                     for key, value in flatten(load_profile("paper")).items()}
+    assert pairs == {
+        key: yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        for key, value in flatten(load_profile("paper")).items()
+    }
     assert yaml.safe_load(pairs["model.depth"]) == 24 and pairs["codec.name"] == "acestep"
     assert yaml.safe_load(pairs["train.steps"]) == 300000
 

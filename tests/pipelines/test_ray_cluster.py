@@ -49,8 +49,14 @@ def free_ports(n: int) -> list[int]:
 
 
 def node_ports() -> list[str]:
-    names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+    names = (
+        "--node-manager-port",
+        "--object-manager-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+    )
     return [f"{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)]
 
 
@@ -92,16 +98,37 @@ def cluster():
     """A head and a worker node on 127.0.0.1, one CPU each; yields the address for RAY_ADDRESS."""
     temp_dir = tempfile.mkdtemp(prefix="fjray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs_port, dashboard_port = free_ports(2)
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": CLUSTER_AUTH,
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # conftest sets 0 (loopback-only private instances); nodes join here
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": CLUSTER_AUTH,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+    }  # conftest sets 0 (loopback-only private instances); nodes join here
     env.pop("RAY_ADDRESS", None)
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}",
-              "--object-store-memory=120000000", "--disable-usage-stats"]
+    common = [
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--num-gpus=0",
+        f"--temp-dir={temp_dir}",
+        "--object-store-memory=120000000",
+        "--disable-usage-stats",
+    ]
     address = f"127.0.0.1:{gcs_port}"
     try:
-        ray_start([RAY, "start", "--head", f"--port={gcs_port}",
-                        "--include-dashboard=false", f"--dashboard-port={dashboard_port}", *common, *node_ports()], env)
+        ray_start(
+            [
+                RAY,
+                "start",
+                "--head",
+                f"--port={gcs_port}",
+                "--include-dashboard=false",
+                f"--dashboard-port={dashboard_port}",
+                *common,
+                *node_ports(),
+            ],
+            env,
+        )
         ray_start([RAY, "start", f"--address={address}", *common, *node_ports()], env)
         yield address
     finally:
@@ -118,25 +145,62 @@ def write_inputs(root: Path, weights_dir: Path) -> Path:
         sf.write(audio / f"{track}.wav", stereo(1.5, seed=i).T, 44100)
     prepared = root / "prepared"
     prepared.mkdir()
-    pl.DataFrame({"track_id": ids, "audio_path": [str(audio / f"{t}.wav") for t in ids],
-                  "caption": ["calm piano", "fast rock drums", "calm piano"], "split": ["train", "train", "validation"],
-                  "genre": [["rock"]] * 3, "instrument": [["piano"]] * 3, "mood": [["calm"]] * 3}
-                 ).write_parquet(prepared / "tracks.parquet")
+    pl.DataFrame(
+        {
+            "track_id": ids,
+            "audio_path": [str(audio / f"{t}.wav") for t in ids],
+            "caption": ["calm piano", "fast rock drums", "calm piano"],
+            "split": ["train", "train", "validation"],
+            "genre": [["rock"]] * 3,
+            "instrument": [["piano"]] * 3,
+            "mood": [["calm"]] * 3,
+        }
+    ).write_parquet(prepared / "tracks.parquet")
     params = {
         "data": {"prepared_dir": str(prepared)},
-        "separate": {"model": "tinyht", "weights_dir": str(weights_dir), "segment": 4.0, "overlap": 0.25,
-                     "shifts": 0, "block_seconds": 9.0, "device": "cpu", "workers": 2, "audio_format": "flac",
-                     "out_dir": str(root / "instrumental")},
+        "separate": {
+            "model": "tinyht",
+            "weights_dir": str(weights_dir),
+            "segment": 4.0,
+            "overlap": 0.25,
+            "shifts": 0,
+            "block_seconds": 9.0,
+            "device": "cpu",
+            "workers": 2,
+            "audio_format": "flac",
+            "out_dir": str(root / "instrumental"),
+        },
         "codec": CODEC,
-        "encode": {"clip_seconds": 1.0, "hop_seconds": 1.0, "max_clips_per_track": 1, "min_clip_seconds": 0.5,
-                   "shard_rows": 2, "batch_size": 1, "workers": 2, "out_dir": str(root / "shards"),
-                   "stats_path": str(root / "stats.json")},
+        "encode": {
+            "clip_seconds": 1.0,
+            "hop_seconds": 1.0,
+            "max_clips_per_track": 1,
+            "min_clip_seconds": 0.5,
+            "shard_rows": 2,
+            "batch_size": 1,
+            "workers": 2,
+            "out_dir": str(root / "shards"),
+            "stats_path": str(root / "stats.json"),
+        },
         "pack": {"out_dir": str(root / "store")},
         "text": {"encoder": "minilm", "path": "", "max_length": 16},
         "model": dict(TINY_MODEL),
-        "train": {"steps": 4, "batch_size": 1, "frames": 32, "lr": 3e-3, "warmup": 1, "ema_decay": 0.9,
-                  "val_every": 4, "ckpt_every": 2, "keep": 2, "log_every": 2, "seed": 0, "workers": 2,
-                  "ckpt_dir": str(root / "checkpoints"), "out_dir": str(root / "final")},
+        "train": {
+            "steps": 4,
+            "batch_size": 1,
+            "frames": 32,
+            "lr": 3e-3,
+            "warmup": 1,
+            "ema_decay": 0.9,
+            "val_every": 4,
+            "ckpt_every": 2,
+            "keep": 2,
+            "log_every": 2,
+            "seed": 0,
+            "workers": 2,
+            "ckpt_dir": str(root / "checkpoints"),
+            "out_dir": str(root / "final"),
+        },
         "ray": {"address": "", "storage": str(root / "ray-storage")},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -197,7 +261,10 @@ def test_separate_encode_and_train_on_a_two_node_cluster_equal_a_local_run(tmp_p
         assert Path(b).parent == remote / "instrumental" / "audio"
         np.testing.assert_allclose(sf.read(a)[0], sf.read(b)[0], atol=1e-6)
     assert shard_rows(remote / "shards") == shard_rows(local / "shards")
-    wl, wr = load_file(local / "final" / "model.safetensors"), load_file(remote / "final" / "model.safetensors")
+    wl, wr = (
+        load_file(local / "final" / "model.safetensors"),
+        load_file(remote / "final" / "model.safetensors"),
+    )
     assert wl.keys() == wr.keys() and all(torch.equal(wl[k], wr[k]) for k in wl)
     assert (remote / "dvclive" / "metrics.json").exists()
 
@@ -206,11 +273,23 @@ def test_a_multi_node_cluster_without_shared_storage_is_refused_before_any_work(
     write_fixture_shards(tmp_path)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params(tmp_path, workers=2)))
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "RAY_ADDRESS": cluster, "RAY_AUTH_MODE": CLUSTER_AUTH}
-    script = ("import sys, yaml\nfrom model.training.ray_train import run_ray_training\n"
-              "run_ray_training(yaml.safe_load(open(sys.argv[1])), workers=2, use_gpu=False, storage_dir='')\n")
-    done = subprocess.run([sys.executable, "-c", script, str(params)], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "RAY_ADDRESS": cluster,
+        "RAY_AUTH_MODE": CLUSTER_AUTH,
+    }
+    script = (
+        "import sys, yaml\nfrom model.training.ray_train import run_ray_training\n"
+        "run_ray_training(yaml.safe_load(open(sys.argv[1])), workers=2, use_gpu=False, storage_dir='')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(params)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "ray.storage is empty but the Ray cluster has 2 nodes" in done.stderr

@@ -8,8 +8,12 @@ from pipelines.summary import main, summary_lines
 
 
 def test_summary_names_outputs_and_the_report(tmp_path, capsys):
-    params = {"train": {"out_dir": str(tmp_path / "models/final")}, "generate": {"out_dir": str(tmp_path / "gen")},
-              "evaluate": {"out_dir": str(tmp_path / "reports")}, "submit": {"out_dir": str(tmp_path / "sub")}}
+    params = {
+        "train": {"out_dir": str(tmp_path / "models/final")},
+        "generate": {"out_dir": str(tmp_path / "gen")},
+        "evaluate": {"out_dir": str(tmp_path / "reports")},
+        "submit": {"out_dir": str(tmp_path / "sub")},
+    }
     lines = summary_lines(params)
     assert all("missing" in line or "no clips" in line for line in lines[1:])
 
@@ -20,8 +24,9 @@ def test_summary_names_outputs_and_the_report(tmp_path, capsys):
         (tmp_path / "gen" / pid / "seed-0.wav").write_bytes(b"RIFF")
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/metrics.json").write_text(json.dumps({"fad": 12.5, "clap": 0.25, "ccs": 0.5}))
-    (tmp_path / "reports/details.json").write_text(json.dumps(
-        {"metric_sources": {"fad": {"challenge_metric": False}}}))
+    (tmp_path / "reports/details.json").write_text(
+        json.dumps({"metric_sources": {"fad": {"challenge_metric": False}}})
+    )
     (tmp_path / "reports/index.html").write_text("<html></html>")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub/p1.wav").write_bytes(b"RIFF")

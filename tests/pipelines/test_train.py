@@ -25,8 +25,11 @@ def test_stage_trains_and_writes_artefact_with_provenance(tmp_path, monkeypatch)
     trained = load_trained(tmp_path / "final")
     assert trained.steps == 6 and trained.info["text_encoder"] == "hash-words"
     prov = json.loads((tmp_path / "final" / "provenance.json").read_text())
-    assert prov["stage"] == "train" and prov["steps"] == 6 and set(prov["params"]) == {"codec", "text", "model",
-                                                                                        "train", "ray"}
+    assert (
+        prov["stage"] == "train"
+        and prov["steps"] == 6
+        and set(prov["params"]) == {"codec", "text", "model", "train", "ray"}
+    )
     metrics = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())
     assert metrics["step"] == 6 and {"loss", "lr", "grad_norm", "steps_per_s"} <= set(metrics["train"])
     assert (tmp_path / "dvclive" / "plots" / "metrics" / "val" / "loss.tsv").exists()
@@ -50,8 +53,14 @@ def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch, ray_inst
     write_fixture_shards(tmp_path)
     params = tiny_params(tmp_path, steps=4, ckpt_every=2, val_every=4, workers=2, batch_size=2)
     monkeypatch.chdir(tmp_path)
-    run_ray_training(params, workers=2, use_gpu=False, storage_dir=tmp_path / "ray",
-                     live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
+    run_ray_training(
+        params,
+        workers=2,
+        use_gpu=False,
+        storage_dir=tmp_path / "ray",
+        live_dir=str(tmp_path / "dvclive"),
+        text_encoder=HashTextEncoder(),
+    )
     state = torch.load(run_checkpoints(tmp_path) / "last.pt", weights_only=False)
     assert state["step"] == 4 and len(state["ranks"]) == 2
     digests = [r["digest"] for r in state["ranks"]]

@@ -14,17 +14,21 @@ import yaml
 from tests.model.training.fixtures import PRINT_PEAK_RSS, TRAIN_AND_MEASURE, tiny_params, write_random_shards
 
 REPO = Path(__file__).resolve().parents[2]
-PACK_AND_MEASURE = """
+PACK_AND_MEASURE = (
+    """
 import sys
 from pipelines import pack
 pack.main(["--params", sys.argv[1]])
-""" + PRINT_PEAK_RSS
+"""
+    + PRINT_PEAK_RSS
+)
 
 
 def peak_rss(script: str, *args: str, cwd: Path) -> int:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return int(done.stdout.strip().splitlines()[-1])
 
@@ -43,8 +47,10 @@ def train_peak_rss(root: Path, n_clips: int) -> tuple[int, int, int]:
 def test_training_memory_stays_far_below_a_gigabyte_store(tmp_path):
     small_bytes, _, small_rss = train_peak_rss(tmp_path / "small", 32)
     big_bytes, pack_rss, big_rss = train_peak_rss(tmp_path / "big", 8192)  # 8192 x 64 x 1024 x 2 B = 1.07 GB
-    print(f"latents {big_bytes / 2**20:.0f} MiB; peak RSS: train {small_rss / 2**20:.0f} MiB (32 clips), "
-          f"{big_rss / 2**20:.0f} MiB (8192 clips); pack {pack_rss / 2**20:.0f} MiB")
+    print(
+        f"latents {big_bytes / 2**20:.0f} MiB; peak RSS: train {small_rss / 2**20:.0f} MiB (32 clips), "
+        f"{big_rss / 2**20:.0f} MiB (8192 clips); pack {pack_rss / 2**20:.0f} MiB"
+    )
     store = tmp_path / "big" / "store" / "train" / "latents.npy"
     assert big_bytes >= 2**30 and store.stat().st_size >= big_bytes
     # 256x the data, yet the training process grows by < 3 % of the data (~570 MB of it is torch and the

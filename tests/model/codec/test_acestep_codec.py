@@ -25,18 +25,34 @@ BLOCKS = ("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock")
 # ACE-Step's music_dcae_f8c8 structure (block types, depths, multiscale attention, Conv down / interpolate up,
 # RMSNorm + SiLU decoder) with tiny widths.
 TINY_DCAE = dict(
-    in_channels=2, latent_channels=8, attention_head_dim=8,
-    encoder_block_types=BLOCKS, decoder_block_types=BLOCKS,
-    encoder_block_out_channels=(8, 16, 16, 32), decoder_block_out_channels=(8, 16, 16, 32),
-    encoder_layers_per_block=(2, 2, 3, 3), decoder_layers_per_block=(3, 3, 3, 3),
-    encoder_qkv_multiscales=((), (), (5,), (5,)), decoder_qkv_multiscales=((), (), (5,), (5,)),
-    upsample_block_type="interpolate", downsample_block_type="Conv",
-    decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41407,
+    in_channels=2,
+    latent_channels=8,
+    attention_head_dim=8,
+    encoder_block_types=BLOCKS,
+    decoder_block_types=BLOCKS,
+    encoder_block_out_channels=(8, 16, 16, 32),
+    decoder_block_out_channels=(8, 16, 16, 32),
+    encoder_layers_per_block=(2, 2, 3, 3),
+    decoder_layers_per_block=(3, 3, 3, 3),
+    encoder_qkv_multiscales=((), (), (5,), (5,)),
+    decoder_qkv_multiscales=((), (), (5,), (5,)),
+    upsample_block_type="interpolate",
+    downsample_block_type="Conv",
+    decoder_norm_types="rms_norm",
+    decoder_act_fns="silu",
+    scaling_factor=0.41407,
 )
 TINY_VOCODER = VocoderConfig(
-    depths=(1, 1), dims=(8, 16), upsample_rates=(8, 8, 8), upsample_kernel_sizes=(16, 16, 16),
-    resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),), num_mels=16, upsample_initial_channel=16,
-    pre_conv_kernel_size=7, post_conv_kernel_size=7,
+    depths=(1, 1),
+    dims=(8, 16),
+    upsample_rates=(8, 8, 8),
+    upsample_kernel_sizes=(16, 16, 16),
+    resblock_kernel_sizes=(3,),
+    resblock_dilation_sizes=((1, 3, 5),),
+    num_mels=16,
+    upsample_initial_channel=16,
+    pre_conv_kernel_size=7,
+    post_conv_kernel_size=7,
 )
 
 
@@ -190,7 +206,9 @@ def test_vocoder_loads_strictly(snapshot, tmp_path):
     torch.save(state, folder / "diffusion_pytorch_model.bin")
     torch.testing.assert_close(load_vocoder(folder).state_dict(), original.state_dict())
     # a missing weight is an error, never a silent random init
-    torch.save({k: v for k, v in state.items() if k != "head.conv_post.bias"}, folder / "diffusion_pytorch_model.bin")
+    torch.save(
+        {k: v for k, v in state.items() if k != "head.conv_post.bias"}, folder / "diffusion_pytorch_model.bin"
+    )
     with pytest.raises(RuntimeError, match="head.conv_post.bias"):
         load_vocoder(folder)
 
@@ -229,8 +247,9 @@ def test_dcae_with_missing_or_extra_weights_is_an_error(snapshot, tmp_path):
 
 
 def test_bfloat16_weights_give_close_float32_latents(snapshot, codec):
-    half = build_codec({"name": "acestep", "acestep_dir": str(snapshot), "device": "cpu",
-                        "acestep": {"dtype": "bfloat16"}})
+    half = build_codec(
+        {"name": "acestep", "acestep_dir": str(snapshot), "device": "cpu", "acestep": {"dtype": "bfloat16"}}
+    )
     assert half.vocoder.mel_transform.mel_scale.fb.dtype == torch.float32
     wav = stereo(0.5, seed=3)
     z, z_half = codec.encode(wav), half.encode(wav)

@@ -43,8 +43,12 @@ def copy_of(snapshot: Path, tmp_path: Path) -> Path:
 def test_dcae_weight_names_are_the_ones_diffusers_reads():
     from diffusers.utils import constants
 
-    assert set(DCAE_WEIGHT_NAMES) == {constants.SAFETENSORS_WEIGHTS_NAME, constants.WEIGHTS_NAME,
-                                      constants.SAFE_WEIGHTS_INDEX_NAME, constants.WEIGHTS_INDEX_NAME}
+    assert set(DCAE_WEIGHT_NAMES) == {
+        constants.SAFETENSORS_WEIGHTS_NAME,
+        constants.WEIGHTS_NAME,
+        constants.SAFE_WEIGHTS_INDEX_NAME,
+        constants.WEIGHTS_INDEX_NAME,
+    }
 
 
 def test_dcae_weights_under_a_name_diffusers_ignores_are_refused(snapshot, tmp_path):
@@ -61,15 +65,26 @@ def test_dcae_weights_under_a_name_diffusers_ignores_are_refused(snapshot, tmp_p
     assert require_snapshot(root) == root
 
 
-@pytest.mark.parametrize(("change", "found"), [
-    ({"encoder_block_out_channels": (8, 16, 32), "decoder_block_out_channels": (8, 16, 32),
-      "encoder_block_types": ("ResBlock", "ResBlock", "EfficientViTBlock"),
-      "decoder_block_types": ("ResBlock", "ResBlock", "EfficientViTBlock"), "encoder_layers_per_block": (1, 1, 1),
-      "decoder_layers_per_block": (1, 1, 1), "encoder_qkv_multiscales": ((), (), (5,)),
-      "decoder_qkv_multiscales": ((), (), (5,))}, "encoder_compression 4, decoder_compression 4"),
-    ({"latent_channels": 4}, "latent_channels 4"),
-    ({"in_channels": 1}, "in_channels 1"),
-])
+@pytest.mark.parametrize(
+    ("change", "found"),
+    [
+        (
+            {
+                "encoder_block_out_channels": (8, 16, 32),
+                "decoder_block_out_channels": (8, 16, 32),
+                "encoder_block_types": ("ResBlock", "ResBlock", "EfficientViTBlock"),
+                "decoder_block_types": ("ResBlock", "ResBlock", "EfficientViTBlock"),
+                "encoder_layers_per_block": (1, 1, 1),
+                "decoder_layers_per_block": (1, 1, 1),
+                "encoder_qkv_multiscales": ((), (), (5,)),
+                "decoder_qkv_multiscales": ((), (), (5,)),
+            },
+            "encoder_compression 4, decoder_compression 4",
+        ),
+        ({"latent_channels": 4}, "latent_channels 4"),
+        ({"in_channels": 1}, "in_channels 1"),
+    ],
+)
 def test_a_dcae_that_is_not_f8c8_is_refused_with_folder_and_values(tmp_path, change, found):
     root = make_snapshot(tmp_path / "snap", dcae={**TINY_DCAE, **change})
     with pytest.raises(ValueError, match=found) as err:

@@ -78,7 +78,9 @@ def test_two_runs_are_byte_identical_and_rerun_skips(tmp_path, small_dataset):
 def test_adding_tracks_keeps_earlier_ones(tmp_path, small_dataset):
     """A 12-track set generated from scratch holds the 10-track set's tracks unchanged: same audio, tags, split."""
     root, cfg, layout = small_dataset
-    bigger = generate_dataset(tmp_path / "bigger", SyntheticConfig(n_tracks=12, seconds=cfg.seconds, seed=cfg.seed))
+    bigger = generate_dataset(
+        tmp_path / "bigger", SyntheticConfig(n_tracks=12, seconds=cfg.seconds, seed=cfg.seed)
+    )
     small_tracks, _ = read_tsv(layout.metadata_tsv)
     big_tracks, _ = read_tsv(bigger.metadata_tsv)
     assert len(big_tracks) == 12 and big_tracks[:10] == small_tracks

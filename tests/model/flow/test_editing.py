@@ -28,7 +28,9 @@ def oracle(x_star: torch.Tensor):
     return lambda x, t: (x_star - x) / (1.0 - t)
 
 
-@pytest.mark.parametrize(("method", "repeats"), [("euler", 1), ("midpoint", 1), ("euler", 3), ("midpoint", 2)])
+@pytest.mark.parametrize(
+    ("method", "repeats"), [("euler", 1), ("midpoint", 1), ("euler", 3), ("midpoint", 2)]
+)
 def test_oracle_field_gives_back_the_known_region_and_the_oracle_answer_elsewhere(method, repeats):
     g = torch.Generator().manual_seed(0)
     x_star = torch.randn(2, D, T, generator=g, dtype=torch.float64)
@@ -37,8 +39,15 @@ def test_oracle_field_gives_back_the_known_region_and_the_oracle_answer_elsewher
     mask[0, :5] = True  # continuation
     mask[1, :3] = mask[1, 9:] = True  # inpainting: frames 3..8 generated, known on both sides
     noise = torch.randn(2, D, T, generator=g, dtype=torch.float64)
-    out = sample_with_known(oracle(x_star), noise, KnownRegion(x_known, mask), steps=7, method=method,
-                            repeats=repeats, generator=torch.Generator().manual_seed(1))
+    out = sample_with_known(
+        oracle(x_star),
+        noise,
+        KnownRegion(x_known, mask),
+        steps=7,
+        method=method,
+        repeats=repeats,
+        generator=torch.Generator().manual_seed(1),
+    )
     m = mask[:, None, :].expand_as(out)
     torch.testing.assert_close(out[m], x_known[m], rtol=0, atol=1e-12)
     torch.testing.assert_close(out[~m], x_star[~m], rtol=0, atol=1e-10)
@@ -89,14 +98,17 @@ def test_splice_weights_keep_known_audio_and_ramp_inside_the_span():
     assert (np.diff(w[39:46]) < 0).all() and (np.diff(w[64:71]) > 0).all()
 
 
-CODEC = MelCodecConfig(sample_rate=22050, n_fft=512, hop=256, n_mels=16, f_max=11025.0, griffin_lim_iters=16,
-                       inversion_iters=10)
+CODEC = MelCodecConfig(
+    sample_rate=22050, n_fft=512, hop=256, n_mels=16, f_max=11025.0, griffin_lim_iters=16, inversion_iters=10
+)
 
 
 def _tone(seconds: float, sr: int = 22050) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     env = 0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t)
-    return (0.3 * env * (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 1250 * t)))[None].astype(np.float32)
+    return (0.3 * env * (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 1250 * t)))[None].astype(
+        np.float32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +120,16 @@ def trained_engine():
     z = codec.encode(torch.from_numpy(np.stack([_tone(3.0) * a for a in (0.5, 1.0, 1.5)])))
     stats = Standardiser(tuple(z.mean(dim=(0, 2)).tolist()), tuple(z.var(dim=(0, 2)).tolist()))
     x = stats.standardise(z)
-    cfg = VelocityNetConfig(latent_dim=16, text_dim=text.dim, hidden=32, depth=1, d_state=4, heads=2, time_dim=16,
-                            scan_backend="torch")
+    cfg = VelocityNetConfig(
+        latent_dim=16,
+        text_dim=text.dim,
+        hidden=32,
+        depth=1,
+        d_state=4,
+        heads=2,
+        time_dim=16,
+        scan_backend="torch",
+    )
     net = VelocityNet(cfg)
     emb, mask = text.encode(["tone"] * x.shape[0])
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -132,8 +152,15 @@ def test_trained_model_inpainting_keeps_the_known_region_within_the_codec_round_
     codec = trained_engine.codec
     audio = _tone(4.0)
     editor = MusicEditor(trained_engine)
-    result = editor.inpaint("tone", audio, 22050, 1.5, 2.5, SamplerConfig(steps=6, cfg_scale=2.0),
-                            torch.Generator().manual_seed(0))
+    result = editor.inpaint(
+        "tone",
+        audio,
+        22050,
+        1.5,
+        2.5,
+        SamplerConfig(steps=6, cfg_scale=2.0),
+        torch.Generator().manual_seed(0),
+    )
     assert result.audio.shape == (2, 4 * 44100)
     # the known latents come back exactly (standardised space), the span does not
     z_in = editor.known_latents(audio, 22050, result.known.shape[0])
@@ -160,14 +187,20 @@ def test_trained_model_inpainting_keeps_the_known_region_within_the_codec_round_
     from model.audio.io import to_channels
 
     original = to_channels(resample(audio, 22050, 44100), 2)
-    np.testing.assert_allclose(result.audio[:, : int(1.5 * 44100)], original[:, : int(1.5 * 44100)], atol=1e-6)
-    np.testing.assert_allclose(result.audio[:, int(2.5 * 44100) :], original[:, int(2.5 * 44100) :], atol=1e-6)
+    np.testing.assert_allclose(
+        result.audio[:, : int(1.5 * 44100)], original[:, : int(1.5 * 44100)], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        result.audio[:, int(2.5 * 44100) :], original[:, int(2.5 * 44100) :], atol=1e-6
+    )
 
 
 def test_continuation_keeps_the_input_and_extends_it(trained_engine):
     audio = _tone(2.0)
     editor = MusicEditor(trained_engine)
-    result = editor.continue_audio("tone", audio, 22050, 3.0, SamplerConfig(steps=3), torch.Generator().manual_seed(0))
+    result = editor.continue_audio(
+        "tone", audio, 22050, 3.0, SamplerConfig(steps=3), torch.Generator().manual_seed(0)
+    )
     assert result.audio.shape == (2, 3 * 44100)
     assert result.known[: int(2.0 * trained_engine.codec.frame_rate)].all() and not result.known[-1]
     assert result.generated[2 * 44100 :].all() and not result.generated[: 2 * 44100].any()

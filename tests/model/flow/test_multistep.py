@@ -15,8 +15,10 @@ def _reference(a: float) -> float:
 def test_ab2_is_second_order_when_halving_steps():
     a = -1.5
     x0 = torch.ones(1, 1, 1, dtype=torch.float64)
-    err = [abs(integrate(lambda x, t: a * x + math.sin(3.0 * t), x0, s, "ab2").item() - _reference(a))
-           for s in (32, 64, 128)]
+    err = [
+        abs(integrate(lambda x, t: a * x + math.sin(3.0 * t), x0, s, "ab2").item() - _reference(a))
+        for s in (32, 64, 128)
+    ]
     for coarse, fine in zip(err, err[1:], strict=False):
         assert coarse / fine == pytest.approx(4.0, rel=0.15)
 

@@ -50,11 +50,17 @@ def test_point_mass_optimal_velocity_is_recovered():
     x0 = torch.randn(1, 4, 6, generator=gen(3)).double()
     batch = x0.expand(64, -1, -1)
     text, text_mask = torch.zeros(64, 1, 2).double(), torch.ones(64, 1, dtype=torch.bool)
-    flow = FlowMatching(PointMassOracle(x0), FlowConfig(cond_drop=0.0), torch.zeros(1, 1, 2), torch.ones(1, 1).bool())
+    flow = FlowMatching(
+        PointMassOracle(x0), FlowConfig(cond_drop=0.0), torch.zeros(1, 1, 2), torch.ones(1, 1).bool()
+    )
     loss, path = flow(batch, None, text, text_mask, gen(4))
     assert float(loss) < 1e-12  # the oracle is the regression target exactly (float64 round-off)
-    wrong = FlowMatching(PointMassOracle(x0, sign=0.5), FlowConfig(cond_drop=0.0), torch.zeros(1, 1, 2),
-                         torch.ones(1, 1).bool())
+    wrong = FlowMatching(
+        PointMassOracle(x0, sign=0.5),
+        FlowConfig(cond_drop=0.0),
+        torch.zeros(1, 1, 2),
+        torch.ones(1, 1).bool(),
+    )
     assert float(wrong(batch, None, text, text_mask, gen(4))[0]) > 0.1
     # integrating the oracle from noise at t = 0 with one Euler step lands on the data (straight paths)
     z = torch.randn(2, 4, 6, generator=gen(5)).double()
@@ -72,7 +78,9 @@ def test_masked_mse_ignores_pads():
     pred2[0, :, 5:] = 1e6  # garbage on pads
     pred2[1, :, 2:] = float("nan")
     torch.testing.assert_close(masked_mse(pred2, target, mask), base)
-    valid = torch.cat([(pred[0, :, :5] - target[0, :, :5]).flatten(), (pred[1, :, :2] - target[1, :, :2]).flatten()])
+    valid = torch.cat(
+        [(pred[0, :, :5] - target[0, :, :5]).flatten(), (pred[1, :, :2] - target[1, :, :2]).flatten()]
+    )
     torch.testing.assert_close(base, valid.square().mean())
     torch.testing.assert_close(masked_mse(pred, target, None), (pred - target).square().mean())
     with pytest.raises(ValueError, match="no valid frames"):

@@ -72,8 +72,10 @@ def test_euler_matches_its_closed_form_on_exponential_growth():
 def test_error_shrinks_with_the_method_order_when_halving_steps(method, order):
     a = -1.5
     x0 = torch.ones(1, 1, 1, dtype=torch.float64)
-    err = [abs(integrate(lambda x, t: a * x + math.sin(3.0 * t), x0, s, method).item() - _reference(a))
-           for s in (16, 32, 64)]
+    err = [
+        abs(integrate(lambda x, t: a * x + math.sin(3.0 * t), x0, s, method).item() - _reference(a))
+        for s in (16, 32, 64)
+    ]
     for coarse, fine in zip(err, err[1:], strict=False):
         assert coarse / fine == pytest.approx(2**order, rel=0.1)
 
@@ -107,12 +109,32 @@ def test_one_stacked_forward_per_euler_step_and_two_for_heun():
     net = TextShiftedLinear()
     text, mask = _text([3])
     null, null_mask = _null()
-    sample(net, text, mask, null, null_mask, n_frames=T, steps=6, cfg_scale=2.0, method="euler",
-           generator=torch.Generator().manual_seed(0))
+    sample(
+        net,
+        text,
+        mask,
+        null,
+        null_mask,
+        n_frames=T,
+        steps=6,
+        cfg_scale=2.0,
+        method="euler",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert net.calls == [2] * 6
     net.calls.clear()
-    sample(net, text, mask, null, null_mask, n_frames=T, steps=6, cfg_scale=2.0, method="heun",
-           generator=torch.Generator().manual_seed(0))
+    sample(
+        net,
+        text,
+        mask,
+        null,
+        null_mask,
+        n_frames=T,
+        steps=6,
+        cfg_scale=2.0,
+        method="heun",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert net.calls == [2] * 12
 
 
@@ -140,12 +162,28 @@ def test_per_prompt_seeding_is_independent_of_batch_composition():
     gens = [noise_generator(pid, k) for pid, k in ids]
     batch = sample(net, text_all, mask_all, null, null_mask, T, steps=5, generator=gens)
     # prompt p-c alone: its own tokens, unpadded, its own generator
-    alone = sample(net, text_all[2:, :3], mask_all[2:, :3], null, null_mask, T, steps=5,
-                   generator=[noise_generator("p-c", 0)])
+    alone = sample(
+        net,
+        text_all[2:, :3],
+        mask_all[2:, :3],
+        null,
+        null_mask,
+        T,
+        steps=5,
+        generator=[noise_generator("p-c", 0)],
+    )
     torch.testing.assert_close(batch[2:], alone, rtol=0, atol=1e-6)
     # reversed order gives the reversed outputs
-    rev = sample(net, text_all.flip(0), mask_all.flip(0), null, null_mask, T, steps=5,
-                 generator=[noise_generator(pid, k) for pid, k in reversed(ids)])
+    rev = sample(
+        net,
+        text_all.flip(0),
+        mask_all.flip(0),
+        null,
+        null_mask,
+        T,
+        steps=5,
+        generator=[noise_generator(pid, k) for pid, k in reversed(ids)],
+    )
     torch.testing.assert_close(rev.flip(0), batch, rtol=0, atol=1e-6)
 
 
@@ -156,7 +194,8 @@ def test_stable_seed_is_deterministic_and_distinguishes_prompts_and_indices():
     assert all(0 <= s < 2**63 for s in seeds)
     # fixed value: a change here changes every generated file, so it must be deliberate
     assert stable_seed("track_0000001", 0) == int.from_bytes(
-        __import__("hashlib").sha256(b"0:track_0000001:0").digest()[:8], "little") & (2**63 - 1)
+        __import__("hashlib").sha256(b"0:track_0000001:0").digest()[:8], "little"
+    ) & (2**63 - 1)
 
 
 def test_initial_noise_per_item_generators_match_individual_draws():
@@ -180,8 +219,18 @@ def test_frame_mask_zeroes_padded_frames_and_reaches_the_net():
     text, mask = _text([2, 2])
     null, null_mask = _null()
     frames = torch.tensor([[True] * T, [True] * 3 + [False] * (T - 3)])
-    out = sample(net, text, mask, null, null_mask, T, steps=2, cfg_scale=3.0, frame_mask=frames,
-                 generator=torch.Generator().manual_seed(0))
+    out = sample(
+        net,
+        text,
+        mask,
+        null,
+        null_mask,
+        T,
+        steps=2,
+        cfg_scale=3.0,
+        frame_mask=frames,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert seen["mask"].shape == (4, T)
     assert (out[1, :, 3:] == 0).all() and (out[0] != 0).all()
 
@@ -198,8 +247,9 @@ def test_real_velocity_net_output_does_not_depend_on_batch_neighbours():
     from model.network.backbone import VelocityNet, VelocityNetConfig
 
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(latent_dim=D, text_dim=E, hidden=16, depth=1, d_state=4, heads=2, time_dim=16,
-                            scan_backend="torch")
+    cfg = VelocityNetConfig(
+        latent_dim=D, text_dim=E, hidden=16, depth=1, d_state=4, heads=2, time_dim=16, scan_backend="torch"
+    )
     net = VelocityNet(cfg)
     with torch.no_grad():  # the zero-initialised output layers would make every velocity 0
         for p in net.parameters():
@@ -207,9 +257,29 @@ def test_real_velocity_net_output_does_not_depend_on_batch_neighbours():
     null, null_mask = _null()
     text, mask = _text([4, 1, 3], seed=3)
     ids = [("a", 0), ("b", 0), ("c", 1)]
-    batch = sample(net, text, mask, null, null_mask, T, steps=3, cfg_scale=3.5, method="midpoint",
-                   generator=[noise_generator(p, k) for p, k in ids])
-    alone = sample(net, text[1:2, :1], mask[1:2, :1], null, null_mask, T, steps=3, cfg_scale=3.5,
-                   method="midpoint", generator=[noise_generator("b", 0)])
+    batch = sample(
+        net,
+        text,
+        mask,
+        null,
+        null_mask,
+        T,
+        steps=3,
+        cfg_scale=3.5,
+        method="midpoint",
+        generator=[noise_generator(p, k) for p, k in ids],
+    )
+    alone = sample(
+        net,
+        text[1:2, :1],
+        mask[1:2, :1],
+        null,
+        null_mask,
+        T,
+        steps=3,
+        cfg_scale=3.5,
+        method="midpoint",
+        generator=[noise_generator("b", 0)],
+    )
     assert batch.abs().max() > 0.1
     torch.testing.assert_close(batch[1:2], alone, rtol=1e-5, atol=1e-5)

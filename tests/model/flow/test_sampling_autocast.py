@@ -9,8 +9,19 @@ from tests.model.network.kernel_contract import install_stand_in
 
 def _net():
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(latent_dim=4, text_dim=8, hidden=16, depth=2, d_state=4, d_conv=4, expand=1,
-                            heads=2, mlp_ratio=1.0, time_dim=8, scan_backend="auto")
+    cfg = VelocityNetConfig(
+        latent_dim=4,
+        text_dim=8,
+        hidden=16,
+        depth=2,
+        d_state=4,
+        d_conv=4,
+        expand=1,
+        heads=2,
+        mlp_ratio=1.0,
+        time_dim=8,
+        scan_backend="auto",
+    )
     net = VelocityNet(cfg)
     with torch.no_grad():
         for p in net.parameters():
@@ -19,11 +30,26 @@ def _net():
 
 
 def _sample(net, **kw):
-    text, text_mask = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(5)), torch.ones(2, 3).bool()
+    text, text_mask = (
+        torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(5)),
+        torch.ones(2, 3).bool(),
+    )
     null_text, null_mask = torch.zeros(1, 1, 8), torch.ones(1, 1, dtype=torch.bool)
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
-    return sample(net, text, text_mask, null_text, null_mask, 12, steps=4, cfg_scale=3.5, method="heun",
-                  generator=gens, latent_dim=4, **kw)
+    return sample(
+        net,
+        text,
+        text_mask,
+        null_text,
+        null_mask,
+        12,
+        steps=4,
+        cfg_scale=3.5,
+        method="heun",
+        generator=gens,
+        latent_dim=4,
+        **kw,
+    )
 
 
 def test_sampling_under_autocast_meets_the_kernel_contract_and_tracks_fp32(monkeypatch):

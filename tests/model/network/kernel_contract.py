@@ -99,6 +99,9 @@ def install_stand_in(monkeypatch) -> ContractCheckingScan:
 
     stand_in = ContractCheckingScan()
     monkeypatch.setattr(scan_cuda, "_import_selective_scan_fn", lambda: (stand_in, ""))
-    monkeypatch.setattr(mamba_module, "choose_scan_backend",
-                        lambda requested, device, probe=None: ("cuda", "kernel stand-in on CPU"))
+    monkeypatch.setattr(
+        mamba_module,
+        "choose_scan_backend",
+        lambda requested, device, probe=None: ("cuda", "kernel stand-in on CPU"),
+    )
     return stand_in

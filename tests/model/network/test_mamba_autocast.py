@@ -24,8 +24,9 @@ def test_stand_in_refuses_what_the_kernel_refuses():
         "A dtype": dict(A=A.to(BF16)),
         "D dtype": dict(D=D.to(BF16)),
         "delta_bias dtype": dict(delta_bias=D.to(BF16)),
-        "state dimension": dict(A=-torch.rand(4, 257), B=torch.randn(1, 257, 6, dtype=BF16),
-                                C=torch.randn(1, 257, 6, dtype=BF16)),
+        "state dimension": dict(
+            A=-torch.rand(4, 257), B=torch.randn(1, 257, 6, dtype=BF16), C=torch.randn(1, 257, 6, dtype=BF16)
+        ),
     }
     for what, change in bad.items():
         args = dict(u=u, delta=u.clone(), A=A, B=B, C=C, D=D, z=u.clone(), delta_bias=D.clone(), **{})
@@ -89,8 +90,10 @@ def test_torch_scan_bf16_inputs_agree_with_fp32(method):
     results = []
     for dtype in (torch.float32, BF16):
         # the same bf16-representable values in both runs, so only the precision of the scan differs
-        leaves = [t.to(BF16).to(dtype).requires_grad_() if i in (0, 1, 3, 4, 6) else t.clone().requires_grad_()
-                  for i, t in enumerate(fp32)]
+        leaves = [
+            t.to(BF16).to(dtype).requires_grad_() if i in (0, 1, 3, 4, 6) else t.clone().requires_grad_()
+            for i, t in enumerate(fp32)
+        ]
         with torch.autocast("cpu", dtype=BF16, enabled=dtype == BF16):
             y = selective_scan_time_major(*leaves, delta_softplus=True, method=method, chunk_size=8)
         y.float().square().sum().backward()
@@ -103,8 +106,19 @@ def test_torch_scan_bf16_inputs_agree_with_fp32(method):
 
 def test_velocity_net_under_autocast_agrees_with_fp32():
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(latent_dim=4, text_dim=8, hidden=32, depth=2, d_state=4, d_conv=4, expand=1,
-                            heads=2, mlp_ratio=1.0, time_dim=8, scan_backend="torch")
+    cfg = VelocityNetConfig(
+        latent_dim=4,
+        text_dim=8,
+        hidden=32,
+        depth=2,
+        d_state=4,
+        d_conv=4,
+        expand=1,
+        heads=2,
+        mlp_ratio=1.0,
+        time_dim=8,
+        scan_backend="torch",
+    )
     net = VelocityNet(cfg)
     with torch.no_grad():  # gates and adaLN start at zero: open them so every block contributes
         for p in net.parameters():

@@ -37,7 +37,9 @@ def test_auto_uses_cuda_only_when_the_probe_succeeds():
 
 
 def test_explicit_cuda_fails_with_what_to_install():
-    with pytest.raises(scan_cuda.CudaScanUnavailableError, match=r"no kernel image.*install the `cuda` extra"):
+    with pytest.raises(
+        scan_cuda.CudaScanUnavailableError, match=r"no kernel image.*install the `cuda` extra"
+    ):
         choose_scan_backend("cuda", CUDA0, probe(False, "no kernel image"))
     with pytest.raises(ValueError, match="got input on cpu"):
         choose_scan_backend("cuda", torch.device("cpu"), probe(True))

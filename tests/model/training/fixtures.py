@@ -17,8 +17,15 @@ from model.data.store import pack_store
 CAPTIONS = ("calm piano", "fast rock drums", "dark ambient pad", "happy folk guitar")
 
 
-def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int = 4, width: int = 24,
-                         seed: int = 0, rows_per_shard: int = 5) -> Path:
+def write_fixture_shards(
+    root: Path,
+    n_train: int = 12,
+    n_val: int = 4,
+    dim: int = 4,
+    width: int = 24,
+    seed: int = 0,
+    rows_per_shard: int = 5,
+) -> Path:
     """Shards under root/shards (clip lengths vary, some shorter than a crop), their packed store root/store
     (what the pack stage writes) and root/stats.json."""
     rng = np.random.default_rng(seed)
@@ -31,17 +38,36 @@ def write_fixture_shards(root: Path, n_train: int = 12, n_val: int = 4, dim: int
         # caption-dependent level + a slow wave: something a conditional model can learn
         level = (i % len(CAPTIONS)) - 1.5
         frames = np.arange(n_frames) / 4.0
-        latent[:, :n_frames] = 3.0 + level + np.sin(frames + np.arange(dim)[:, None]) + 0.1 * rng.standard_normal(
-            (dim, n_frames))
-        records.append(ClipRecord(track_id=f"track_{i:07d}", clip_index=0, start_s=0.0, n_frames=n_frames,
-                                  latent=latent, caption=caption, split="train" if i < n_train else "validation"))
+        latent[:, :n_frames] = (
+            3.0
+            + level
+            + np.sin(frames + np.arange(dim)[:, None])
+            + 0.1 * rng.standard_normal((dim, n_frames))
+        )
+        records.append(
+            ClipRecord(
+                track_id=f"track_{i:07d}",
+                clip_index=0,
+                start_s=0.0,
+                n_frames=n_frames,
+                latent=latent,
+                caption=caption,
+                split="train" if i < n_train else "validation",
+            )
+        )
     shards = root / "shards"
     for k in range(0, len(records), rows_per_shard):
         write_shard(shards / shard_name(k // rows_per_shard), records[k : k + rows_per_shard], meta)
-    valid = np.concatenate([r.latent[:, : r.n_frames].astype(np.float64) for r in records if r.split == "train"],
-                           axis=1)
-    stats = {"count": int(valid.shape[1]), "mean": valid.mean(axis=1).tolist(), "var": valid.var(axis=1).tolist(),
-             "split": "train", "codec": {"name": "fixture"}}
+    valid = np.concatenate(
+        [r.latent[:, : r.n_frames].astype(np.float64) for r in records if r.split == "train"], axis=1
+    )
+    stats = {
+        "count": int(valid.shape[1]),
+        "mean": valid.mean(axis=1).tolist(),
+        "var": valid.var(axis=1).tolist(),
+        "split": "train",
+        "codec": {"name": "fixture"},
+    }
     (root / "stats.json").write_text(json.dumps(stats))
     pack_store(shards, root / "store")
     return shards
@@ -71,16 +97,45 @@ class HashTextEncoder:
         return emb, mask
 
 
-TINY_MODEL = {"hidden": 16, "depth": 1, "d_state": 4, "d_conv": 2, "expand": 1, "dt_rank": "auto", "heads": 2,
-              "mlp_ratio": 1.0, "time_dim": 8, "in_kernel": 3, "scan_backend": "torch"}
+TINY_MODEL = {
+    "hidden": 16,
+    "depth": 1,
+    "d_state": 4,
+    "d_conv": 2,
+    "expand": 1,
+    "dt_rank": "auto",
+    "heads": 2,
+    "mlp_ratio": 1.0,
+    "time_dim": 8,
+    "in_kernel": 3,
+    "scan_backend": "torch",
+}
 
 
 def tiny_params(root: Path, **train: Any) -> dict[str, Any]:
     """A full params tree over the fixture data in ``root`` (call write_fixture_shards(root) first)."""
-    train_section = {"steps": 20, "batch_size": 4, "frames": 16, "lr": 3e-3, "weight_decay": 0.01, "warmup": 3,
-                     "grad_clip": 1.0, "ema_decay": 0.9, "cond_drop": 0.2, "t_mean": 0.0, "t_std": 1.0,
-                     "val_every": 10, "ckpt_every": 5, "keep": 2, "log_every": 5, "seed": 0, "workers": 1,
-                     "use_gpu": False, "ckpt_dir": str(root / "checkpoints"), "out_dir": str(root / "final")}
+    train_section = {
+        "steps": 20,
+        "batch_size": 4,
+        "frames": 16,
+        "lr": 3e-3,
+        "weight_decay": 0.01,
+        "warmup": 3,
+        "grad_clip": 1.0,
+        "ema_decay": 0.9,
+        "cond_drop": 0.2,
+        "t_mean": 0.0,
+        "t_std": 1.0,
+        "val_every": 10,
+        "ckpt_every": 5,
+        "keep": 2,
+        "log_every": 5,
+        "seed": 0,
+        "workers": 1,
+        "use_gpu": False,
+        "ckpt_dir": str(root / "checkpoints"),
+        "out_dir": str(root / "final"),
+    }
     train_section.update(train)
     return {
         "codec": {"name": "mel"},
@@ -99,8 +154,15 @@ def run_checkpoints(root) -> Path:
     return runs[0]
 
 
-def write_random_shards(root: Path, n_clips: int, dim: int = 64, width: int = 512, n_val: int = 8,
-                        rows_per_shard: int = 256, seed: int = 0) -> int:
+def write_random_shards(
+    root: Path,
+    n_clips: int,
+    dim: int = 64,
+    width: int = 512,
+    n_val: int = 8,
+    rows_per_shard: int = 256,
+    seed: int = 0,
+) -> int:
     """``n_clips`` train clips (+ ``n_val`` validation) of random float16 latents, full length, written straight
     into shards under root/shards, with a unit stats.json; returns the latent bytes of the train clips."""
     rng = np.random.default_rng(seed)
@@ -109,12 +171,30 @@ def write_random_shards(root: Path, n_clips: int, dim: int = 64, width: int = 51
     for k, first in enumerate(range(0, total, rows_per_shard)):
         rows = range(first, min(first + rows_per_shard, total))
         block = rng.standard_normal((len(rows), dim, width), dtype=np.float32).astype(np.float16)
-        records = [ClipRecord(track_id=f"track_{i:07d}", clip_index=0, start_s=0.0, n_frames=width, latent=block[j],
-                              caption=CAPTIONS[i % len(CAPTIONS)], split="train" if i < n_clips else "validation")
-                   for j, i in enumerate(rows)]
+        records = [
+            ClipRecord(
+                track_id=f"track_{i:07d}",
+                clip_index=0,
+                start_s=0.0,
+                n_frames=width,
+                latent=block[j],
+                caption=CAPTIONS[i % len(CAPTIONS)],
+                split="train" if i < n_clips else "validation",
+            )
+            for j, i in enumerate(rows)
+        ]
         write_shard(root / "shards" / shard_name(k), records, meta)
-    (root / "stats.json").write_text(json.dumps({"count": 1, "mean": [0.0] * dim, "var": [1.0] * dim,
-                                                 "split": "train", "codec": {"name": "random"}}))
+    (root / "stats.json").write_text(
+        json.dumps(
+            {
+                "count": 1,
+                "mean": [0.0] * dim,
+                "var": [1.0] * dim,
+                "split": "train",
+                "codec": {"name": "random"},
+            }
+        )
+    )
     return n_clips * dim * width * 2
 
 
@@ -126,11 +206,14 @@ print(int(next(line for line in open("/proc/self/status") if line.startswith("Vm
 
 # run in a fresh process (python -c TRAIN_AND_MEASURE params.yaml live_dir): trains with the word-hash text encoder
 # and prints the process's peak RSS in bytes as the last line
-TRAIN_AND_MEASURE = """
+TRAIN_AND_MEASURE = (
+    """
 import logging, sys, yaml
 logging.basicConfig(level=logging.INFO)
 from model.training.setup import run_training
 from tests.model.training.fixtures import HashTextEncoder
 params = yaml.safe_load(open(sys.argv[1]))
 run_training(params, live_dir=sys.argv[2], text_encoder=HashTextEncoder())
-""" + PRINT_PEAK_RSS
+"""
+    + PRINT_PEAK_RSS
+)

@@ -33,8 +33,9 @@ def test_each_step_draws_accum_steps_batches_and_resumes_exactly(tmp_path, monke
 
     monkeypatch.setattr(Trainer, "train_step", counting_step)
     params = {"steps": 8, "ckpt_every": 4, "val_every": 8, "accum_steps": 3, "batch_size": 2}
-    result = run_training(tiny_params(straight, **params), live_dir=str(straight / "dvclive"),
-                          text_encoder=HashTextEncoder())
+    result = run_training(
+        tiny_params(straight, **params), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder()
+    )
     assert result.step == 8
     # 12 train clips, 2 per micro-batch, 3 micro-batches per step: 6 clips a step, two steps an epoch
     positions = [(state["epoch"], state["position"]) for _, state in drawn[:3]]
@@ -47,10 +48,13 @@ def test_each_step_draws_accum_steps_batches_and_resumes_exactly(tmp_path, monke
 
     monkeypatch.setattr(Trainer, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_params(resumed, **params), live_dir=str(resumed / "dvclive"),
-                     text_encoder=HashTextEncoder())
+        run_training(
+            tiny_params(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
+        )
     monkeypatch.setattr(Trainer, "train_step", real_step)
-    run_training(tiny_params(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
+    run_training(
+        tiny_params(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
+    )
     a = torch.load(run_checkpoints(straight) / "last.pt", weights_only=False)
     b = torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)
     for name, tensor in a["model"].items():
@@ -90,8 +94,11 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batch_gradients(tmp_path,
             return real_step(self)
 
     monkeypatch.setattr(Trainer, "train_step", capture)
-    run_training(tiny_params(tmp_path, steps=2, accum_steps=2, grad_clip=0.0, val_every=100),
-                 live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
+    run_training(
+        tiny_params(tmp_path, steps=2, accum_steps=2, grad_clip=0.0, val_every=100),
+        live_dir=str(tmp_path / "dvclive"),
+        text_encoder=HashTextEncoder(),
+    )
     for accumulated, first, second in zip(grads["one"], *grads["micro"], strict=True):
         torch.testing.assert_close(accumulated, (first + second) / 2, rtol=1e-5, atol=1e-7)
 
@@ -121,9 +128,12 @@ def test_gradient_sync_is_skipped_on_all_but_the_last_micro_batch(tmp_path):
             return loss, path
 
     write_fixture_shards(tmp_path)
-    run_training(tiny_params(tmp_path, steps=2, accum_steps=3, val_every=100),
-                 live_dir=str(tmp_path / "dvclive"), prepare=lambda flow, device: SyncRecorder(flow),
-                 text_encoder=HashTextEncoder())
+    run_training(
+        tiny_params(tmp_path, steps=2, accum_steps=3, val_every=100),
+        live_dir=str(tmp_path / "dvclive"),
+        prepare=lambda flow, device: SyncRecorder(flow),
+        text_encoder=HashTextEncoder(),
+    )
     per_micro = [False, False, True]  # in no_sync, in no_sync, synchronised
     expected = [(kind, not synced) for synced in per_micro for kind in ("forward", "backward")] * 2
     assert events == expected

@@ -25,8 +25,9 @@ def _params(root, **train):
     return params
 
 
-def test_training_and_validation_steps_under_autocast_meet_the_kernel_contract(tmp_path, monkeypatch,
-                                                                               bf16_on_cpu):
+def test_training_and_validation_steps_under_autocast_meet_the_kernel_contract(
+    tmp_path, monkeypatch, bf16_on_cpu
+):
     stand_in = install_stand_in(monkeypatch)
     seen = {}
     real_loss = Trainer.validation_loss
@@ -39,7 +40,9 @@ def test_training_and_validation_steps_under_autocast_meet_the_kernel_contract(t
 
     monkeypatch.setattr(Trainer, "validation_loss", validation_loss)
     write_fixture_shards(tmp_path)
-    result = run_training(_params(tmp_path), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
+    result = run_training(
+        _params(tmp_path), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder()
+    )
     assert result.step == 2 and result.nan_skipped == 0
     # 2 mixers per block; every training forward went through the kernel seam and its backward too
     assert stand_in.backward_calls >= 2 * 2
@@ -62,8 +65,9 @@ def test_autocast_step_changes_every_parameter(tmp_path, monkeypatch, bf16_on_cp
         captured["before"] = {k: v.clone() for k, v in self.net.state_dict().items()}
 
     monkeypatch.setattr(Trainer, "__init__", init)
-    run_training(_params(tmp_path, val_every=100), live_dir=str(tmp_path / "dvclive"),
-                 text_encoder=HashTextEncoder())
+    run_training(
+        _params(tmp_path, val_every=100), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder()
+    )
     after = captured["trainer"].net.state_dict()
     unchanged = [k for k, v in captured["before"].items() if torch.equal(v, after[k])]
     assert unchanged == []

@@ -38,12 +38,26 @@ def test_non_finite_latents_are_refused_naming_the_shard(tmp_path):
     meta = ShardMetadata(codec="fixture", settings={}, latent_shape=(2, 4), frame_rate=10.0)
     latent = np.ones((1, 2, 4), dtype=np.float16)
     latent[0, 1, 2] = np.nan
-    cols = {"track_id": ["track_bad"], "clip_index": pa.array([0], pa.int32()), "start_s": [0.0],
-            "n_frames": pa.array([4], pa.int32()), "latent": latent_array(latent), "caption": ["x"],
-            "genre": [[]], "instrument": [[]], "mood": [[]], "split": ["train"]}
+    cols = {
+        "track_id": ["track_bad"],
+        "clip_index": pa.array([0], pa.int32()),
+        "start_s": [0.0],
+        "n_frames": pa.array([4], pa.int32()),
+        "latent": latent_array(latent),
+        "caption": ["x"],
+        "genre": [[]],
+        "instrument": [[]],
+        "mood": [[]],
+        "split": ["train"],
+    }
     schema = shard_schema(meta)
-    table = pa.Table.from_arrays([pa.array(cols[f.name], f.type) if not isinstance(cols[f.name], pa.Array)
-                                  else cols[f.name] for f in schema], schema=schema)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(cols[f.name], f.type) if not isinstance(cols[f.name], pa.Array) else cols[f.name]
+            for f in schema
+        ],
+        schema=schema,
+    )
     write_parquet_atomic(tmp_path / "shard-00000.parquet", table)
     with pytest.raises(ValueError, match=r"shard-00000\.parquet: track track_bad .*NaN"):
         load_split(tmp_path, "train")
@@ -145,7 +159,9 @@ def test_prefetched_batches_equal_synchronous_ones_and_resume_exactly(tmp_path):
     got = [ahead.next() for _ in range(4)]
     state = ahead.state_dict()  # after 4 batches handed out, although more are in flight
     assert state == TrainBatches(clips, texts, std, 5, 16, seed=3).sampler.state_dict() | {
-        "epoch": (4 * 5) // 12, "position": (4 * 5) % 12}
+        "epoch": (4 * 5) // 12,
+        "position": (4 * 5) % 12,
+    }
     resumed = TrainBatches(clips, texts, std, 5, 16, seed=3, prefetch=3)
     resumed.load_state_dict(state)
     got += [resumed.next() for _ in range(3)]

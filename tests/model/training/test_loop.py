@@ -45,7 +45,9 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
         run_training(tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
     assert torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)["step"] == 10
     monkeypatch.setattr(Trainer, "train_step", real_step)
-    result = run_training(tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
+    result = run_training(
+        tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
+    )
     assert result.step == 20
 
     a = torch.load(run_checkpoints(straight) / "last.pt", weights_only=False)
@@ -71,8 +73,11 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
 
 def test_loss_falls_and_lr_follows_schedule(tmp_path):
     write_fixture_shards(tmp_path)
-    result = run_training(tiny_params(tmp_path, steps=30, val_every=30), live_dir=str(tmp_path / "dvclive"),
-                          text_encoder=HashTextEncoder())
+    result = run_training(
+        tiny_params(tmp_path, steps=30, val_every=30),
+        live_dir=str(tmp_path / "dvclive"),
+        text_encoder=HashTextEncoder(),
+    )
     assert result.last_val_loss < 0.8 * result.first_val_loss
     lrs = [float(r[1]) for r in tsv_rows(tmp_path / "dvclive", "train/lr")[1:]]
     assert lrs == sorted(lrs, reverse=True)  # past the 3-step warm-up the cosine only decreases
@@ -98,8 +103,11 @@ def test_nan_guard_skips_and_counts(tmp_path, monkeypatch):
 
     monkeypatch.setattr(TrainBatches, "next", poisoned_next)
     monkeypatch.setattr(Trainer, "train_step", recording_step)
-    result = run_training(tiny_params(tmp_path, steps=6, ckpt_every=6, val_every=6),
-                          live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
+    result = run_training(
+        tiny_params(tmp_path, steps=6, ckpt_every=6, val_every=6),
+        live_dir=str(tmp_path / "dvclive"),
+        text_encoder=HashTextEncoder(),
+    )
     assert result.nan_skipped == 1
     applied, changed, loss = updates[3]
     assert not applied and not changed and loss != loss  # step 3 saw NaN and left the weights alone
@@ -122,7 +130,9 @@ def test_persistent_nans_stop_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "__init__", init)
     with pytest.raises(FloatingPointError, match="3 non-finite steps in a row"):
-        run_training(tiny_params(tmp_path), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
+        run_training(
+            tiny_params(tmp_path), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder()
+        )
 
 
 def test_adamw_groups_exclude_ssm_norm_bias_and_marked_params():
@@ -132,7 +142,9 @@ def test_adamw_groups_exclude_ssm_norm_bias_and_marked_params():
     net.register_parameter("marked", extra)
     decay, no_decay = param_groups(net, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert any(n.endswith("A_log") for n in no_decay["names"]) and any(n.endswith(".D") for n in no_decay["names"])
+    assert any(n.endswith("A_log") for n in no_decay["names"]) and any(
+        n.endswith(".D") for n in no_decay["names"]
+    )
     assert "marked" in no_decay["names"]
     assert all(not n.endswith("bias") and not n.endswith("A_log") for n in decay["names"])
     assert all(p.dim() >= 2 for p in decay["params"])

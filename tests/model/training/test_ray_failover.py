@@ -44,8 +44,13 @@ class DyingTrainer(RayTrainer):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2,
-             runtime_env={"env_vars": {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=300 * 1024**2,
+        runtime_env={"env_vars": {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}},
+    )
     yield
     ray.shutdown()
 
@@ -53,8 +58,15 @@ def local_ray():
 def train(root: Path, trainer_cls) -> dict[str, torch.Tensor]:
     write_fixture_shards(root)
     params = tiny_params(root, steps=8, ckpt_every=4, val_every=8, workers=2, batch_size=2)
-    run_ray_training(params, workers=2, use_gpu=False, storage_dir=root / "ray", live_dir=str(root / "dvclive"),
-                     text_encoder=HashTextEncoder(), trainer_cls=trainer_cls)
+    run_ray_training(
+        params,
+        workers=2,
+        use_gpu=False,
+        storage_dir=root / "ray",
+        live_dir=str(root / "dvclive"),
+        text_encoder=HashTextEncoder(),
+        trainer_cls=trainer_cls,
+    )
     return torch.load(run_checkpoints(root) / "last.pt", weights_only=False)
 
 
@@ -70,8 +82,9 @@ def same(a, b) -> bool:
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path, local_ray,
-                                                                                        monkeypatch):
+def test_killed_worker_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_run(
+    tmp_path, local_ray, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     straight = train(tmp_path / "straight", RayTrainer)
     resumed = train(tmp_path / "killed", DyingTrainer)
@@ -82,6 +95,8 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_matches_an_uninterru
     for part in ("model", "ema", "optimizer"):
         assert same(straight[part], resumed[part]), part
     assert [r["sampler"] for r in straight["ranks"]] == [r["sampler"] for r in resumed["ranks"]]
-    a, b = load_file(tmp_path / "straight" / "final" / "model.safetensors"), load_file(
-        tmp_path / "killed" / "final" / "model.safetensors")
+    a, b = (
+        load_file(tmp_path / "straight" / "final" / "model.safetensors"),
+        load_file(tmp_path / "killed" / "final" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -50,13 +50,20 @@ def test_listed_keys_and_mismatch_both_ways():
 
 
 def test_a_stage_process_reports_what_it_read(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"submit": {"rms_floor": 0.5, "out_dir": "x"},
-                                                          "train": {"steps": 3}}))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"submit": {"rms_floor": 0.5, "out_dir": "x"}, "train": {"steps": 3}})
+    )
     script = tmp_path / "stage.py"
-    script.write_text("from pipelines.common.params import get, load_params\n"
-                      f"p = load_params({str(tmp_path / 'params.yaml')!r})\n"
-                      "get(p, 'submit.rms_floor')\n")
-    env = {**os.environ, TRACE_ENV: str(tmp_path / "trace"), "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    script.write_text(
+        "from pipelines.common.params import get, load_params\n"
+        f"p = load_params({str(tmp_path / 'params.yaml')!r})\n"
+        "get(p, 'submit.rms_floor')\n"
+    )
+    env = {
+        **os.environ,
+        TRACE_ENV: str(tmp_path / "trace"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
+    }
     subprocess.run([sys.executable, str(script)], check=True, env=env)
     assert read_keys(tmp_path / "trace", "stage") == {"submit.rms_floor"}
     assert read_keys(tmp_path / "trace", "other") == set()

@@ -44,15 +44,18 @@ def test_every_section_has_a_typo_test():
     assert sections <= tested
 
 
-@pytest.mark.parametrize(("tree", "key"), [
-    ({"train": {"steps": "many"}}, "train.steps"),
-    ({"train": {"use_gpu": "yes"}}, "train.use_gpu"),
-    ({"train": {"accum_steps": 0}}, "train.accum_steps"),
-    ({"encode": {"workers": 1.5}}, "encode.workers"),
-    ({"submit": {"rms_floor": -1.0}}, "submit.rms_floor"),
-    ({"model": {"dt_rank": "big"}}, "model.dt_rank"),
-    ({"text": {"path": 3}}, "text.path"),
-])
+@pytest.mark.parametrize(
+    ("tree", "key"),
+    [
+        ({"train": {"steps": "many"}}, "train.steps"),
+        ({"train": {"use_gpu": "yes"}}, "train.use_gpu"),
+        ({"train": {"accum_steps": 0}}, "train.accum_steps"),
+        ({"encode": {"workers": 1.5}}, "encode.workers"),
+        ({"submit": {"rms_floor": -1.0}}, "submit.rms_floor"),
+        ({"model": {"dt_rank": "big"}}, "model.dt_rank"),
+        ({"text": {"path": 3}}, "text.path"),
+    ],
+)
 def test_wrong_type_or_bound_names_the_key(tree, key):
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         validate_params(tree)
@@ -70,12 +73,16 @@ def test_params_yaml_keys_known_and_defaults_equal_schema():
 
     def leaves(node, prefix=""):
         for key, value in node.items():
-            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+            yield from (
+                leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+            )
 
     schema_defaults = dict(leaves(defaults))
     for key, value in leaves(tree):
         assert key in schema_defaults, key
-        assert schema_defaults[key] == value, f"{key}: params.yaml {value!r} != schema default {schema_defaults[key]!r}"
+        assert schema_defaults[key] == value, (
+            f"{key}: params.yaml {value!r} != schema default {schema_defaults[key]!r}"
+        )
 
 
 def test_keys_agreed_for_parallel_work_are_optional_with_defaults():
@@ -83,8 +90,13 @@ def test_keys_agreed_for_parallel_work_are_optional_with_defaults():
     assert schema.train.accum_steps == 1
     assert (schema.ray.address, schema.ray.storage) == ("", "")
     assert (schema.evaluate.alm_path, schema.evaluate.alm_batch_size) == ("", 4)
-    validate_params({"evaluate": {"judge": "alm", "alm_path": "/m", "alm_batch_size": 2},
-                     "ray": {"address": "auto", "storage": "s3://b/p"}, "train": {"accum_steps": 4}})
+    validate_params(
+        {
+            "evaluate": {"judge": "alm", "alm_path": "/m", "alm_batch_size": 2},
+            "ray": {"address": "auto", "storage": "s3://b/p"},
+            "train": {"accum_steps": 4},
+        }
+    )
 
 
 def test_paper_profile_passes_schema():
