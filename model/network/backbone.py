@@ -23,12 +23,12 @@ from torch import nn
 
 from model.network.bimamba import BiMamba
 from model.network.conditioning import AdaLNModulation, CrossAttention, TimestepEmbedder, modulate
+from model.network.mamba import SCAN_BACKENDS
 
 MODEL_KEYS = (
     "hidden", "depth", "d_state", "d_conv", "expand", "dt_rank",
     "heads", "mlp_ratio", "time_dim", "in_kernel", "scan_backend",
 )  # fmt: skip
-SCAN_BACKENDS = ("auto", "cuda", "torch")
 _POSITIVE_INT_KEYS = (
     "latent_dim",
     "text_dim",
