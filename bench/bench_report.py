@@ -1,4 +1,4 @@
-"""Cost of the listening report (``evaluation.report.write_report``) at the pipeline's size: 100 prompts × 2 seeds.
+"""Cost of the listening report (``evaluation.report.page.write_report``) at the pipeline's size: 100 prompts × 2 seeds.
 
 Fixture: 200 synthetic 10 s 44.1 kHz stereo WAVs (tone + noise) and a per-clip table of the evaluate stage's shape.
 Measures, over ``REPEATS`` runs, the median wall time of the whole report (spectrogram PNGs + index.html) and the
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.report import write_report  # noqa: E402
+from evaluation.report.page import write_report  # noqa: E402
 from model.audio.io import write_audio  # noqa: E402
 
 N_PROMPTS, N_SEEDS, SECONDS, SR, REPEATS = 100, 2, 10.0, 44100, 3

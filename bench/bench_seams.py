@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.audio_sets import read_dataset_split  # noqa: E402
+from evaluation.metrics.audio_sets import read_dataset_split  # noqa: E402
 from model.audio.io import load_audio  # noqa: E402
 from model.flow.editing import MusicEditor  # noqa: E402
 from model.flow.sampling import SamplerConfig  # noqa: E402

@@ -46,17 +46,17 @@ def child(root: Path) -> dict:
     import torch
 
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))  # the stage uses one thread
-    from evaluation.audio_sets import embed_paths, read_dataset_split, read_generated
-    from evaluation.clap_score import (
+    from evaluation.metrics.audio_sets import embed_paths, read_dataset_split, read_generated
+    from evaluation.metrics.clap_score import (
         LocalClapConfig,
         pooled_text_features,
         text_audio_scores,
         train_local_clap,
     )
-    from evaluation.embedders import SpectralStatsEmbedder
-    from evaluation.offline_models import _tag_key, clip_descriptors
-    from evaluation.spectral_features import judge_features
-    from evaluation.tagger import TaggerConfig, train_tagger
+    from evaluation.metrics.embedders import SpectralStatsEmbedder
+    from evaluation.metrics.offline_models import _tag_key, clip_descriptors
+    from evaluation.metrics.spectral_features import judge_features
+    from evaluation.metrics.tagger import TaggerConfig, train_tagger
     from model.text import build_text_encoder
 
     os.chdir(root)

@@ -31,11 +31,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation import spectral_features  # noqa: E402
-from evaluation.audio_sets import read_dataset_split  # noqa: E402
-from evaluation.excerpt import scored_excerpt  # noqa: E402
-from evaluation.fad import EmbeddingStats, fad_between  # noqa: E402
-from evaluation.prompts import load_prompts  # noqa: E402
+from evaluation.challenge.prompts import load_prompts  # noqa: E402
+from evaluation.metrics import spectral_features  # noqa: E402
+from evaluation.metrics.audio_sets import read_dataset_split  # noqa: E402
+from evaluation.metrics.excerpt import scored_excerpt  # noqa: E402
+from evaluation.metrics.fad import EmbeddingStats, fad_between  # noqa: E402
 from model.audio.io import load_audio  # noqa: E402
 from model.flow.sampling import SamplerConfig, noise_generator  # noqa: E402
 from model.flow.text_to_music import TextToMusic  # noqa: E402

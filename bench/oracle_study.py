@@ -38,12 +38,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.audio_sets import DatasetClip, read_dataset_split  # noqa: E402
-from evaluation.evaluator import run_evaluation  # noqa: E402
-from evaluation.excerpt import SCORED_SECONDS  # noqa: E402
-from evaluation.prompts import load_prompts, save_prompts  # noqa: E402
-from evaluation.reference_match import concept_pairs, jaccard  # noqa: E402
-from evaluation.settings import EvaluateSettings  # noqa: E402
+from evaluation.challenge.prompts import load_prompts, save_prompts  # noqa: E402
+from evaluation.metrics.audio_sets import DatasetClip, read_dataset_split  # noqa: E402
+from evaluation.metrics.excerpt import SCORED_SECONDS  # noqa: E402
+from evaluation.scoring.evaluator import run_evaluation  # noqa: E402
+from evaluation.scoring.reference_match import concept_pairs, jaccard  # noqa: E402
+from evaluation.scoring.settings import EvaluateSettings  # noqa: E402
 from model.audio.io import load_audio, write_audio  # noqa: E402
 from pipelines.evaluate import CodecRoundTrip  # noqa: E402
 

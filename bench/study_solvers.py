@@ -32,16 +32,16 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.audio_sets import embed_paths, read_dataset_split  # noqa: E402
-from evaluation.ccs import TaggerJudge, ccs_report  # noqa: E402
-from evaluation.clap_score import text_audio_scores  # noqa: E402
-from evaluation.embedders import SpectralStatsEmbedder  # noqa: E402
-from evaluation.excerpt import SCORED_SECONDS  # noqa: E402
-from evaluation.fad import EmbeddingStats, fad_between  # noqa: E402
-from evaluation.offline_models import clip_descriptors, fit_local_clap, fit_tagger  # noqa: E402
-from evaluation.prompts import resolve_prompts  # noqa: E402
-from evaluation.settings import EvaluateSettings  # noqa: E402
-from evaluation.spectral_features import judge_features  # noqa: E402
+from evaluation.challenge.prompts import resolve_prompts  # noqa: E402
+from evaluation.metrics.audio_sets import embed_paths, read_dataset_split  # noqa: E402
+from evaluation.metrics.ccs import TaggerJudge, ccs_report  # noqa: E402
+from evaluation.metrics.clap_score import text_audio_scores  # noqa: E402
+from evaluation.metrics.embedders import SpectralStatsEmbedder  # noqa: E402
+from evaluation.metrics.excerpt import SCORED_SECONDS  # noqa: E402
+from evaluation.metrics.fad import EmbeddingStats, fad_between  # noqa: E402
+from evaluation.metrics.offline_models import clip_descriptors, fit_local_clap, fit_tagger  # noqa: E402
+from evaluation.metrics.spectral_features import judge_features  # noqa: E402
+from evaluation.scoring.settings import EvaluateSettings  # noqa: E402
 from model.flow.sampling import SINGLE_EVALUATION_METHODS, SamplerConfig, noise_generator  # noqa: E402
 from model.flow.text_to_music import OUTPUT_SAMPLE_RATE, TextToMusic  # noqa: E402
 from pipelines.common.params import get, load_params  # noqa: E402
@@ -64,8 +64,8 @@ class LocalMetrics:
                 "study_solvers: needs the offline metrics (evaluate.embedder: spectral, "
                 "text_audio: local, judge: tagger)"
             )
-        from evaluation.clap_score import LocalClap
-        from evaluation.tagger import ConceptTagger
+        from evaluation.metrics.clap_score import LocalClap
+        from evaluation.metrics.tagger import ConceptTagger
         from model.text import build_text_encoder
 
         self.embedder = SpectralStatsEmbedder()

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from evaluation.evaluator import EvaluationOutputs, run_evaluation
-from evaluation.report import write_report
-from evaluation.report_figures import read_training_curves
-from evaluation.settings import EvaluateSettings
+from evaluation.report.figures import read_training_curves
+from evaluation.report.page import write_report
+from evaluation.scoring.evaluator import EvaluationOutputs, run_evaluation
+from evaluation.scoring.settings import EvaluateSettings
 from model.audio.io import resample, to_channels
 from model.codec import build_codec
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic

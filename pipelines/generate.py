@@ -29,7 +29,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from evaluation.prompts import Prompt, resolve_prompts, save_prompts
+from evaluation.challenge.prompts import Prompt, resolve_prompts, save_prompts
 from model.audio.io import AudioDecodeError, audio_info, load_audio, write_audio
 from model.flow.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
 from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic

@@ -2,7 +2,7 @@
 
 Reads ``<generate.out_dir>/prompts.jsonl`` (the prompt set that was generated) and ``manifest.parquet``,
 ``<evaluate.out_dir>/best_seeds.json`` and ``metrics.json``; writes ``<submit.out_dir>/`` (see
-``evaluation/submission.py``). Any rule violation fails the stage with the full list and leaves no new submission.
+``evaluation/challenge/submission.py``). Any rule violation fails the stage with the full list and leaves no new submission.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from evaluation.prompts import load_prompts
-from evaluation.submission import SubmissionRules, build_submission, read_best_seeds
+from evaluation.challenge.prompts import load_prompts
+from evaluation.challenge.submission import SubmissionRules, build_submission, read_best_seeds
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance

@@ -1,5 +1,5 @@
-"""What every stage module shares: the params loader (``params``), logging set-up (``logs``) and provenance
-records (``provenance``).
+"""What every stage module shares: the params loader and its schema (``params``, ``schema``), entry-point error
+handling (``cli``), logging set-up (``logs``) and provenance records (``provenance``).
 
-May import: nothing from ``model`` or ``evaluation``. Used by every ``pipelines.<stage>`` module.
+May import: ``model.runtime`` only (every stage lists it among its deps). Used by every ``pipelines.<stage>`` module.
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.audio_sets import DatasetClip
+from evaluation.metrics.audio_sets import DatasetClip
 from tests.evaluation.synthetic_fixture import build_world
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evaluation.prompts import Prompt, save_prompts
+from evaluation.challenge.prompts import Prompt, save_prompts
 from model.audio.io import write_audio
 from model.datasets.captions import caption
 from model.datasets.synthetic import synthesize, track_spec

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.clap_model import original_feature_extractor
+from evaluation.metrics.clap_model import original_feature_extractor
 
 TEXTS = ["calm piano ballad", "energetic rock with drums and guitar", "sad ambient strings"]
 

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from evaluation.prompts import Prompt, load_prompts, save_prompts
+from evaluation.challenge.prompts import Prompt, load_prompts, save_prompts
 from model.flow.text_to_music import GenerationError, to_output
 from pipelines.common.params import ParamsError
 from pipelines.generate import GenerateSettings, main, run_stage
