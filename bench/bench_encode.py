@@ -35,7 +35,7 @@ from model.codec import build_codec  # noqa: E402
 from model.codec.encoding import describe_codec, encode_clips, run_encode  # noqa: E402
 from model.data.clips import ClipPolicy, TrackSource, plan_clips  # noqa: E402
 from model.runtime.ray_session import ray_session  # noqa: E402
-from pipelines.common.params import get, load_params  # noqa: E402
+from pipelines.common.params import config_of, load_params  # noqa: E402
 
 N_TRACKS = 96
 TRACK_SECONDS = 12.0
@@ -59,13 +59,13 @@ def make_tracks(root: Path) -> list[TrackSource]:
 def main() -> None:
     torch.set_num_threads(1)
     params = load_params()
-    codec_params = get(params, "codec")
-    policy = ClipPolicy.from_params(get(params, "encode"))
+    codec_params = params.codec.model_dump()
+    policy = config_of(ClipPolicy, params.encode)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tracks = make_tracks(root)
-        plan = plan_clips(tracks, policy, shard_rows=16, batch_size=int(get(params, "encode.batch_size", 8)))
+        plan = plan_clips(tracks, policy, shard_rows=16, batch_size=params.encode.batch_size)
         clips = [c for shard in plan.shards for c in shard]
         audio_s = sum(c.valid_s for c in clips)
         codec = build_codec(codec_params, "cpu")

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.codec import build_codec  # noqa: E402
 from model.flow.sampling import GuidedVelocity, integrate  # noqa: E402
 from model.network.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
-from pipelines.common.params import load_params  # noqa: E402
+from pipelines.common.params import config_of, load_params  # noqa: E402
 
 SECONDS = 10.0
 CFG_SCALE = 3.5
@@ -109,11 +109,11 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     params = load_params()
-    codec = build_codec({**params["codec"], "device": "cpu"})
+    codec = build_codec({**params.codec.model_dump(), "device": "cpu"})
     decode_s = decode_seconds(codec)
     models = {
         "embedded": (
-            VelocityNetConfig.from_params(params["model"], codec.latent_dim, 384),
+            config_of(VelocityNetConfig, params.model, latent_dim=codec.latent_dim, text_dim=384),
             math.ceil(SECONDS * codec.frame_rate),
             3,
         ),

@@ -62,14 +62,14 @@ def build_net(model: str, backbone: str):
 
     from model.codec import build_codec
     from model.network.backbone import VelocityNet, VelocityNetConfig
-    from pipelines.common.params import load_params
+    from pipelines.common.params import config_of, load_params
 
     if model == "paper":
         cfg, frame_rate = VelocityNetConfig.paper(), PAPER_FRAME_RATE
     else:
         params = load_params(str(ROOT / "params.yaml"))
-        codec = build_codec({**params["codec"], "device": "cpu"})
-        cfg = VelocityNetConfig.from_params(params["model"], codec.latent_dim, 384)
+        codec = build_codec({**params.codec.model_dump(), "device": "cpu"})
+        cfg = config_of(VelocityNetConfig, params.model, latent_dim=codec.latent_dim, text_dim=384)
         frame_rate = codec.frame_rate
     cfg = type(cfg)(**{**cfg.to_dict(), "scan_backend": "torch"})
     net = VelocityNet(cfg).eval().requires_grad_(False)
@@ -229,8 +229,8 @@ def main() -> None:
         return
     from pipelines.common.params import load_params
 
-    gen = load_params(str(ROOT / "params.yaml")).get("generate", {})
-    steps, method = int(gen.get("steps", 25)), str(gen.get("method", "euler"))
+    gen = load_params(str(ROOT / "params.yaml")).generate
+    steps, method = gen.steps, gen.method
     nfe = steps * (1 if method in ("euler", "ab2") else 2)
     rows = []
     for model, repeats in (("embedded", 3), ("paper", 1)):

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import model.network.mamba as mamba_module  # noqa: E402
-from model.flow.objective import FlowConfig, FlowMatching  # noqa: E402
+from model.flow.objective import PAPER_FLOW, FlowMatching  # noqa: E402
 from model.network import scan_cuda  # noqa: E402
 from model.network.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
 from model.network.scan import selective_scan  # noqa: E402
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = VelocityNetConfig(**{**cfg.to_dict(), "scan_backend": "torch"})
     net = VelocityNet(cfg)
     n_params = count_parameters(net)
-    flow = FlowMatching(
-        net, FlowConfig(), torch.zeros(1, 1, cfg.text_dim), torch.ones(1, 1, dtype=torch.bool)
-    )
+    flow = FlowMatching(net, PAPER_FLOW, torch.zeros(1, 1, cfg.text_dim), torch.ones(1, 1, dtype=torch.bool))
     flow.train()
     fixed = n_params * STATE_BYTES_PER_PARAM
     result = {

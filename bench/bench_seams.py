@@ -36,7 +36,7 @@ from model.audio.io import load_audio  # noqa: E402
 from model.flow.editing import MusicEditor  # noqa: E402
 from model.flow.sampling import SamplerConfig  # noqa: E402
 from model.flow.text_to_music import OUTPUT_SAMPLE_RATE, TextToMusic  # noqa: E402
-from pipelines.common.params import get, load_params  # noqa: E402
+from pipelines.common.params import load_params  # noqa: E402
 
 N_FFT, HOP, WINDOW = 2048, 512, 3
 SETTINGS = {
@@ -73,13 +73,13 @@ def main() -> None:
     out = ROOT / "bench/results/seams.json"
     os.chdir(args.root)
     params = load_params("params.yaml")
-    model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
-    tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
-    instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
+    model_dir = args.model_dir or params.train.out_dir
+    tracks = str(Path(params.data.prepared_dir) / "tracks.parquet")
+    instrumental = str(Path(params.separate.out_dir) / "manifest.parquet")
     sampler = SamplerConfig(
-        steps=args.steps or int(get(params, "generate.steps", 25)),
-        cfg_scale=float(get(params, "generate.cfg_scale", 3.5)),
-        method=str(get(params, "generate.method", "euler")),
+        steps=args.steps or params.generate.steps,
+        cfg_scale=params.generate.cfg_scale,
+        method=params.generate.method,
     )
     if not (Path(model_dir) / "model.safetensors").is_file() or not Path(instrumental).is_file():
         print(

@@ -24,16 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.network.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
 from model.training.config import TrainConfig  # noqa: E402
-from model.training.data import LatentClips, Standardiser, TextBank, TrainBatches  # noqa: E402
+from model.training.data import LatentClips, Standardiser, TrainBatches  # noqa: E402
 from model.training.loop import Trainer  # noqa: E402
-from pipelines.common.params import load_params  # noqa: E402
+from model.training.text_bank import TextBank  # noqa: E402
+from pipelines.common.params import config_of, load_params  # noqa: E402
 
 # token-embedding widths of the text encoders (model/text), so the bench needs no encoder weights
 TEXT_DIMS = {"minilm": 384, "flan-t5": 768}
 CAPTION_TOKENS = 12
 
 
-def make_trainer(net_cfg: VelocityNetConfig, batch_size: int, frames: int, clips: int, tmp: Path) -> Trainer:
+def make_trainer(
+    net_cfg: VelocityNetConfig, train: TrainConfig, batch_size: int, frames: int, clips: int, tmp: Path
+) -> Trainer:
     """A Trainer over random in-memory clips (twice ``frames`` long, so crops are real crops)."""
     rng = np.random.default_rng(0)
     latents = tuple(
@@ -50,7 +53,9 @@ def make_trainer(net_cfg: VelocityNetConfig, batch_size: int, frames: int, clips
     bank = {f"caption {i}": torch.randn(CAPTION_TOKENS, net_cfg.text_dim, generator=gen) for i in range(8)}
     texts = TextBank.from_tensors(bank, torch.randn(2, net_cfg.text_dim, generator=gen), net_cfg.text_dim)
     stats = Standardiser((0.0,) * net_cfg.latent_dim, (1.0,) * net_cfg.latent_dim)
-    cfg = TrainConfig(steps=10_000, batch_size=batch_size, frames=frames, ckpt_dir=str(tmp / "ck"))
+    cfg = dataclasses.replace(
+        train, steps=10_000, batch_size=batch_size, frames=frames, ckpt_dir=str(tmp / "ck")
+    )
     batches = TrainBatches(data, texts, stats, batch_size, frames, seed=0)
     torch.manual_seed(0)
     return Trainer(
@@ -101,23 +106,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
-    latent_dim = (
-        int(params["codec"].get("mel", {}).get("n_mels", 64)) if params["codec"]["name"] == "mel" else 128
-    )
-    text_dim = TEXT_DIMS[params["text"]["encoder"]]
-    cfg = VelocityNetConfig.from_params(params["model"], latent_dim, text_dim)
+    latent_dim = params.codec.mel.n_mels if params.codec.name == "mel" else 128
+    text_dim = TEXT_DIMS[params.text.encoder]
+    cfg = config_of(VelocityNetConfig, params.model, latent_dim=latent_dim, text_dim=text_dim)
     cfg = dataclasses.replace(cfg, scan_backend="torch")
-    train = params["train"]
+    train = config_of(TrainConfig, params.train)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        batch, frames = int(train["batch_size"]), int(train["frames"])
-        trainer = make_trainer(cfg, batch, frames, 64, Path(tmp))
-        rows.append(
-            row("embedded", trainer, batch, frames, *time_steps(trainer, 2, args.steps), int(train["steps"]))
-        )
+        batch, frames = train.batch_size, train.frames
+        trainer = make_trainer(cfg, train, batch, frames, 64, Path(tmp))
+        rows.append(row("embedded", trainer, batch, frames, *time_steps(trainer, 2, args.steps), train.steps))
         if not args.skip_paper:
             paper = dataclasses.replace(VelocityNetConfig.paper(), scan_backend="torch")
-            trainer = make_trainer(paper, 1, 323, 2, Path(tmp))
+            trainer = make_trainer(paper, train, 1, 323, 2, Path(tmp))
             rows.append(row("paper", trainer, 1, 323, *time_steps(trainer, 0, 1), None))
     print(
         f"{'config':<10} {'params(M)':>10} {'batch':>6} {'frames':>7} {'steps/s':>9} {'wall s/step':>12} "

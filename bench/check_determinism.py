@@ -48,6 +48,7 @@ def child(root: Path) -> dict:
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))  # the stage uses one thread
     from evaluation.metrics.audio_sets import embed_paths, read_dataset_split, read_generated
     from evaluation.metrics.clap_score import (
+        LOCAL_CLAP_TEXT,
         LocalClapConfig,
         pooled_text_features,
         text_audio_scores,
@@ -68,7 +69,7 @@ def child(root: Path) -> dict:
     val, val_x, _ = clip_descriptors(
         read_dataset_split(tracks, instrumental, "validation"), embedder.embed, "val"
     )
-    encoder = build_text_encoder({"encoder": "minilm", "path": "", "max_length": 64})
+    encoder = build_text_encoder(LOCAL_CLAP_TEXT)
     text_x = pooled_text_features(encoder, [c.caption for c in train])
     out = {
         "threads": torch.get_num_threads(),

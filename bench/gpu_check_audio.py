@@ -114,7 +114,19 @@ def check_demucs(
             HTDemucs(sources=["drums", "bass", "other", "vocals"], segment=7.8),
             "HTDemucs defaults",
         )
-    cfg = SeparationConfig(model="htdemucs", segment=min(7.8, float(model.segment)))
+    # the separate stage's settings for htdemucs (its segment capped at the model's training length)
+    cfg = SeparationConfig(
+        model="htdemucs",
+        weights_dir="",
+        segment=min(7.8, float(model.segment)),
+        overlap=0.25,
+        shifts=0,
+        block_seconds=60.0,
+        device="auto",
+        workers=0,
+        audio_format="flac",
+        out_dir="",
+    )
     remover = VocalRemover(model.eval(), cfg, device)
     mix = (np.random.default_rng(0).standard_normal((2, int(sizes.audio_seconds * 44100))) * 0.1).astype(
         np.float32

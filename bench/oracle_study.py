@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +44,7 @@ from evaluation.scoring.evaluator import run_evaluation  # noqa: E402
 from evaluation.scoring.reference_match import concept_pairs, jaccard  # noqa: E402
 from evaluation.scoring.settings import EvaluateSettings  # noqa: E402
 from model.audio.io import load_audio, write_audio  # noqa: E402
+from pipelines.common.params import config_of, load_params  # noqa: E402
 from pipelines.evaluate import CodecRoundTrip  # noqa: E402
 
 log = logging.getLogger("oracle_study")
@@ -102,11 +102,11 @@ def run_study(root: Path, seeds: int, seed: int, work: Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{root / 'params.yaml'} not found: --root must be the repository of a make repro"
         )
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    prepared = root / params["data"]["prepared_dir"]
+    params = load_params(root / "params.yaml")
+    prepared = root / params.data.prepared_dir
     tracks = str(prepared / "tracks.parquet")
-    instrumental = str(root / params["separate"]["out_dir"] / "manifest.parquet")
-    prompts_file = root / params["generate"]["out_dir"] / "prompts.jsonl"
+    instrumental = str(root / params.separate.out_dir / "manifest.parquet")
+    prompts_file = root / params.generate.out_dir / "prompts.jsonl"
     if not prompts_file.is_file():
         raise FileNotFoundError(
             f"{prompts_file} not found: the study scores the prompts of a finished make repro "
@@ -114,14 +114,13 @@ def run_study(root: Path, seeds: int, seed: int, work: Path) -> dict[str, Any]:
         )
     prompts = load_prompts(prompts_file)
     pool = read_dataset_split(tracks, instrumental, "train")
-    settings = EvaluateSettings.from_params(
-        {
-            **params["evaluate"],
-            "out_dir": str(work / "eval"),
-            "cache_dir": str(root / params["evaluate"]["cache_dir"]),
-        }
+    settings = config_of(
+        EvaluateSettings,
+        params.evaluate,
+        out_dir=str(work / "eval"),
+        cache_dir=str(root / params.evaluate.cache_dir),
     )
-    roundtrip = CodecRoundTrip(params["codec"])
+    roundtrip = CodecRoundTrip(params.codec.model_dump())
     results: dict[str, Any] = {}
     for name in ORACLES:
         started = time.perf_counter()
@@ -138,7 +137,7 @@ def run_study(root: Path, seeds: int, seed: int, work: Path) -> dict[str, Any]:
         outputs = run_evaluation(settings, str(gen), tracks, instrumental, roundtrip)
         results[name] = {**outputs.metrics, "wall_s": round(time.perf_counter() - started, 1)}
         log.info("%s: %s", name, _row(outputs.metrics))
-    own = root / params["evaluate"]["out_dir"] / "metrics.json"
+    own = root / params.evaluate.out_dir / "metrics.json"
     return {
         "what": "metrics of stand-in generators built from real training audio, scored by the evaluate stage's "
         "own code; retrieval_codec is a generator that is perfect up to its codec",
@@ -146,7 +145,7 @@ def run_study(root: Path, seeds: int, seed: int, work: Path) -> dict[str, Any]:
         "seeds": seeds,
         "seed": seed,
         "train_pool": len(pool),
-        "codec": params["codec"]["name"],
+        "codec": params.codec.name,
         "embedder": settings.embedder,
         "judge": settings.judge,
         "oracles": results,

@@ -44,7 +44,7 @@ from evaluation.metrics.spectral_features import judge_features  # noqa: E402
 from evaluation.scoring.settings import EvaluateSettings  # noqa: E402
 from model.flow.sampling import SINGLE_EVALUATION_METHODS, SamplerConfig, noise_generator  # noqa: E402
 from model.flow.text_to_music import OUTPUT_SAMPLE_RATE, TextToMusic  # noqa: E402
-from pipelines.common.params import get, load_params  # noqa: E402
+from pipelines.common.params import config_of, load_params  # noqa: E402
 
 log = logging.getLogger("study_solvers")
 METHODS = ("euler", "midpoint", "heun", "ab2")
@@ -64,13 +64,13 @@ class LocalMetrics:
                 "study_solvers: needs the offline metrics (evaluate.embedder: spectral, "
                 "text_audio: local, judge: tagger)"
             )
-        from evaluation.metrics.clap_score import LocalClap
+        from evaluation.metrics.clap_score import LOCAL_CLAP_TEXT, LocalClap
         from evaluation.metrics.tagger import ConceptTagger
         from model.text import build_text_encoder
 
         self.embedder = SpectralStatsEmbedder()
         self.shuffle_seed = settings.shuffle_seed
-        text_encoder = build_text_encoder({"encoder": "minilm", "path": "", "max_length": 64})
+        text_encoder = build_text_encoder(LOCAL_CLAP_TEXT)
         key = {"tracks": str(Path(tracks).resolve()), "settings": settings.__dict__}
         cached = work / "setup.json"
         if cached.is_file() and json.loads(cached.read_text())["key"] == json.loads(json.dumps(key)):
@@ -132,8 +132,8 @@ class LocalMetrics:
         return {
             "fad": float(fad),
             "clap": clap,
-            "ccs": float(report["ccs"]),
-            "ccs_margin": float(report["ccs"] - report["ccs_shuffled"]),
+            "ccs": float(report.ccs),
+            "ccs_margin": float(report.margin),
         }
 
 
@@ -167,11 +167,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(args.root)  # the prepared tables hold paths relative to the repository root
     params = load_params("params.yaml")
-    model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
-    tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
-    instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
-    settings = EvaluateSettings.from_params({**get(params, "evaluate", {}), "cache_dir": str(work)})
-    cfg_scale = float(get(params, "generate.cfg_scale", 3.5))
+    model_dir = args.model_dir or params.train.out_dir
+    tracks = str(Path(params.data.prepared_dir) / "tracks.parquet")
+    instrumental = str(Path(params.separate.out_dir) / "manifest.parquet")
+    settings = config_of(EvaluateSettings, params.evaluate, cache_dir=str(work))
+    cfg_scale = params.generate.cfg_scale
     prompts = resolve_prompts("builtin", tracks, args.prompts, seed=0)
 
     start = time.perf_counter()

@@ -13,6 +13,7 @@ import logging
 from evaluation.challenge.prompts import resolve_prompts
 from evaluation.challenge.submission import SubmissionRules, validate_submission
 from pipelines.common.cli import run_main
+from pipelines.common.schema import ParamsSchema
 
 log = logging.getLogger("pipelines.check_submission")
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tracks", default="data/prepared/tracks.parquet", help="tracks table for 'builtin'")
     parser.add_argument("--n-prompts", type=int, default=100, help="prompt count for 'builtin' (0 = all)")
-    parser.add_argument("--rms-floor", type=float, default=SubmissionRules().rms_floor)
+    parser.add_argument("--rms-floor", type=float, default=ParamsSchema().submit.rms_floor)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     prompts = resolve_prompts(args.prompts, args.tracks, args.n_prompts if args.prompts == "builtin" else 0)

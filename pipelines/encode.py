@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +28,20 @@ from model.runtime.ray_session import (
     ray_session,
     resolve_address,
 )
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.params import config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
+from pipelines.common.schema import EncodeSection
 
 log = logging.getLogger("pipelines.encode")
 
 TAG_COLUMNS = ("genre", "instrument", "mood")
-ENCODE_KEYS = (
-    "clip_seconds",
-    "hop_seconds",
-    "max_clips_per_track",
-    "min_clip_seconds",
-    "shard_rows",
-    "batch_size",
-    "workers",
-    "out_dir",
-)
 
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    """The ``encode:`` section (meaning of each key: docs/stages/encode.md)."""
+    """The ``encode:`` keys this stage reads (meaning of each key: docs/stages/encode.md)."""
 
     policy: ClipPolicy
     shard_rows: int
@@ -58,17 +50,18 @@ class EncodeConfig:
     out_dir: str
 
     @classmethod
-    def from_params(cls, section: dict[str, Any]) -> EncodeConfig:
-        workers = int(section.get("workers", 2))
-        if workers < 1:
-            raise ValueError(f"params.yaml: encode.workers = {workers!r} must be >= 1 (CPU actors)")
+    def from_section(cls, section: EncodeSection) -> EncodeConfig:
         return cls(
-            policy=ClipPolicy.from_params(section),
-            shard_rows=int(section.get("shard_rows", 128)),
-            batch_size=int(section.get("batch_size", 8)),
-            workers=workers,
-            out_dir=str(section.get("out_dir", "data/latents/shards")),
+            policy=config_of(ClipPolicy, section),
+            shard_rows=section.shard_rows,
+            batch_size=section.batch_size,
+            workers=section.workers,
+            out_dir=section.out_dir,
         )
+
+    def used(self) -> dict[str, Any]:
+        """The keys as provenance records them (``encode.stats_path`` belongs to the stats stage)."""
+        return {**asdict(self.policy), **{k: v for k, v in asdict(self).items() if k != "policy"}}
 
 
 def read_sources(manifest_path: Path, tracks_path: Path) -> list[TrackSource]:
@@ -106,14 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_arg_parser("Encode instrumental audio into latent clip shards.").parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    cfg = EncodeConfig.from_params(get(params, "encode"))
-    codec_params = get(params, "codec")
+    cfg = EncodeConfig.from_section(params.encode)
+    codec_params = params.codec.model_dump()
     sources = read_sources(
-        Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet",
-        Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet",
+        Path(params.separate.out_dir) / "manifest.parquet",
+        Path(params.data.prepared_dir) / "tracks.parquet",
     )
     plan = plan_clips(sources, cfg.policy, cfg.shard_rows, cfg.batch_size)
-    address = resolve_address(get(params, "ray.address", ""))
+    address = resolve_address(params.ray.address)
     with ray_session(
         num_cpus=max(cfg.workers, available_cpus()), num_gpus=cuda_device_count(), address=address
     ):
@@ -145,10 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         provenance(
             "encode",
             # the keys this stage reads (encode.stats_path belongs to the stats stage; see dvc.yaml)
-            {
-                "codec": codec_params,
-                "encode": {k: get(params, f"encode.{k}") for k in ENCODE_KEYS if k in get(params, "encode")},
-            },
+            {"codec": codec_params, "encode": cfg.used()},
             codec_settings=meta.settings,
             latent_shape=list(meta.latent_shape),
             tracks=len(sources),
@@ -180,4 +170,4 @@ def _describe(codec_factory, clip_seconds: float):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("encode", main)

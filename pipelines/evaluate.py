@@ -31,8 +31,9 @@ from evaluation.scoring.settings import EvaluateSettings
 from model.audio.io import resample, to_channels
 from model.codec import build_codec
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.evaluate")
@@ -64,14 +65,15 @@ class CodecRoundTrip:
         return out[:, : round(audio.shape[1] / sample_rate * OUTPUT_RATE)], OUTPUT_RATE
 
 
-def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOutputs:
-    settings = EvaluateSettings.from_params(get(params, "evaluate", {}))
+def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutputs:
+    settings = config_of(EvaluateSettings, params.evaluate)
     if not settings.needs_clap:
         torch.set_num_threads(1)  # offline path: small matrices, extra threads only contend on shared cores
-    generated_dir = str(get(params, "generate.out_dir", "generated"))
-    tracks = str(Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet")
-    instrumental = str(Path(get(params, "separate.out_dir", "data/instrumental")) / "manifest.parquet")
-    roundtrip = CodecRoundTrip(get(params, "codec")) if settings.ceiling else None
+    generated_dir = params.generate.out_dir
+    tracks = str(Path(params.data.prepared_dir) / "tracks.parquet")
+    instrumental = str(Path(params.separate.out_dir) / "manifest.parquet")
+    codec = params.codec.model_dump()  # the ceiling's codec: the one the model was trained with
+    roundtrip = CodecRoundTrip(codec) if settings.ceiling else None
     outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip)
     out = Path(settings.out_dir)
     write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
@@ -80,12 +82,12 @@ def run_stage(params: dict[str, Any], live_dir: str = LIVE_DIR) -> EvaluationOut
     write_json_atomic(out / "details.json", outputs.details)
     write_json_atomic(out / "metrics.json", outputs.metrics)
     used = {
-        "evaluate": settings.__dict__,
+        "evaluate": params.evaluate.model_dump(),
         "generate.out_dir": generated_dir,
         "tracks": tracks,
         "instrumental_manifest": instrumental,
-        "codec": get(params, "codec", {}),
-    }  # the ceiling's codec
+        "codec": codec,
+    }
     write_json_atomic(
         out / "evaluate_provenance.json",
         provenance(
@@ -127,4 +129,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("evaluate", main)

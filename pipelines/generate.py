@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +31,13 @@ from evaluation.challenge.prompts import Prompt, resolve_prompts, save_prompts
 from model.audio.io import AudioDecodeError, audio_info, load_audio, write_audio
 from model.flow.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
 from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
+from model.network.scan_cuda import CudaScanUnavailableError
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
-from model.runtime.params_check import reject_unknown_keys
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.common.params import ParamsError, ParamsSchema, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
+from pipelines.common.schema import GenerateSection, validate_params
 
 log = logging.getLogger("pipelines.generate")
 
@@ -47,69 +47,19 @@ BUILTIN_SELECTION_SEED = 0
 RESUME_FILE = "resume_key.json"
 
 
-@dataclass(frozen=True)
-class GenerateSettings:
-    """The ``generate:`` section of params.yaml (meaning of each key: docs/stages/generate.md)."""
-
-    prompts: str = "builtin"
-    n_prompts: int = 100
-    seconds: float = 10.0
-    steps: int = 4  # ab2 at 4 evaluations: within seed noise of euler at 100 (docs/generation.md)
-    cfg_scale: float = 1.5  # embedded default (README ablation); the paper profile sets 3.5
-    method: str = "ab2"
-    seeds: int = 2
-    seed: int = 0
-    batch_size: int = 16
-    device: str = "auto"
-    out_dir: str = "generated"
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, key: str, what: str) -> None:
-            if not ok:
-                raise ParamsError(f"params.yaml: generate.{key} = {getattr(self, key)!r}: {what}")
-
-        need(
-            self.seconds >= MIN_SECONDS,
-            "seconds",
-            f"must be >= {MIN_SECONDS} (the challenge needs 10 s clips)",
+def sampler_of(settings: GenerateSection) -> SamplerConfig:
+    """The ODE solver settings of ``generate:`` (``method`` must name a solver of model.flow.sampling)."""
+    if settings.method not in METHODS:
+        raise ParamsError(
+            f"params.yaml: generate.method = {settings.method!r}: must be one of {', '.join(METHODS)}"
         )
-        need(self.steps >= 1, "steps", "must be a positive integer")
-        need(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
-        need(self.seeds >= 1, "seeds", "must be >= 1 (seed indices 0 .. seeds-1)")
-        need(self.batch_size >= 1, "batch_size", "must be >= 1")
-        need(self.n_prompts >= 0, "n_prompts", "must be >= 0 (0 = every prompt)")
-        need(math.isfinite(self.cfg_scale), "cfg_scale", "must be a finite number")
+    return SamplerConfig(steps=settings.steps, cfg_scale=settings.cfg_scale, method=settings.method)
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> GenerateSettings:
-        section = get(params, "generate", {}) or {}
-        reject_unknown_keys(section, cls.__dataclass_fields__, "generate", error=ParamsError)
-        types = {
-            "prompts": str,
-            "n_prompts": int,
-            "seconds": float,
-            "steps": int,
-            "cfg_scale": float,
-            "method": str,
-            "seeds": int,
-            "seed": int,
-            "batch_size": int,
-            "device": str,
-            "out_dir": str,
-        }
-        values = {}
-        for key, value in section.items():
-            try:
-                values[key] = types[key](value)
-            except (TypeError, ValueError) as exc:
-                raise ParamsError(
-                    f"params.yaml: generate.{key} = {value!r} is not a {types[key].__name__}"
-                ) from exc
-        return cls(**values)
 
-    @property
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(steps=self.steps, cfg_scale=self.cfg_scale, method=self.method)
+def with_overrides(settings: GenerateSection, **overrides: Any) -> GenerateSection:
+    """``settings`` with some keys replaced (``None`` keeps a key), validated like the params file."""
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    return validate_params({"generate": {**settings.model_dump(), **changed}}, "generate options").generate
 
 
 def wav_path(out_dir: str | Path, prompt_id: str, seed_index: int) -> Path:
@@ -129,7 +79,7 @@ def is_complete(path: Path, seconds: float) -> bool:
     )
 
 
-def resume_key(settings: GenerateSettings, model_dir: str | Path) -> dict[str, Any]:
+def resume_key(settings: GenerateSection, model_dir: str | Path) -> dict[str, Any]:
     """What an existing file must have been made with to be reused: sampler, seeds, length and model identity."""
     weights = Path(model_dir) / "model.safetensors"
     config = Path(model_dir) / "config.json"
@@ -156,7 +106,7 @@ def can_resume(out_dir: Path, key: dict[str, Any]) -> bool:
         return False
 
 
-def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: GenerateSettings) -> pa.Table:
+def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: GenerateSection) -> pa.Table:
     """Render every (prompt, seed index) whose file is not yet complete, in batches; the manifest table."""
     jobs = [(p, k) for p in prompts for k in range(settings.seeds)]
     todo = [
@@ -169,7 +119,7 @@ def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: Ge
     batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
     for batch in tqdm(batches, desc="generate", unit="batch"):
         gens = [noise_generator(p.prompt_id, k, settings.seed) for p, k in batch]
-        audio = engine.generate([p.caption for p, _ in batch], gens, settings.seconds, settings.sampler)
+        audio = engine.generate([p.caption for p, _ in batch], gens, settings.seconds, sampler_of(settings))
         for (p, k), wav in zip(batch, audio, strict=True):
             write_audio(wav_path(settings.out_dir, p.prompt_id, k), wav, OUTPUT_SAMPLE_RATE)
     return pa.table(
@@ -185,10 +135,11 @@ def generate_prompt_set(engine: TextToMusic, prompts: list[Prompt], settings: Ge
     )
 
 
-def run_stage(params: dict[str, Any]) -> None:
-    settings = GenerateSettings.from_params(params)
-    model_dir = get(params, "train.out_dir", "models/final")
-    tracks = Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet"
+def run_stage(params: ParamsSchema) -> None:
+    settings = params.generate
+    sampler_of(settings)  # refuses an unknown method before any work
+    model_dir = params.train.out_dir
+    tracks = Path(params.data.prepared_dir) / "tracks.parquet"
     prompts = resolve_prompts(settings.prompts, tracks, settings.n_prompts, seed=BUILTIN_SELECTION_SEED)
     log.info(
         "%d prompts × %d seeds, %.1f s each, %s %d steps, CFG %.2f",
@@ -216,7 +167,7 @@ def run_stage(params: dict[str, Any]) -> None:
         out / "provenance.json",
         provenance(
             "generate",
-            {"generate": asdict(settings), "train.out_dir": model_dir},
+            {"generate": settings.model_dump(), "train.out_dir": model_dir},
             model_dir=model_dir,
             n_prompts=len(prompts),
             n_files=manifest.num_rows,
@@ -251,7 +202,7 @@ def read_input(path: str, flag: str) -> tuple[Any, int]:
 
 
 def run_edit(
-    args: Any, engine: TextToMusic, settings: GenerateSettings, gen: torch.Generator, bar: Any
+    args: Any, engine: TextToMusic, settings: GenerateSection, gen: torch.Generator, bar: Any
 ) -> Any:
     """``--continue`` / ``--inpaint``: the edited (2, N) audio at 44.1 kHz."""
     from model.flow.editing import EditError, MusicEditor
@@ -262,23 +213,23 @@ def run_edit(
         if args.continue_from:
             audio, sr = read_input(args.continue_from, "--continue")
             return editor.continue_audio(
-                args.prompt, audio, sr, settings.seconds, settings.sampler, gen, **options
+                args.prompt, audio, sr, settings.seconds, sampler_of(settings), gen, **options
             ).audio
         audio, sr = read_input(args.inpaint, "--inpaint")
         start, end = parse_region(args.region)
-        return editor.inpaint(args.prompt, audio, sr, start, end, settings.sampler, gen, **options).audio
+        return editor.inpaint(args.prompt, audio, sr, start, end, sampler_of(settings), gen, **options).audio
     except EditError as exc:
         raise SystemExit(f"generate: {exc}") from None
 
 
-def run_single(args: Any, params: dict[str, Any]) -> Path:
+def run_single(args: Any, params: ParamsSchema) -> Path:
     """One caption → one WAV at ``args.output``; unset options fall back to ``generate.*`` or the defaults.
 
     With ``--continue`` the output keeps the input and runs to ``--seconds`` in total (default: input + 10 s);
     with ``--inpaint`` it has the input's length and only ``--region`` is regenerated.
     """
     started = time.perf_counter()
-    base = GenerateSettings.from_params(params)
+    base = params.generate
     if (args.continue_from or args.inpaint) and args.repeats < 1:
         raise SystemExit(f"generate: --repeats must be >= 1, got {args.repeats}")
     if args.inpaint and not args.region:
@@ -293,16 +244,18 @@ def run_single(args: Any, params: dict[str, Any]) -> Path:
             )
         except AudioDecodeError as exc:
             raise SystemExit(f"generate: cannot read --continue {args.continue_from}: {exc.reason}") from None
-    settings = GenerateSettings(
+    settings = with_overrides(
+        base,
         seconds=max(seconds, MIN_SECONDS) if args.inpaint else seconds,
-        steps=base.steps if args.steps is None else args.steps,
-        cfg_scale=base.cfg_scale if args.cfg is None else args.cfg,
-        method=base.method if args.method is None else args.method,
-        device=base.device if args.device is None else args.device,
+        steps=args.steps,
+        cfg_scale=args.cfg,
+        method=args.method,
+        device=args.device,
     )
+    sampler = sampler_of(settings)
     if not args.prompt.strip():
         raise SystemExit('generate: the prompt is empty; give the text to render, e.g. "calm piano ballad"')
-    model_dir = args.model_dir or get(params, "train.out_dir", "models/final")
+    model_dir = args.model_dir or params.train.out_dir
     if not (Path(model_dir) / "config.json").is_file():
         raise SystemExit(
             f"generate: no trained model in {model_dir} (config.json missing); pass --model-dir, "
@@ -310,13 +263,11 @@ def run_single(args: Any, params: dict[str, Any]) -> Path:
         )
     engine = TextToMusic.from_dir(model_dir, settings.device)
     gen = torch.Generator().manual_seed(args.seed)
-    with tqdm(total=settings.sampler.steps, desc="sample", unit="step") as bar:
+    with tqdm(total=sampler.steps, desc="sample", unit="step") as bar:
         if args.continue_from or args.inpaint:
             wav = run_edit(args, engine, settings, gen, bar)
         else:
-            (wav,) = engine.generate(
-                [args.prompt], [gen], settings.seconds, settings.sampler, progress=bar.update
-            )
+            (wav,) = engine.generate([args.prompt], [gen], settings.seconds, sampler, progress=bar.update)
     write_audio(args.output, wav, OUTPUT_SAMPLE_RATE)
     took = time.perf_counter() - started
     print(
@@ -365,9 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.prompt is None:
         run_stage(load_params(args.params))
         return
-    params = load_params(args.params) if Path(args.params).is_file() else {}
-    run_single(args, params)
+    run_single(args, load_params(args.params, missing_ok=True))
 
 
 if __name__ == "__main__":
-    main()
+    run_main("generate", main, extra=(CudaScanUnavailableError,))

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from model.data.store import pack_store
 from model.runtime.atomic_io import write_json_atomic
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.params import load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.pack")
@@ -26,14 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     setup_logging()
     params = load_params(args.params)
-    shards_dir = get(params, "encode.out_dir")
-    out_dir = Path(get(params, "pack.out_dir"))
+    shards_dir = params.encode.out_dir
+    out_dir = Path(params.pack.out_dir)
     description = pack_store(shards_dir, out_dir)
     write_json_atomic(
         out_dir.with_name(out_dir.name + ".provenance.json"),
         provenance(
             "pack",
-            {"encode": {"out_dir": shards_dir}, "pack": get(params, "pack")},
+            {"encode": {"out_dir": shards_dir}, "pack": params.pack.model_dump()},
             splits=description["splits"],
             shards=len(description["shards"]),
         ),
@@ -42,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("pack", main)

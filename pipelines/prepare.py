@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from model.datasets.catalog import JamendoSource, build_tables
-from model.datasets.jamendo import JamendoFormatError
 from model.datasets.synthetic import SyntheticConfig, generate_dataset
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.runtime.errors import InputError
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.common.params import ParamsError, ParamsSchema, config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
+from pipelines.common.schema import JamendoSection
 
 log = logging.getLogger("pipelines.prepare")
 
@@ -32,11 +34,11 @@ _JAMENDO_HELP = {
 }
 
 
-def jamendo_source(section: dict[str, Any]) -> JamendoSource:
+def jamendo_source(section: JamendoSection) -> JamendoSource:
     """The JamendoSource named by params ``data.jamendo``; errors say which key to set and to what."""
     values = {}
     for key, help_text in _JAMENDO_HELP.items():
-        value = str(section.get(key) or "").strip()
+        value = getattr(section, key).strip()
         if not value:
             raise ParamsError(
                 f"params.yaml: data.jamendo.{key} is empty; set it to {help_text} (see docs/stages/prepare.md)"
@@ -48,32 +50,31 @@ def jamendo_source(section: dict[str, Any]) -> JamendoSource:
                 f"params.yaml: data.jamendo.{key} = {value!r} does not exist; it should be {help_text}"
             )
         values[key] = path
-    return JamendoSource(subset=str(section.get("subset") or "autotagging"), **values)
+    return JamendoSource(subset=section.subset, **values)
 
 
-def prepare(params: dict[str, Any]) -> dict[str, Any]:
+def prepare(params: ParamsSchema) -> dict[str, Any]:
     """Run the stage on loaded params; returns the provenance record written beside the outputs."""
     started = time.monotonic()
-    prepared_dir = Path(get(params, "data.prepared_dir"))
-    source_kind = get(params, "data.source")
+    data = params.data
+    prepared_dir = Path(data.prepared_dir)
     strict = True
     extra: dict[str, Any] = {}
-    if source_kind == "synthetic":
-        try:
-            cfg = SyntheticConfig.from_params(get(params, "data.synthetic"))
-        except (TypeError, ValueError) as exc:
-            raise ParamsError(f"params.yaml: data.synthetic: {exc}") from exc
+    if data.source == "synthetic":
+        cfg = config_of(SyntheticConfig, data.synthetic)
         layout = generate_dataset(prepared_dir / "synthetic", cfg)
         source = JamendoSource(layout.audio_root, layout.metadata_tsv, layout.split_dir, layout.subset)
-    elif source_kind == "jamendo":
-        section = get(params, "data.jamendo")
-        source = jamendo_source(section)
-        strict = bool(section.get("strict", True))
+    elif data.source == "jamendo":
+        source = jamendo_source(data.jamendo)
+        strict = data.jamendo.strict
     else:
-        raise ParamsError(f"params.yaml: data.source must be one of {list(SOURCES)}, got {source_kind!r}")
-    tables = build_tables(source, caption_seed=int(get(params, "data.caption_seed", 0)), strict=strict)
+        raise ParamsError(f"params.yaml: data.source must be one of {list(SOURCES)}, got {data.source!r}")
+    tables = build_tables(source, caption_seed=data.caption_seed, strict=strict)
     if tables.tracks.num_rows == 0:
-        raise RuntimeError(f"no usable tracks in {source}; reasons: {tables.rejects.to_pylist()[:5]}")
+        reasons = tables.rejects.to_pylist()[:5]
+        raise InputError(
+            f"no usable tracks in {source}; first rejects: {reasons} (see docs/stages/prepare.md)"
+        )
     write_parquet_atomic(prepared_dir / "tracks.parquet", tables.tracks)
     write_parquet_atomic(prepared_dir / "rejects.parquet", tables.rejects)
     splits = tables.tracks.column("split").to_pylist()
@@ -84,7 +85,7 @@ def prepare(params: dict[str, Any]) -> dict[str, Any]:
     }
     extra["source"] = {k: str(v) for k, v in vars(source).items()}
     extra["seconds"] = round(time.monotonic() - started, 2)
-    record = provenance("prepare", {"data": get(params, "data")}, **extra)
+    record = provenance("prepare", {"data": data.model_dump()}, **extra)
     write_json_atomic(prepared_dir / "provenance.json", record)
     log.info("prepared %s in %.1f s: %s", prepared_dir / "tracks.parquet", extra["seconds"], extra["counts"])
     return record
@@ -93,12 +94,8 @@ def prepare(params: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = stage_arg_parser("Prepare the track table from synthetic or MTG-Jamendo data.").parse_args(argv)
     setup_logging()
-    try:
-        prepare(load_params(args.params))
-    except (ParamsError, JamendoFormatError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        raise SystemExit(f"prepare failed: {exc}") from exc
+    prepare(load_params(args.params))
 
 
 if __name__ == "__main__":
-    main()
+    run_main("prepare", main)

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.common.params import DEFAULT_PARAMS, ParamsError, load_params
+from pipelines.common.cli import run_main
+from pipelines.common.params import DEFAULT_PARAMS, ParamsError, read_tree
 from pipelines.common.schema import validate_params
 
 PROFILES_DIR = Path("profiles")
@@ -28,7 +29,7 @@ def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> dict[str, Any]
     with path.open() as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a profile must be a mapping of params sections")
+        raise ParamsError(f"{path}: a profile must be a mapping of params sections")
     return data
 
 
@@ -70,7 +71,7 @@ def set_args(overrides: dict[str, Any], base: dict[str, Any]) -> list[str]:
     for dotted, value in flatten(overrides).items():
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
         if any(ch.isspace() for ch in text):
-            raise ValueError(
+            raise ParamsError(
                 f"profile value for '{dotted}' contains whitespace; it cannot pass through $(...)"
             )
         args += ["-S", f"{'' if dotted in present else '+'}{dotted}={text}"]
@@ -83,12 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default=str(DEFAULT_PARAMS))
     parser.add_argument("--write", action="store_true", help="merge the profile into the params file")
     args = parser.parse_args(argv)
-    try:
-        base = load_params(args.params)
-        profile = load_profile(args.name)
-        merged = merge(base, profile, f"profiles/{args.name}.yaml")
-    except (FileNotFoundError, ValueError, ParamsError) as exc:
-        raise SystemExit(f"profile: {exc}") from exc
+    base = read_tree(args.params)
+    validate_params(base, args.params)
+    profile = load_profile(args.name)
+    merged = merge(base, profile, f"profiles/{args.name}.yaml")
     if args.write:
         Path(args.params).write_text(yaml.safe_dump(merged, sort_keys=False))
         print(f"{args.params}: applied profile '{args.name}' ({len(flatten(profile))} keys)", file=sys.stderr)
@@ -97,4 +96,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("profile", main)

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from model.separation.instrumental import SeparationResult, TrackAudio, run_separation
 from model.separation.vocal_remover import SeparationConfig
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.params import config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.separate")
@@ -69,12 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     ).parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    cfg = SeparationConfig.from_params(get(params, "separate"))
-    tracks_path = Path(get(params, "data.prepared_dir", "data/prepared")) / "tracks.parquet"
+    cfg = config_of(SeparationConfig, params.separate)
+    tracks_path = Path(params.data.prepared_dir) / "tracks.parquet"
     tracks = read_tracks(tracks_path)
     out_dir = Path(cfg.out_dir)
     log.info("%d tracks, model %s -> %s", len(tracks), cfg.model, out_dir)
-    results = run_separation(tracks, cfg, address=get(params, "ray.address", ""))
+    results = run_separation(tracks, cfg, address=params.ray.address)
     manifest, rejects = results_tables(results)
     write_parquet_atomic(out_dir / "manifest.parquet", manifest)
     write_parquet_atomic(out_dir / "rejects.parquet", rejects)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         out_dir / "provenance.json",
         provenance(
             "separate",
-            {"separate": get(params, "separate")},
+            {"separate": params.separate.model_dump()},
             tracks=len(tracks),
             written=manifest.num_rows,
             rejected=rejects.num_rows,
@@ -95,4 +96,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("separate", main)

@@ -12,8 +12,9 @@ from pathlib import Path
 from model.data.shards import shard_metadata
 from model.data.stats import shard_stats
 from model.runtime.atomic_io import write_json_atomic
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.params import load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.stats")
@@ -25,8 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_arg_parser("Per-channel latent mean/variance over the training split.").parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    shard_dir = get(params, "encode.out_dir")
-    stats_path = Path(get(params, "encode.stats_path"))
+    shard_dir = params.encode.out_dir
+    stats_path = Path(params.encode.stats_path)
     meta = shard_metadata(shard_dir)
     acc = shard_stats(shard_dir, split=STATS_SPLIT)
     codec = {
@@ -53,4 +54,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("stats", main)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 
 from evaluation.challenge.prompts import load_prompts
 from evaluation.challenge.submission import SubmissionRules, build_submission, read_best_seeds
+from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
-from pipelines.common.params import ParamsError, get, load_params, stage_arg_parser
+from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import provenance
 
 log = logging.getLogger("pipelines.submit")
@@ -31,13 +31,11 @@ def generated_files(generated_dir: Path) -> dict[tuple[str, int], str]:
     return {(row["prompt_id"], int(row["seed"])): row["path"] for row in table}
 
 
-def run_stage(params: dict[str, Any]) -> Path:
-    generated_dir = Path(get(params, "generate.out_dir", "generated"))
-    reports_dir = Path(get(params, "evaluate.out_dir", "reports"))
-    out_dir = Path(get(params, "submit.out_dir"))
-    rms_floor = float(get(params, "submit.rms_floor", SubmissionRules.rms_floor))
-    if rms_floor < 0:
-        raise ParamsError(f"params.yaml: submit.rms_floor = {rms_floor} must be >= 0")
+def run_stage(params: ParamsSchema) -> Path:
+    generated_dir = Path(params.generate.out_dir)
+    reports_dir = Path(params.evaluate.out_dir)
+    out_dir = Path(params.submit.out_dir)
+    rules = config_of(SubmissionRules, params.submit)
     prompts = load_prompts(generated_dir / "prompts.jsonl")
     best = read_best_seeds(reports_dir / "best_seeds.json", [p.prompt_id for p in prompts])
     metrics = reports_dir / "metrics.json"
@@ -46,7 +44,7 @@ def run_stage(params: dict[str, Any]) -> Path:
     record = provenance(
         "submit",
         {
-            "submit": get(params, "submit"),
+            "submit": params.submit.model_dump(),
             "generate.out_dir": str(generated_dir),
             "evaluate.out_dir": str(reports_dir),
         },
@@ -58,7 +56,7 @@ def run_stage(params: dict[str, Any]) -> Path:
         generated_files(generated_dir),
         out_dir,
         metrics,
-        SubmissionRules(rms_floor=rms_floor),
+        rules,
         provenance=record,
     )
 
@@ -70,4 +68,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("submit", main)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.common.params import get, load_params, stage_arg_parser
+from pipelines.common.params import ParamsSchema, load_params, stage_arg_parser
 
 
 def _size(path: Path) -> str:
@@ -31,12 +31,12 @@ def _json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def summary_lines(params: dict[str, Any]) -> list[str]:
+def summary_lines(params: ParamsSchema) -> list[str]:
     """The summary, one string per line."""
-    model = Path(get(params, "train.out_dir", "models/final"))
-    generated = Path(get(params, "generate.out_dir", "generated"))
-    reports = Path(get(params, "evaluate.out_dir", "reports"))
-    submission = Path(get(params, "submit.out_dir", "submission"))
+    model = Path(params.train.out_dir)
+    generated = Path(params.generate.out_dir)
+    reports = Path(params.evaluate.out_dir)
+    submission = Path(params.submit.out_dir)
     lines = ["== flowjam: what this run produced"]
 
     config = _json(model / "config.json")

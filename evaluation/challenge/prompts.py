@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from model.runtime.atomic_io import atomic_path
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ _CATEGORY_ALIASES = {
 }
 
 
-class PromptSetError(ValueError):
+class PromptSetError(InputError, ValueError):
     """A prompt file (or the built-in source) is unusable; the message names the file and the prompt."""
 
 

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ import numpy as np
 import soundfile as sf
 
 from evaluation.challenge.prompts import Prompt
-from model.runtime.atomic_io import atomic_path, replace_dir, write_json_atomic
+from model.runtime.atomic_io import atomic_dir, atomic_path, write_json_atomic
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,15 @@ KNOWN_FILES = ("manifest.csv", "metrics.json", "provenance.json")
 
 @dataclass(frozen=True)
 class SubmissionRules:
-    """The challenge's audio rules; only ``rms_floor`` (our silence threshold, ≈ −80 dBFS) is a choice."""
+    """The challenge's audio rules; only ``rms_floor`` (our silence threshold, ``submit.rms_floor``) is a choice."""
 
-    sample_rate: int = 44100
+    rms_floor: float
+    sample_rate: int = 44100  # the challenge's, not params
     min_seconds: float = 10.0
     scored_seconds: float = 10.0
-    rms_floor: float = 1e-4
 
 
-class SubmissionError(RuntimeError):
+class SubmissionError(InputError, RuntimeError):
     """The submission breaks the rules; ``violations`` lists every problem, one line each."""
 
     def __init__(self, where: str, violations: Sequence[str]):
@@ -94,7 +94,7 @@ def build_submission(
     generated: Mapping[tuple[str, int], str | os.PathLike],
     out_dir: str | os.PathLike,
     metrics_path: str | os.PathLike | None,
-    rules: SubmissionRules | None = None,
+    rules: SubmissionRules,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Assemble, validate and only then publish ``out_dir`` (a failed build leaves any old one untouched).
@@ -102,9 +102,7 @@ def build_submission(
     ``generated`` maps (prompt_id, seed index) to the generated WAV. Raises SubmissionError on any violation.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as staging:
         missing = [
             f"prompt {p.prompt_id}: no generated file for seed {best_seeds.get(p.prompt_id)}"
             for p in prompts
@@ -133,11 +131,7 @@ def build_submission(
             shutil.copyfile(metrics_path, staging / "metrics.json")
         if provenance is not None:
             write_json_atomic(staging / "provenance.json", dict(provenance))
-        check_submission(staging, [p.prompt_id for p in prompts], rules or SubmissionRules(), where=str(out))
-        replace_dir(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        check_submission(staging, [p.prompt_id for p in prompts], rules, where=str(out))
     log.info("submission %s: %d files, all rules met", out, len(prompts))
     return out
 
@@ -180,10 +174,10 @@ def check_audio_file(path: Path, rules: SubmissionRules) -> list[str]:
 
 
 def validate_submission(
-    sub_dir: str | os.PathLike, expected_ids: Sequence[str], rules: SubmissionRules | None = None
+    sub_dir: str | os.PathLike, expected_ids: Sequence[str], rules: SubmissionRules
 ) -> list[str]:
     """Every rule violation of the submission in ``sub_dir`` against the expected prompt ids (empty = valid)."""
-    rules = rules or SubmissionRules()
+    rules = rules
     d = Path(sub_dir)
     if not d.is_dir():
         return [f"{d}: submission directory not found"]
@@ -236,7 +230,7 @@ def _check_manifest(path: Path, expected: set[str]) -> list[str]:
 def check_submission(
     sub_dir: str | os.PathLike,
     expected_ids: Sequence[str],
-    rules: SubmissionRules | None = None,
+    rules: SubmissionRules,
     where: str | None = None,
 ) -> None:
     """Raise SubmissionError listing every violation; return quietly when the submission is valid."""

@@ -29,6 +29,7 @@ from evaluation.metrics.ccs import Concepts, Judgement, concept_pairs
 from evaluation.metrics.excerpt import SCORED_SECONDS, scored_excerpt
 from model.audio.io import load_audio
 from model.runtime.devices import resolve_device
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ NO_SPELLINGS = ("no", "No", " no", " No")
 SUPPORTED_MODEL_TYPES = ("qwen2_audio",)
 
 
-class AlmWeightsError(FileNotFoundError):
+class AlmWeightsError(InputError, FileNotFoundError):
     """The audio-language model directory is unset, missing or unusable."""
 
 

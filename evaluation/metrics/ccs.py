@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -145,27 +146,41 @@ class ClapJudge:
         return out
 
 
+@dataclass(frozen=True)
+class CcsReport:
+    """CCS of B clips against their own prompts and against a derangement of the prompts.
+
+    ``judgements[b]`` lists (category, concept, heard) for clip b's prompt; ``coverage``/``coverage_shuffled``
+    (B,) are the per-clip K/M (NaN for a prompt without concepts); ``derangement`` maps prompt i to the prompt
+    whose concepts its clips are scored against in the shuffled run.
+    """
+
+    judgements: list[Judgement]
+    coverage: np.ndarray
+    coverage_shuffled: np.ndarray
+    ccs: float
+    ccs_shuffled: float
+    derangement: np.ndarray
+
+    @property
+    def margin(self) -> float:
+        """How much the audio follows its own text: ``ccs - ccs_shuffled``."""
+        return self.ccs - self.ccs_shuffled
+
+
 def ccs_report(
     judge: ConceptJudge,
     audio: np.ndarray,
     concepts: Sequence[Concepts],
     prompt_index: np.ndarray,
     shuffle_seed: int,
-) -> dict[str, Any]:
+) -> CcsReport:
     """CCS of clips (B rows, clip b made for prompt ``prompt_index[b]``) vs the same clips under a derangement.
 
     ``concepts`` holds one entry per prompt; the derangement permutes prompts, so all seeds of a prompt are
-    scored against the same other prompt. Returns per-clip judgements and coverages plus the two means.
+    scored against the same other prompt.
     """
-    n_prompts = len(concepts)
-    perm = seeded_derangement(n_prompts, shuffle_seed)
+    perm = seeded_derangement(len(concepts), shuffle_seed)
     own = judge.judge(audio, [concepts[i] for i in prompt_index])
     shuffled = judge.judge(audio, [concepts[perm[i]] for i in prompt_index])
-    return {
-        "judgements": own,
-        "coverage": coverage(own),
-        "coverage_shuffled": coverage(shuffled),
-        "ccs": ccs(own),
-        "ccs_shuffled": ccs(shuffled),
-        "derangement": perm,
-    }
+    return CcsReport(own, coverage(own), coverage(shuffled), ccs(own), ccs(shuffled), perm)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from evaluation.metrics.excerpt import SCORED_SECONDS, scored_head
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ HOW_TO_GET = (
 )
 
 
-class ClapWeightsError(FileNotFoundError):
+class ClapWeightsError(InputError, FileNotFoundError):
     """The CLAP weights are missing or unusable."""
 
 

@@ -82,6 +82,10 @@ def pooled_text_features(text_encoder: Any, texts: Sequence[str], batch_size: in
     return np.concatenate(out)
 
 
+# local-clap's text side: all-MiniLM-L6-v2 token embeddings (the offline text encoder), mean-pooled
+LOCAL_CLAP_TEXT = {"encoder": "minilm", "path": "", "max_length": 64}
+
+
 @dataclass(frozen=True)
 class LocalClapConfig:
     dim: int = 64

@@ -7,13 +7,14 @@ Only the first ``SCORED_SECONDS`` (10 s) of each file are scored, as in the chal
 - ``spectral``: ``spectral-stats-v1 (weight-free; not CLAP)``, the offline default: one hand-made descriptor
   (``evaluation/metrics/spectral_features.py``) per 10 s window. Its FAD values are NOT comparable to CLAP FAD.
 
-``build_embedder(params["evaluate"])`` picks one by ``evaluate.embedder``.
+``build_embedder(name, clap)`` picks one by ``evaluate.embedder``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -71,22 +72,27 @@ class SpectralStatsEmbedder:
         }
 
 
-def build_embedder(evaluate_params: dict[str, Any]) -> AudioEmbedder:
-    """``evaluate.embedder``: ``spectral`` (offline default) or ``clap`` (needs ``evaluate.clap_path``)."""
-    name = evaluate_params.get("embedder", "spectral")
+@dataclass(frozen=True)
+class ClapOptions:
+    """``evaluate.clap_path``, ``clap_tokenizer_path``, ``clap_batch_size`` and ``clap_hop_seconds``."""
+
+    path: str
+    tokenizer_path: str
+    batch_size: int
+    hop_seconds: float
+
+
+def build_embedder(name: str, clap: ClapOptions | None = None) -> AudioEmbedder:
+    """``evaluate.embedder``: ``spectral`` (offline default) or ``clap`` (built from ``clap``)."""
     if name == "spectral":
         return SpectralStatsEmbedder()
     if name == "clap":
         from evaluation.metrics.clap_model import ClapEmbedder, load_clap
 
-        bundle = load_clap(
-            evaluate_params.get("clap_path", ""), evaluate_params.get("clap_tokenizer_path", "")
-        )
-        return ClapEmbedder(
-            bundle,
-            batch_size=int(evaluate_params.get("clap_batch_size", 8)),
-            hop_seconds=float(evaluate_params.get("clap_hop_seconds", 1.0)),
-        )
+        if clap is None:
+            raise ValueError("evaluate.embedder clap needs the evaluate.clap_* settings")
+        bundle = load_clap(clap.path, clap.tokenizer_path)
+        return ClapEmbedder(bundle, batch_size=clap.batch_size, hop_seconds=clap.hop_seconds)
     raise ValueError(
         f"params.yaml: evaluate.embedder is {name!r}; expected one of {', '.join(EMBEDDER_NAMES)}"
     )

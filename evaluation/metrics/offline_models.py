@@ -56,9 +56,9 @@ def fit_tagger(
     report = ccs_report(TaggerJudge(tagger), val_x, [c.tags for c in val], np.arange(len(val)), shuffle_seed)
     figures = {
         "accuracy": tagger.info["validation_accuracy"],
-        "ccs": report["ccs"],
-        "ccs_shuffled": report["ccs_shuffled"],
-        "ccs_margin": report["ccs"] - report["ccs_shuffled"],
+        "ccs": report.ccs,
+        "ccs_shuffled": report.ccs_shuffled,
+        "ccs_margin": report.margin,
         "n_train": len(train),
         "n_validation": len(val),
         "path": str(save_to),

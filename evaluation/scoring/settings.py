@@ -1,42 +1,44 @@
-"""The ``evaluate:`` section of params.yaml as a frozen dataclass (meaning of each key: docs/stages/evaluate.md)."""
+"""The ``evaluate:`` section of params.yaml as a frozen dataclass, with the checks of its values that the schema
+cannot make (names of embedders, judges and rules; a CLAP or ALM path when one is asked for)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from evaluation.metrics.embedders import EMBEDDER_NAMES
 from evaluation.scoring.best_of import BEST_SEED_RULES
-from model.runtime.params_check import reject_unknown_keys
+from model.runtime.errors import InputError
 
 TEXT_AUDIO_NAMES = ("local", "clap")
 JUDGE_NAMES = ("tagger", "clap", "alm")
 
 
-class EvaluateParamsError(ValueError):
+class EvaluateParamsError(InputError, ValueError):
     """A key of the ``evaluate:`` section is unknown or has an unusable value."""
 
 
 @dataclass(frozen=True)
 class EvaluateSettings:
-    embedder: str = "spectral"  # FAD embedder: spectral (weight-free, offline) | clap
-    text_audio: str = "local"  # CLAP-score model: local (trained here) | clap
-    judge: str = "tagger"  # CCS judge: tagger (trained here) | clap (zero-shot) | alm (audio-language model)
-    clap_path: str = ""  # LAION-CLAP: transformers dir or music_audioset_epoch_15_esc_90.14.pt
-    clap_tokenizer_path: str = ""  # roberta-base tokenizer dir, for text with the original .pt
-    clap_batch_size: int = 8
-    clap_hop_seconds: float = 1.0  # fadtk clap-laion-music: 10 s windows every 1 s
-    alm_path: str = ""  # local Qwen2-Audio directory (e.g. Qwen/Qwen2-Audio-7B-Instruct), for judge: alm
-    alm_batch_size: int = 4  # (clip, question) pairs per forward pass of the ALM judge
-    reference_dir: str = ""  # empty: the test split's instrumental audio
-    best_seed_rule: str = "fad_clap"
-    ceiling: bool = True  # also score the reference audio round-tripped through the model's codec
-    shuffle_seed: int = 0  # derangement for ccs_shuffled
-    seed: int = 0  # training seed of the tagger and local-clap
-    tagger_steps: int = 600
-    local_clap_steps: int = 500
-    cache_dir: str = "data/eval_cache"  # reference statistics cache
-    out_dir: str = "reports"
+    """The ``evaluate:`` section (meaning of each key: docs/stages/evaluate.md; defaults: the params schema)."""
+
+    embedder: str  # FAD embedder: spectral (weight-free, offline) | clap
+    text_audio: str  # CLAP-score model: local (trained here) | clap
+    judge: str  # CCS judge: tagger (trained here) | clap (zero-shot) | alm (audio-language model)
+    clap_path: str  # LAION-CLAP: transformers dir or music_audioset_epoch_15_esc_90.14.pt
+    clap_tokenizer_path: str  # roberta-base tokenizer dir, for text with the original .pt
+    clap_batch_size: int
+    clap_hop_seconds: float  # fadtk clap-laion-music: 10 s windows every 1 s
+    alm_path: str  # local audio-language model directory, for judge: alm
+    alm_batch_size: int  # (clip, question) pairs per forward pass of the ALM judge
+    reference_dir: str  # empty: the test split's instrumental audio
+    best_seed_rule: str
+    ceiling: bool  # also score the reference audio round-tripped through the model's codec
+    shuffle_seed: int  # derangement for ccs_shuffled
+    seed: int  # training seed of the tagger and local-clap
+    tagger_steps: int
+    local_clap_steps: int
+    cache_dir: str  # reference statistics cache
+    out_dir: str
 
     def __post_init__(self) -> None:
         for key, allowed in (
@@ -75,26 +77,3 @@ class EvaluateSettings:
     @property
     def needs_descriptors(self) -> bool:
         return self.embedder == "spectral" or self.text_audio == "local" or self.judge == "tagger"
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any] | None) -> EvaluateSettings:
-        section = section or {}
-        known = {f.name: f for f in fields(cls)}
-        reject_unknown_keys(section, known, "evaluate", error=EvaluateParamsError)
-        values = {}
-        for key, value in section.items():
-            kind = type(known[key].default)
-            if value is None and kind is str:
-                value = ""
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if kind is float and not isinstance(value, float):
-                raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be a number, got {value!r}")
-            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be an integer, got {value!r}")
-            if kind is bool and not isinstance(value, bool):
-                raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be true or false, got {value!r}")
-            if kind is str and not isinstance(value, str):
-                raise EvaluateParamsError(f"params.yaml: evaluate.{key} must be a string, got {value!r}")
-            values[key] = value
-        return cls(**values)

@@ -17,13 +17,14 @@ import soundfile as sf
 import soxr
 
 from model.runtime.atomic_io import atomic_path
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
 _TRUNCATION_TOLERANCE = 0.02  # mp3 frame counts from a header may be a little off; a cut file is far off
 
 
-class AudioDecodeError(RuntimeError):
+class AudioDecodeError(InputError, RuntimeError):
     """An audio file could not be read or holds no usable samples."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

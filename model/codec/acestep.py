@@ -38,7 +38,6 @@ from model.codec.acestep_snapshot import (
 )
 from model.codec.base import Codec
 from model.runtime.devices import resolve_device
-from model.runtime.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +53,14 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class AceStepCodecConfig:
     """``codec.acestep_dir`` (the local snapshot) and ``codec.acestep.dtype`` (model weights' dtype)."""
 
-    acestep_dir: str = ""
-    dtype: str = "float32"
+    acestep_dir: str
+    dtype: str
 
-    @classmethod
-    def from_params(cls, codec_params: dict[str, Any]) -> AceStepCodecConfig:
-        section = codec_params.get("acestep") or {}
-        reject_unknown_keys(section, {"dtype"}, "codec.acestep")
-        cfg = cls(
-            acestep_dir=str(codec_params.get("acestep_dir") or ""), dtype=str(section.get("dtype", "float32"))
-        )
-        if cfg.dtype not in DTYPES:
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
             raise ValueError(
-                f"params.yaml: codec.acestep.dtype = {cfg.dtype!r}; expected one of {', '.join(DTYPES)}"
+                f"params.yaml: codec.acestep.dtype = {self.dtype!r}; expected one of {', '.join(DTYPES)}"
             )
-        return cfg
 
 
 class AceStepCodec(Codec):

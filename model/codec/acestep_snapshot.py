@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from model.codec.acestep_vocoder import AceStepVocoder, VocoderConfig
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ DOWNLOAD_HINT = (
 )
 
 
-class SnapshotError(FileNotFoundError):
+class SnapshotError(InputError, FileNotFoundError):
     """The ACE-Step snapshot directory is unset, missing, or incomplete."""
 
 

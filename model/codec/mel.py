@@ -14,7 +14,7 @@ item, so decoding is deterministic and independent of batch composition. Output:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -22,33 +22,25 @@ import torch
 from model.audio.mel import mel_filterbank
 from model.codec.base import Codec
 from model.runtime.devices import resolve_device
-from model.runtime.params_check import reject_unknown_keys
 
 
 @dataclass(frozen=True)
 class MelCodecConfig:
-    """``codec.mel`` in params.yaml (meaning of each key: docs/stages/encode.md)."""
+    """``codec.mel`` in params.yaml (meaning of each key: docs/stages/encode.md; defaults: the params schema)."""
 
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop: int = 1024
-    n_mels: int = 64
-    f_min: float = 0.0
-    f_max: float = 11025.0
-    log_floor: float = 1e-5
-    griffin_lim_iters: int = 32
-    griffin_lim_momentum: float = 0.99
-    inversion_iters: int = 30
-    phase_seed: int = 0
+    sample_rate: int
+    n_fft: int
+    hop: int
+    n_mels: int
+    f_min: float
+    f_max: float
+    log_floor: float
+    griffin_lim_iters: int
+    griffin_lim_momentum: float
+    inversion_iters: int
+    phase_seed: int
 
-    @classmethod
-    def from_params(cls, section: dict[str, Any]) -> MelCodecConfig:
-        reject_unknown_keys(section, (f.name for f in fields(cls)), "codec.mel")
-        cfg = cls(**section)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         def need(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ValueError(f"params.yaml: codec.mel.{key} = {getattr(self, key)!r}: {what}")
@@ -75,9 +67,8 @@ class MelCodec(Codec):
     name = "mel"
     channels = 1
 
-    def __init__(self, cfg: MelCodecConfig | None = None, device: str | None = "cpu"):
-        self.cfg = cfg or MelCodecConfig()
-        self.cfg.validate()
+    def __init__(self, cfg: MelCodecConfig, device: str | None = "cpu"):
+        self.cfg = cfg
         self.device = resolve_device(device, "codec.device")
         self.sample_rate = int(self.cfg.sample_rate)
         self.latent_dim = int(self.cfg.n_mels)

@@ -22,10 +22,10 @@ class ClipPolicy:
     """``encode.clip_seconds``, ``encode.hop_seconds``, ``encode.max_clips_per_track`` (0 = no limit),
     ``encode.min_clip_seconds`` (shorter remainders are dropped)."""
 
-    clip_seconds: float = 10.0
-    hop_seconds: float = 10.0
-    max_clips_per_track: int = 1
-    min_clip_seconds: float = 1.0
+    clip_seconds: float
+    hop_seconds: float
+    max_clips_per_track: int
+    min_clip_seconds: float
 
     def __post_init__(self) -> None:
         if not self.clip_seconds > 0:
@@ -40,15 +40,6 @@ class ClipPolicy:
             raise ValueError(
                 f"params.yaml: encode.min_clip_seconds = {self.min_clip_seconds!r} must be in (0, clip_seconds]"
             )
-
-    @classmethod
-    def from_params(cls, encode: dict[str, Any]) -> ClipPolicy:
-        return cls(
-            clip_seconds=float(encode.get("clip_seconds", cls.clip_seconds)),
-            hop_seconds=float(encode.get("hop_seconds", cls.hop_seconds)),
-            max_clips_per_track=int(encode.get("max_clips_per_track", cls.max_clips_per_track)),
-            min_clip_seconds=float(encode.get("min_clip_seconds", cls.min_clip_seconds)),
-        )
 
     def windows(self, seconds: float) -> list[tuple[float, float]]:
         """(start_s, valid_s) of every clip of a ``seconds``-long track; valid_s <= clip_seconds."""

@@ -15,11 +15,10 @@ into a temporary sibling directory that is renamed into place at the end: a stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from model.data.shards import read_shard, shard_metadata, shard_paths
-from model.runtime.atomic_io import replace_dir
+from model.runtime.atomic_io import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +78,13 @@ def pack_store(
     paths = shard_paths(shards_dir)
     dim = meta.latent_shape[0]
     out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     files: dict[str, Any] = {}
-    try:
+    with atomic_dir(out) as tmp, contextlib.ExitStack() as open_files:
         totals = _count_frames(paths, splits)
         rows, offsets = {s: [] for s in splits}, dict.fromkeys(splits, 0)
         for split in splits:
             (tmp / split).mkdir()
-            files[split] = (tmp / split / LATENTS_FILE).open("wb")
+            files[split] = open_files.enter_context((tmp / split / LATENTS_FILE).open("wb"))
             np.lib.format.write_array_header_1_0(
                 files[split],
                 {
@@ -141,13 +138,6 @@ def pack_store(
             "splits": {s: {"clips": len(rows[s]), "frames": offsets[s]} for s in splits},
         }
         (tmp / STORE_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        os.chmod(tmp, 0o755)
-        replace_dir(tmp, out)
-    finally:
-        for f in files.values():
-            f.close()
-        if tmp.exists():
-            shutil.rmtree(tmp)
     logger.info(
         "packed %s -> %s: %s",
         shards_dir,

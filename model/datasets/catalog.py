@@ -43,7 +43,7 @@ class JamendoSource:
     audio_root: Path
     metadata_tsv: Path
     split_dir: Path
-    subset: str = "autotagging"
+    subset: str
 
 
 @dataclass(frozen=True)

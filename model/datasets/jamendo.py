@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.runtime.errors import InputError
+
 log = logging.getLogger(__name__)
 
 HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION", "TAGS")
@@ -41,7 +43,7 @@ _PATH_RE = re.compile(r"^(\d{2})/(\d+)\.(low\.mp3|" + "|".join(AUDIO_EXTENSIONS)
 _TAG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _&'+.-]*$")
 
 
-class JamendoFormatError(ValueError):
+class JamendoFormatError(InputError, ValueError):
     """A metadata file that does not follow the MTG-Jamendo TSV format."""
 
     def __init__(self, path: str | os.PathLike, line: int, reason: str):

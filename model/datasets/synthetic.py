@@ -22,7 +22,6 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -32,7 +31,6 @@ from model.datasets import music_styles, render, score, voices
 from model.datasets.jamendo import SPLITS, JamendoTrack, audio_relpath, write_tsv
 from model.datasets.music_styles import GENRES, INSTRUMENTS, MOODS
 from model.runtime.atomic_io import atomic_path, write_json_atomic
-from model.runtime.params_check import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +46,13 @@ _INSTRUMENT_COUNT_P = (0.25, 0.4, 0.35)  # 1, 2 or 3 instruments
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    n_tracks: int = 500
-    seconds: float = 12.0
-    seed: int = 0
-    audio_format: str = "flac"
-    workers: int = 1
+    """``data.synthetic`` in params.yaml (meaning of each key: docs/stages/prepare.md; defaults: the params schema)."""
+
+    n_tracks: int
+    seconds: float
+    seed: int
+    audio_format: str
+    workers: int
 
     def __post_init__(self) -> None:
         if self.n_tracks < 1:
@@ -66,11 +66,6 @@ class SyntheticConfig:
         if self.workers < 1:
             raise ValueError(f"data.synthetic.workers must be >= 1, got {self.workers}")
 
-    @classmethod
-    def from_params(cls, section: dict[str, Any]) -> SyntheticConfig:
-        reject_unknown_keys(section, cls.__dataclass_fields__, "data.synthetic")
-        return cls(**{k: type(getattr(cls(), k))(v) for k, v in section.items()})
-
 
 @dataclass(frozen=True)
 class SyntheticLayout:
@@ -79,7 +74,7 @@ class SyntheticLayout:
     audio_root: Path
     metadata_tsv: Path
     split_dir: Path
-    subset: str = SUBSET
+    subset: str
 
 
 @dataclass(frozen=True)
@@ -160,7 +155,7 @@ def _write_track(job: tuple[int, SyntheticConfig, str]) -> tuple[str, str]:
 def generate_dataset(out_dir: str | Path, cfg: SyntheticConfig) -> SyntheticLayout:
     """Write (or complete) the synthetic dataset under ``out_dir``; returns its layout."""
     out = Path(out_dir)
-    layout = SyntheticLayout(out / "audio", out / f"{SUBSET}.tsv", out / "splits" / "split-0")
+    layout = SyntheticLayout(out / "audio", out / f"{SUBSET}.tsv", out / "splits" / "split-0", SUBSET)
     manifest_path = out / "generator.json"
     identity = {
         "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},

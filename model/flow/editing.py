@@ -35,11 +35,12 @@ from model.audio.io import crop_or_pad, resample, to_channels
 from model.codec.windowed import decode_long
 from model.flow.sampling import GuidedVelocity, SamplerConfig, check_solver, solver_step
 from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic, to_output
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-class EditError(ValueError):
+class EditError(InputError, ValueError):
     """An edit request that cannot be served (region outside the audio, nothing to generate); says what to change."""
 
 

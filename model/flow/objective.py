@@ -15,19 +15,20 @@ reproducible and resumable bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
+
+from model.flow.tokens import pad_tokens
 
 
 @dataclass(frozen=True)
 class FlowConfig:
     """Objective settings: logit-normal timestep ``t_mean``/``t_std`` and condition dropout ``cond_drop``."""
 
-    t_mean: float = 0.0
-    t_std: float = 1.0
-    cond_drop: float = 0.1
+    t_mean: float
+    t_std: float
+    cond_drop: float
 
     def __post_init__(self) -> None:
         if self.t_std <= 0:
@@ -35,14 +36,9 @@ class FlowConfig:
         if not 0.0 <= self.cond_drop < 1.0:
             raise ValueError(f"params.yaml: train.cond_drop must be in [0, 1), got {self.cond_drop}")
 
-    @classmethod
-    def from_params(cls, train: dict[str, Any]) -> FlowConfig:
-        """Build from the ``train:`` section of params.yaml (keys t_mean, t_std, cond_drop)."""
-        return cls(
-            t_mean=float(train.get("t_mean", 0.0)),
-            t_std=float(train.get("t_std", 1.0)),
-            cond_drop=float(train.get("cond_drop", 0.1)),
-        )
+
+# The paper's objective (logit-normal(0, 1) timesteps) with the condition dropout of profiles/paper.yaml (0.1, DiT's)
+PAPER_FLOW = FlowConfig(t_mean=0.0, t_std=1.0, cond_drop=0.1)
 
 
 @dataclass(frozen=True)
@@ -107,21 +103,11 @@ def drop_condition(
     dropped = torch.rand(batch, generator=generator, device=generator.device) < p
     dropped = dropped.to(text.device)
     width = max(length, null_text.shape[1])
-    text = _pad_tokens(text, width)
-    text_mask = _pad_tokens(text_mask, width)
-    null_text = _pad_tokens(null_text.to(text.device, text.dtype), width)
-    null_mask = _pad_tokens(null_mask.to(text.device), width)
+    text, text_mask = pad_tokens(text, text_mask, width)
+    null_text, null_mask = pad_tokens(null_text.to(text.device, text.dtype), null_mask.to(text.device), width)
     text = torch.where(dropped.view(-1, 1, 1), null_text, text)
     text_mask = torch.where(dropped.view(-1, 1), null_mask, text_mask)
     return text, text_mask, dropped
-
-
-def _pad_tokens(x: torch.Tensor, width: int) -> torch.Tensor:
-    """Right-pad dim 1 of (B, L, ...) with zeros (False for masks) to ``width``."""
-    if x.shape[1] == width:
-        return x
-    pad = x.new_zeros((x.shape[0], width - x.shape[1], *x.shape[2:]))
-    return torch.cat([x, pad], dim=1)
 
 
 class FlowMatching(nn.Module):

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.flow.tokens import pad_tokens
+
 log = logging.getLogger(__name__)
 
 METHODS = ("euler", "midpoint", "heun", "ab2")
@@ -43,9 +45,9 @@ SINGLE_EVALUATION_METHODS = ("euler", "ab2")
 class SamplerConfig:
     """How to integrate: ``steps`` uniform steps of ``method`` with guidance scale ``cfg_scale``."""
 
-    steps: int = 100
-    cfg_scale: float = 3.5
-    method: str = "euler"
+    steps: int
+    cfg_scale: float
+    method: str
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -93,16 +95,6 @@ def initial_noise(
     return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
-def _pad_tokens(emb: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad (B, L, E) tokens and their (B, L) mask to ``length`` with zeros / False."""
-    extra = length - emb.shape[1]
-    if extra <= 0:
-        return emb, mask
-    emb = torch.nn.functional.pad(emb, (0, 0, 0, extra))
-    mask = torch.nn.functional.pad(mask, (0, extra), value=False)
-    return emb, mask
-
-
 def stack_condition(
     text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,8 +109,8 @@ def stack_condition(
     if null_text.shape[0] != b or null_text.shape[-1] != text.shape[-1]:
         raise ValueError(f"null text {tuple(null_text.shape)} does not match text {tuple(text.shape)}")
     length = max(text.shape[1], null_text.shape[1])
-    text, text_mask = _pad_tokens(text, text_mask.bool(), length)
-    null_text, null_mask = _pad_tokens(null_text.to(text.dtype), null_mask.bool(), length)
+    text, text_mask = pad_tokens(text, text_mask.bool(), length)
+    null_text, null_mask = pad_tokens(null_text.to(text.dtype), null_mask.bool(), length)
     return torch.cat([text, null_text]), torch.cat([text_mask, null_mask])
 
 

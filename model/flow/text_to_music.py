@@ -22,9 +22,13 @@ import numpy as np
 import torch
 
 from model.audio.io import resample, to_channels
+from model.codec.base import Codec
 from model.codec.windowed import decode_long
 from model.flow.sampling import SamplerConfig, sample
+from model.flow.trained import TrainedModel
 from model.runtime.devices import resolve_device
+from model.runtime.errors import InputError
+from model.text.base import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +36,20 @@ OUTPUT_SAMPLE_RATE = 44100
 OUTPUT_CHANNELS = 2
 
 
-class GenerationError(RuntimeError):
+class GenerationError(InputError, RuntimeError):
     """Generation produced unusable audio (too short, non-finite); the message says which item and why."""
 
 
 class TextToMusic:
     """A trained velocity net with its text encoder and codec, ready to render captions to audio.
 
-    ``trained`` is a ``model.training.checkpoints.TrainedModel`` (``.net``, ``.destandardise``); ``text_encoder`` and
-    ``codec`` follow the interfaces of ``model/text`` and ``model/codec``.
+    ``trained`` is the ``models/final`` artefact (``model.flow.trained.TrainedModel``: ``.net``,
+    ``.destandardise``); ``text_encoder`` and ``codec`` follow the interfaces of ``model/text`` and ``model/codec``.
     """
 
-    def __init__(self, trained: Any, text_encoder: Any, codec: Any, device: str | torch.device = "cpu"):
+    def __init__(
+        self, trained: TrainedModel, text_encoder: TextEncoder, codec: Codec, device: str | torch.device = "cpu"
+    ):
         self.trained = trained
         self.text_encoder = text_encoder
         self.codec = codec

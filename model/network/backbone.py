@@ -25,10 +25,12 @@ from model.network.bimamba import BiMamba
 from model.network.conditioning import AdaLNModulation, CrossAttention, TimestepEmbedder, modulate
 from model.network.mamba import SCAN_BACKENDS
 
-MODEL_KEYS = (
-    "hidden", "depth", "d_state", "d_conv", "expand", "dt_rank",
-    "heads", "mlp_ratio", "time_dim", "in_kernel", "scan_backend",
-)  # fmt: skip
+# The paper's network (a fact of the paper, not a params default): 24 blocks x 512, d_state 16, expand 2, 8 heads;
+# profiles/paper.yaml's model section must equal it (tests/model/network/test_backbone.py).
+PAPER_NETWORK: dict[str, Any] = {
+    "hidden": 512, "depth": 24, "d_state": 16, "d_conv": 4, "expand": 2, "dt_rank": "auto",
+    "heads": 8, "mlp_ratio": 2.0, "time_dim": 256, "in_kernel": 3, "scan_backend": "auto",
+}  # fmt: skip
 _POSITIVE_INT_KEYS = (
     "latent_dim",
     "text_dim",
@@ -44,26 +46,25 @@ _POSITIVE_INT_KEYS = (
 
 @dataclass(frozen=True)
 class VelocityNetConfig:
-    """Sizes of :class:`VelocityNet`; ``from_params`` reads the ``model:`` section of params.yaml.
-
-    ``latent_dim``/``text_dim`` come from the codec and the text encoder, not from params. ``dt_rank`` is "auto"
+    """Sizes of :class:`VelocityNet`: the ``model:`` section of params.yaml plus ``latent_dim``/``text_dim``, which
+    come from the codec and the text encoder. No defaults: the params schema holds them. ``dt_rank`` is "auto"
     (ceil(hidden / 16), as mamba_ssm) or an int; ``in_kernel`` is the odd kernel size of the Conv1d in-projection.
     ``scan_backend`` is stored with the weights; a loader may ``dataclasses.replace`` it for the machine at hand.
     """
 
     latent_dim: int
     text_dim: int
-    hidden: int = 512
-    depth: int = 24
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
-    dt_rank: int | str = "auto"
-    heads: int = 8
-    mlp_ratio: float = 2.0
-    time_dim: int = 256
-    in_kernel: int = 3
-    scan_backend: str = "auto"
+    hidden: int
+    depth: int
+    d_state: int
+    d_conv: int
+    expand: int
+    dt_rank: int | str
+    heads: int
+    mlp_ratio: float
+    time_dim: int
+    in_kernel: int
+    scan_backend: str
 
     def __post_init__(self) -> None:
         for key in _POSITIVE_INT_KEYS:
@@ -98,23 +99,9 @@ class VelocityNetConfig:
         return int(round(self.hidden * self.mlp_ratio))
 
     @classmethod
-    def from_params(cls, model_params: dict[str, Any], latent_dim: int, text_dim: int) -> VelocityNetConfig:
-        """From the ``model:`` section (all of ``MODEL_KEYS``, no others: a typo must not pass silently)."""
-        if not isinstance(model_params, dict):
-            raise TypeError(f"params.yaml: 'model' must be a mapping, got {type(model_params).__name__}")
-        missing = [k for k in MODEL_KEYS if k not in model_params]
-        unknown = sorted(set(model_params) - set(MODEL_KEYS))
-        if missing or unknown:
-            raise ValueError(
-                f"params.yaml: model section: missing {['model.' + k for k in missing]}, "
-                f"unknown {['model.' + k for k in unknown]} (keys: {', '.join(MODEL_KEYS)})"
-            )
-        return cls(latent_dim=latent_dim, text_dim=text_dim, **{k: model_params[k] for k in MODEL_KEYS})
-
-    @classmethod
     def paper(cls) -> VelocityNetConfig:
         """The paper's network: 128-d latents, FLAN-T5-base text (768), 24 blocks x 512; 189,680,256 parameters."""
-        return cls(latent_dim=128, text_dim=768)
+        return cls(latent_dim=128, text_dim=768, **PAPER_NETWORK)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary sibling, then rename over the target.
+"""Atomic file and directory writes: write to a temporary sibling, then rename over the target.
 
 A killed process leaves either the old file or the new one, never half of one, so a rerun can trust
 every file it finds.
@@ -66,6 +66,32 @@ def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
     os.replace(new, target)
     if old is not None:
         shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, first_wins: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; on success it becomes ``path`` (:func:`replace_dir`).
+
+    On an exception the temporary is removed and ``path`` untouched. ``first_wins``: when another process
+    published ``path`` meanwhile (workers filling the same cache), keep theirs and drop ours.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the directory the usual mode
+        if first_wins:
+            try:
+                os.rename(tmp, target)  # fails when target exists and is not empty: the other one won
+            except OSError:
+                if not target.is_dir():
+                    raise
+        else:
+            replace_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def write_parquet_atomic(path: str | os.PathLike, table: Any, **kwargs: Any) -> None:

@@ -14,7 +14,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -23,7 +22,7 @@ import torch
 from model.audio.stream import AudioScan, crossfade_windows, iter_decoded, scan_audio
 from model.runtime.atomic_io import atomic_path
 from model.runtime.devices import resolve_device
-from model.runtime.params_check import reject_unknown_keys
+from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ VOCALS = "vocals"
 DEMUCS_URL_ROOT = "https://dl.fbaipublicfiles.com/demucs/"
 
 
-class SeparationWeightsError(RuntimeError):
+class SeparationWeightsError(InputError, RuntimeError):
     """The demucs weights could not be found or loaded."""
 
 
@@ -39,16 +38,16 @@ class SeparationWeightsError(RuntimeError):
 class SeparationConfig:
     """The ``separate:`` section of params.yaml (meaning of each key: docs/stages/separate.md)."""
 
-    model: str = "none"
-    weights_dir: str = ""
-    segment: float = 7.8
-    overlap: float = 0.25
-    shifts: int = 0
-    block_seconds: float = 60.0
-    device: str = "auto"
-    workers: int = 0
-    audio_format: str = "flac"
-    out_dir: str = "data/instrumental"
+    model: str
+    weights_dir: str
+    segment: float
+    overlap: float
+    shifts: int
+    block_seconds: float
+    device: str
+    workers: int
+    audio_format: str
+    out_dir: str
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -68,13 +67,6 @@ class SeparationConfig:
             raise ValueError(f"params.yaml: separate.audio_format = {self.audio_format!r}; use flac or wav")
         if self.workers < 0 or self.shifts < 0:
             raise ValueError("params.yaml: separate.workers and separate.shifts must be >= 0")
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any]) -> SeparationConfig:
-        reject_unknown_keys(section, cls.__dataclass_fields__, "separate")
-        return cls(
-            **{k: type(getattr(cls, k))(getattr(cls, k) if v is None else v) for k, v in section.items()}
-        )
 
     @property
     def passthrough(self) -> bool:

@@ -18,9 +18,9 @@ def build_text_encoder(text_params: dict[str, Any], device: str = "cpu") -> Froz
     """Build the encoder named by ``text.encoder`` from the ``text:`` section (keys encoder, path, max_length)."""
     if not isinstance(text_params, dict):
         raise TypeError(f"params.yaml: 'text' must be a mapping, got {type(text_params).__name__}")
-    name = text_params.get("encoder")
-    path = text_params.get("path") or ""
-    max_length = check_max_length(text_params.get("max_length", 64))
+    name = text_params["encoder"]
+    path = text_params["path"]
+    max_length = check_max_length(text_params["max_length"])
     if not isinstance(path, str):
         raise TypeError(f"params.yaml: text.path must be a string, got {path!r}")
     if name == "minilm":

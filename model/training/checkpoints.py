@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from model.runtime.atomic_io import atomic_path
+from model.runtime.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ LAST = "last.pt"
 STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(InputError, RuntimeError):
     """last.pt was written by a run with different settings."""
 
 

@@ -36,10 +36,11 @@ from model.training.checkpoints import (
 )
 from model.training.config import TrainConfig
 from model.training.context import SINGLE, DistContext
-from model.training.data import LatentClips, TextBank, TrainBatches, validation_batches
+from model.training.data import LatentClips, TrainBatches, validation_batches
 from model.training.ema import EMA
 from model.training.log import MetricsLog
 from model.training.optimizer import build_optimizer, build_scheduler
+from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ driver copies into ``train.out_dir`` and the live directory: no node but the dri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from torch import nn
 from model.data.store import check_current
 from model.runtime.atomic_io import atomic_path
 from model.training.checkpoints import LAST, STEP_FILE
+from model.training.config import TrainJob
 from model.training.context import DistContext
 from model.training.loop import Trainer
 from model.training.setup import run_training
@@ -97,7 +99,7 @@ class RayTrainer(Trainer):
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
-    """The per-worker entry point that Ray Train runs; every path in ``config["params"]`` is absolute."""
+    """The per-worker entry point that Ray Train runs; every path in ``config["job"]`` is absolute."""
     import ray.train
     import ray.train.torch
 
@@ -108,7 +110,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     dist = DistContext(rank=context.get_world_rank(), world_size=context.get_world_size())
     device = ray.train.torch.get_device()
     result = run_training(
-        config["params"],
+        config["job"],
         dist=dist,
         device=device,
         prepare=ray_prepare,
@@ -121,7 +123,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
         ray.train.report({"step": result.step, "final": True})
         return
     with tempfile.TemporaryDirectory(prefix="flowjam-final-") as tmp:
-        shutil.copytree(config["params"]["train"]["out_dir"], Path(tmp) / "model")
+        shutil.copytree(config["job"].train.out_dir, Path(tmp) / "model")
         if Path(config["live_dir"]).is_dir():
             shutil.copytree(config["live_dir"], Path(tmp) / "dvclive")
         (Path(tmp) / REPORT_INFO).write_text(json.dumps({"final": True, "step": result.step}))
@@ -130,22 +132,24 @@ def _worker_loop(config: dict[str, Any]) -> None:
         )
 
 
-def absolute_params(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with every path that workers open made absolute (a worker may run in another directory)."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in params.items()}
-    for section, key in (
-        ("encode", "out_dir"),
-        ("encode", "stats_path"),
-        ("pack", "out_dir"),
-        ("train", "ckpt_dir"),
-        ("train", "out_dir"),
-        ("text", "path"),
-        ("codec", "acestep_dir"),
-    ):
-        value = out.get(section, {}).get(key)
-        if value:
-            out[section][key] = str(Path(value).resolve())
-    return out
+def absolute_job(job: TrainJob) -> TrainJob:
+    """``job`` with every path that workers open made absolute (a worker may run in another directory)."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).resolve()) if path else path
+
+    train = dataclasses.replace(
+        job.train, ckpt_dir=absolute(job.train.ckpt_dir), out_dir=absolute(job.train.out_dir)
+    )
+    return dataclasses.replace(
+        job,
+        train=train,
+        shards_dir=absolute(job.shards_dir),
+        stats_path=absolute(job.stats_path),
+        store_dir=absolute(job.store_dir),
+        text={**job.text, "path": absolute(job.text.get("path", ""))},
+        codec={**job.codec, "acestep_dir": absolute(job.codec.get("acestep_dir", ""))},
+    )
 
 
 def _copy_into(src: Path, dst: Path) -> None:
@@ -163,9 +167,7 @@ def _copy_into(src: Path, dst: Path) -> None:
 
 
 def run_ray_training(
-    params: dict[str, Any],
-    workers: int,
-    use_gpu: bool,
+    job: TrainJob,
     storage_dir: str | os.PathLike = "",
     live_dir: str = "dvclive",
     threads_per_worker: int = 1,
@@ -173,12 +175,13 @@ def run_ray_training(
     address: str = "",
     trainer_cls: type[Trainer] = RayTrainer,
 ) -> None:
-    """Run :func:`model.training.setup.run_training` on ``workers`` Ray Train workers (DDP); blocks until done.
+    """Run :func:`model.training.setup.run_training` on ``train.workers`` Ray Train workers (DDP, on GPUs with
+    ``train.use_gpu``); blocks until done.
 
     ``address`` (``ray.address``; ``RAY_ADDRESS`` when empty) joins a cluster, else a private local instance is
     started. ``storage_dir`` (``ray.storage``) holds Ray Train's checkpoints: a shared path or pyarrow URI, required
     on a multi-node cluster; empty means ``<train.ckpt_dir>/ray``. ``text_encoder`` (picklable) replaces the one each
-    worker would build from ``params["text"]``. Raises when workers fail more than :data:`MAX_FAILURES` times.
+    worker would build from ``job.text``. Raises when workers fail more than :data:`MAX_FAILURES` times.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -194,17 +197,14 @@ def run_ray_training(
         resolve_address,
     )
 
-    if workers < 1:
-        raise ValueError(f"params.yaml: train.workers must be >= 1, got {workers}")
-    params = absolute_params(params)
-    check_current(
-        params["pack"]["out_dir"], params["encode"]["out_dir"]
-    )  # here: workers need not see the shards
+    workers, use_gpu = job.train.workers, job.train.use_gpu
+    job = absolute_job(job)
+    check_current(job.store_dir, job.shards_dir)  # here: workers need not see the shards
     live_dir = str(Path(live_dir).resolve())
     storage = (
         str(storage_dir)
         if is_uri(str(storage_dir))
-        else str(Path(storage_dir or Path(params["train"]["ckpt_dir"]) / "ray").resolve())
+        else str(Path(storage_dir or Path(job.train.ckpt_dir) / "ray").resolve())
     )
     address = resolve_address(address)
     resources = {"CPU": threads_per_worker, **({"GPU": 1} if use_gpu else {})}
@@ -221,13 +221,13 @@ def run_ray_training(
                 "add GPU nodes (ray.address: a cluster started with `ray start`)"
             )
         require_storage(str(storage_dir), "ray.storage")
-        check_reachable(params["pack"]["out_dir"], "pack.out_dir")
+        check_reachable(job.store_dir, "pack.out_dir")
         if not is_uri(storage):
             Path(storage).mkdir(parents=True, exist_ok=True)
         trainer = TorchTrainer(
             _worker_loop,
             train_loop_config={
-                "params": params,
+                "job": job,
                 "cwd": os.getcwd(),
                 "threads": threads_per_worker,
                 "live_dir": live_dir,
@@ -251,6 +251,6 @@ def run_ray_training(
     if result.checkpoint is None:
         raise RuntimeError("Ray Train finished without the final checkpoint from rank 0")
     with result.checkpoint.as_directory() as directory:
-        _copy_into(Path(directory) / "model", Path(params["train"]["out_dir"]))
+        _copy_into(Path(directory) / "model", Path(job.train.out_dir))
         if (Path(directory) / "dvclive").is_dir():
             _copy_into(Path(directory) / "dvclive", Path(live_dir))

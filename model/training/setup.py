@@ -1,9 +1,9 @@
-"""Assemble a training run from params.yaml and run it: the same function in-process and in each Ray worker.
+"""Assemble a training run from a :class:`~model.training.config.TrainJob` and run it: the same function in-process
+and in each Ray worker.
 
-Reads ``pack.out_dir`` (the packed latent store, memory-mapped; checked against the shards in ``encode.out_dir``),
-``encode.stats_path``, and the ``codec``, ``text``, ``model``, ``train`` sections. Text embeddings are cached under
-``train.ckpt_dir``/text-cache. Rank 0 writes checkpoints, DVCLive files and, at the end, the final artefact in
-``train.out_dir``.
+Opens the packed latent store (``job.store_dir``, memory-mapped; checked against the shards in ``job.shards_dir``)
+and the statistics (``job.stats_path``). Text embeddings are cached under ``train.ckpt_dir``/text-cache. Rank 0
+writes checkpoints, DVCLive files and, at the end, the final artefact in ``train.out_dir``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from torch import nn
 from model.data.stats import Standardiser
 from model.data.store import PackedClips, check_current
 from model.flow.trained import export_trained
-from model.training.config import TrainConfig
+from model.training.config import TrainConfig, TrainJob
 from model.training.context import SINGLE, DistContext, no_wrap
-from model.training.data import Clips, TextBank, TrainBatches
+from model.training.data import Clips, TrainBatches
 from model.training.loop import Trainer, TrainResult
+from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +54,15 @@ TEXT_CACHE = "text-cache"
 
 
 def run_fingerprint(
-    params: dict[str, Any], config: TrainConfig, clips: Clips, standardiser: Standardiser
+    job: TrainJob, config: TrainConfig, clips: Clips, standardiser: Standardiser
 ) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint."""
     stats_digest = hashlib.sha256(json.dumps([standardiser.mean, standardiser.var]).encode()).hexdigest()[:16]
     return {
         "train": config.resume_fingerprint(),
-        "model": _without_placement(params.get("model", {})),
-        "text": _without_placement(params.get("text", {})),
-        "codec": _without_placement(params.get("codec", {})),
+        "model": _without_placement(job.network),
+        "text": _without_placement(job.text),
+        "codec": _without_placement(job.codec),
         "data": {"train_clips": len(clips), "latent_dim": clips.dim, "stats": stats_digest},
     }
 
@@ -77,16 +78,16 @@ def run_dir(ckpt_root: str | Path, fingerprint: dict[str, Any]) -> Path:
     return Path(ckpt_root) / f"run-{digest}"
 
 
-def build_net(params: dict[str, Any], latent_dim: int, text_dim: int) -> tuple[nn.Module, Any]:
-    """The VelocityNet named by the ``model:`` section, and its config."""
+def build_net(network: dict[str, Any], latent_dim: int, text_dim: int) -> tuple[nn.Module, Any]:
+    """The VelocityNet of the sizes ``network`` (the ``model:`` section), and its config."""
     from model.network.backbone import VelocityNet, VelocityNetConfig
 
-    net_config = VelocityNetConfig.from_params(params["model"], latent_dim, text_dim)
+    net_config = VelocityNetConfig(latent_dim=latent_dim, text_dim=text_dim, **network)
     return VelocityNet(net_config), net_config
 
 
 def run_training(
-    params: dict[str, Any],
+    job: TrainJob,
     dist: DistContext = SINGLE,
     device: torch.device | str = "cpu",
     prepare: Callable[[nn.Module, torch.device], nn.Module] = no_wrap,
@@ -95,24 +96,19 @@ def run_training(
     trainer_cls: type[Trainer] = Trainer,
     check_store: bool = True,
 ) -> TrainResult:
-    """Load data, build the network and train per ``params``; rank 0 exports ``train.out_dir`` at the end.
+    """Load data, build the network and train per ``job``; rank 0 exports ``train.out_dir`` at the end.
 
-    ``text_encoder`` overrides ``build_text_encoder(params["text"])`` (tests pass a tiny one); ``trainer_cls`` is
+    ``text_encoder`` overrides ``build_text_encoder(job.text)`` (tests pass a tiny one); ``trainer_cls`` is
     the loop (the Ray launcher passes one that also reports checkpoints to Ray Train). ``check_store`` compares
-    the store with the shards in ``encode.out_dir`` (the Ray launcher does it once, on the driver, since workers on
+    the store with the shards in ``job.shards_dir`` (the Ray launcher does it once, on the driver, since workers on
     other nodes need not see the shards).
     """
-    config = TrainConfig.from_params(params["train"])
+    config = job.train
     device = torch.device(device)
-    shards_dir, stats_path = params["encode"]["out_dir"], params["encode"]["stats_path"]
-    store_dir = (params.get("pack") or {}).get("out_dir")
-    if not store_dir:
-        raise KeyError(
-            "params.yaml: missing key 'pack.out_dir' (the packed latent store that training reads)"
-        )
-    standardiser = Standardiser.from_json(stats_path)
+    store_dir = job.store_dir
+    standardiser = Standardiser.from_json(job.stats_path)
     if check_store:
-        check_current(store_dir, shards_dir)
+        check_current(store_dir, job.shards_dir)
     train_clips = PackedClips.open(store_dir, "train")
     val_store = PackedClips.open(store_dir, "validation")
     val_clips: Clips = val_store
@@ -123,12 +119,12 @@ def run_training(
     if text_encoder is None:
         from model.text import build_text_encoder
 
-        text_encoder = build_text_encoder(params["text"], device=str(device))
+        text_encoder = build_text_encoder(job.text, device=str(device))
     texts = TextBank.cached(
         text_encoder,
         list(train_clips.captions) + list(val_clips.captions),
         Path(config.ckpt_dir) / TEXT_CACHE,
-        _without_placement(params["text"]),
+        _without_placement(job.text),
     )
     batches = TrainBatches(
         train_clips,
@@ -142,7 +138,7 @@ def run_training(
         prefetch=PREFETCH_BATCHES,
     )
     seed_everything(config.seed)
-    net, net_config = build_net(params, train_clips.dim, texts.dim)
+    net, net_config = build_net(job.network, train_clips.dim, texts.dim)
     n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     logger.info(
         "VelocityNet: %.2fM trainable parameters; %d train clips; device %s; worker %d/%d",
@@ -152,7 +148,7 @@ def run_training(
         dist.rank + 1,
         dist.world_size,
     )
-    fingerprint = run_fingerprint(params, config, train_clips, standardiser)
+    fingerprint = run_fingerprint(job, config, train_clips, standardiser)
     config = dataclasses.replace(config, ckpt_dir=str(run_dir(config.ckpt_dir, fingerprint)))
     logger.info("checkpoints: %s", config.ckpt_dir)
     trainer = trainer_cls(
@@ -177,8 +173,8 @@ def run_training(
             config.out_dir,
             trainer.ema.module.state_dict(),
             net_config.to_dict(),
-            params["codec"],
-            params["text"],
+            job.codec,
+            job.text,
             standardiser,
             result.step,
             latent_dim=train_clips.dim,

@@ -1,46 +1,66 @@
-"""Read params.yaml: the one source of configuration for every stage (see README for each key)."""
+"""Read params.yaml into the typed params of the one schema (``pipelines/common/schema.py``).
+
+``load_params(path)`` validates the file and returns a :class:`~pipelines.common.schema.ParamsSchema`: every section
+typed (``params.train.steps`` is an int), every key the file leaves out at the schema's default, an unknown key or a
+value of the wrong type refused with one error naming the key (``ParamsError``). The schema is the only table of
+defaults and types: stages read ``params.<section>.<key>`` and build library configs with :func:`config_of`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from model.runtime.errors import InputError
 from pipelines.common.errors import ParamsError
 from pipelines.common.params_trace import traced
-from pipelines.common.schema import validate_params
+from pipelines.common.schema import ParamsSchema, validate_params
 
-__all__ = ["DEFAULT_PARAMS", "ParamsError", "get", "load_params", "stage_arg_parser"]
+__all__ = ["DEFAULT_PARAMS", "ParamsError", "ParamsSchema", "config_of", "load_params", "stage_arg_parser"]
 
 DEFAULT_PARAMS = Path("params.yaml")
+T = TypeVar("T")
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """The params tree of ``path``, checked against the schema (``pipelines/common/schema.py``): an unknown key
-    or a value of the wrong type raises ``ParamsError`` naming the key and the closest valid one."""
+def read_tree(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The raw params tree of ``path`` (not validated); ``FileNotFoundError``/``ParamsError`` naming the file."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{p}: params file not found (run from the repository root)")
+        raise FileNotFoundError(
+            f"{p}: params file not found (run from the repository root, or pass --params)"
+        )
     with p.open() as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
-        raise ParamsError(f"{p}: expected a mapping at top level")
-    validate_params(data, str(p))
-    return traced(data)
+        raise ParamsError(f"{p}: expected a mapping of params sections at top level")
+    return data
 
 
-def get(params: dict[str, Any], dotted: str, default: Any = ...) -> Any:
-    """``get(params, "train.steps")``; raises ParamsError naming the key when absent and no default."""
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if default is ...:
-                raise ParamsError(f"params.yaml: missing key '{dotted}'")
-            return default
-        node = node[part]
-    return node
+def load_params(path: str | Path = DEFAULT_PARAMS, missing_ok: bool = False) -> ParamsSchema:
+    """The typed params of ``path`` (``missing_ok``: the schema's defaults when the file does not exist)."""
+    if missing_ok and not Path(path).exists():
+        return traced(ParamsSchema())
+    return traced(validate_params(read_tree(path), str(path)))
+
+
+def config_of(cls: type[T], section: Any, **extra: Any) -> T:
+    """The library dataclass ``cls`` built from a typed params section: each field from the section's key of the
+    same name, or from ``extra``. A value the library refuses (its ``__post_init__`` raises) is a ``ParamsError``."""
+    values = section.model_dump()
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in values.items() if k in names and k not in extra}, **extra)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):  # already says which key and what to do
+            raise
+        raise ParamsError(str(exc)) from None
 
 
 def stage_arg_parser(description: str) -> argparse.ArgumentParser:

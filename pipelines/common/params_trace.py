@@ -1,9 +1,9 @@
 """Which params keys a stage really reads: a recording view of the params tree, for checking dvc.yaml's ``params:``.
 
-With ``FLOWJAM_PARAMS_TRACE=<dir>`` set, ``load_params`` returns a ``TracedParams`` and, when the process exits,
-appends the dotted keys that were read to ``<dir>/<stage>.txt`` (stage = the running module's file name). A key
-counts as read when its value is fetched (``[]``, ``get``) or when its section is iterated or copied whole (as
-provenance records do). ``tests/test_chained_dag.py`` compares these files with each stage's ``params:``.
+With ``FLOWJAM_PARAMS_TRACE=<dir>`` set, ``load_params`` returns a ``TracedParams`` view of the typed params and,
+when the process exits, appends the dotted keys that were read to ``<dir>/<stage>.txt`` (stage = the running
+module's file name). A key counts as read when its attribute is fetched (``params.train.steps``) or when its
+section is dumped whole (``model_dump()``, as provenance records and library configs do). ``tests/test_chained_dag.py`` compares these files with each stage's ``params:``.
 """
 
 from __future__ import annotations
@@ -14,69 +14,67 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 TRACE_ENV = "FLOWJAM_PARAMS_TRACE"
 
 
-class TracedParams(dict):
-    """A dict that records into ``reads`` (shared with its sub-sections) the dotted keys fetched from it."""
+class TracedParams:
+    """A read-only view of a params section (a pydantic model) that records into ``reads`` (shared with its
+    sub-sections) the dotted keys fetched from it. Attribute access reads one leaf; ``model_dump`` (what
+    provenance records and library configs are built from) reads every leaf of the section."""
 
-    def __init__(self, data: dict[str, Any], reads: set[str] | None = None, prefix: str = "") -> None:
-        self.reads = set() if reads is None else reads
-        self.prefix = prefix
-        super().__init__({k: self._wrap(k, v) for k, v in data.items()})
+    __slots__ = ("_model", "_prefix", "reads")
 
-    def _wrap(self, key: str, value: Any) -> Any:
-        return TracedParams(value, self.reads, f"{self.prefix}{key}.") if isinstance(value, dict) else value
+    def __init__(self, model: BaseModel, reads: set[str] | None = None, prefix: str = "") -> None:
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_prefix", prefix)
+        object.__setattr__(self, "reads", set() if reads is None else reads)
 
-    def _leaf(self, key: str) -> None:
-        if not isinstance(dict.get(self, key), TracedParams):
-            self.reads.add(f"{self.prefix}{key}")
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._model, name)
+        if name in type(self._model).model_fields:
+            if isinstance(value, BaseModel):
+                return TracedParams(value, self.reads, f"{self._prefix}{name}.")
+            self.reads.add(f"{self._prefix}{name}")
+        elif name == "model_dump":
+            self._all()
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("params are read-only")
 
     def _all(self) -> None:
-        for key, value in dict.items(self):
-            if isinstance(value, TracedParams):
-                value._all()
-            else:
-                self.reads.add(f"{self.prefix}{key}")
+        self.reads.update(f"{self._prefix}{key}" for key in leaf_keys(self._model.model_dump()))
 
-    def __getitem__(self, key: str) -> Any:
-        self._leaf(key)
-        return dict.__getitem__(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in self:
-            self._leaf(key)
-        return dict.get(self, key, default)
-
-    def items(self):  # noqa: ANN201 - dict's own view types
+    def unwrap(self) -> BaseModel:
+        """The plain section (its every key counts as read)."""
         self._all()
-        return dict.items(self)
+        return self._model
 
-    def values(self):  # noqa: ANN201
+    def __repr__(self) -> str:
+        return f"TracedParams({self._model!r})"
+
+    def __eq__(self, other: object) -> bool:
         self._all()
-        return dict.values(self)
+        return self._model == (other._model if isinstance(other, TracedParams) else other)
 
-    def __iter__(self):  # noqa: ANN204
-        self._all()
-        return dict.__iter__(self)
+    __hash__ = None  # type: ignore[assignment]
 
-    def copy(self) -> dict[str, Any]:
-        self._all()
-        return {k: v.copy() if isinstance(v, TracedParams) else v for k, v in dict.items(self)}
-
-    def __reduce__(self):  # noqa: ANN204 - pickled (e.g. to a Ray worker) as a plain dict
-        return (dict, (self.copy(),))
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return self.copy()
+    def __reduce__(self):  # noqa: ANN204 - pickled (e.g. to a Ray worker) as the plain section
+        return (_identity, (self.unwrap(),))
 
 
-def traced(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` itself, or a ``TracedParams`` that reports at exit when ``FLOWJAM_PARAMS_TRACE`` is set."""
+def _identity(value: Any) -> Any:
+    return value
+
+
+def traced(params: Any) -> Any:
+    """``params`` itself, or a ``TracedParams`` view that reports at exit when ``FLOWJAM_PARAMS_TRACE`` is set."""
     trace_dir = os.environ.get(TRACE_ENV)
     if not trace_dir:
-        return data
-    params = TracedParams(data)
+        return params
+    params = TracedParams(params)
     stage = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "unknown"
 
     def report() -> None:

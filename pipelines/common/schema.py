@@ -70,10 +70,10 @@ class Section(BaseModel):
 
 class SyntheticSection(Section):
     n_tracks: Integer = Field(500, ge=1)
-    seconds: Real = Field(12.0, gt=0)
+    seconds: Real = Field(12.0, ge=1, le=600)
     seed: Integer = 0
     audio_format: str = "flac"
-    workers: Integer = Field(2, ge=0)
+    workers: Integer = Field(2, ge=1)
 
 
 class JamendoSection(Section):
@@ -134,7 +134,7 @@ class CodecSection(Section):
 class EncodeSection(Section):
     clip_seconds: Real = Field(10.0, gt=0)
     hop_seconds: Real = Field(10.0, gt=0)
-    max_clips_per_track: Integer = Field(1, ge=1)
+    max_clips_per_track: Integer = Field(1, ge=0, description="0 = no limit")
     min_clip_seconds: Real = Field(1.0, ge=0)
     shard_rows: Integer = Field(128, ge=1)
     batch_size: Integer = Field(8, ge=1)
@@ -169,12 +169,16 @@ class TrainSection(Section):
     accum_steps: Integer = Field(1, ge=1)
     frames: Integer = Field(64, ge=1)
     lr: Real = Field(0.002, gt=0)
-    min_lr_ratio: Real = Field(0.1, ge=0)
+    min_lr_ratio: Real = Field(
+        0.1, ge=0, le=1, description="the cosine schedule's floor, a share of train.lr"
+    )
     weight_decay: Real = Field(0.01, ge=0)
     warmup: Integer = Field(50, ge=0)
     grad_clip: Real = Field(1.0, ge=0)
     ema_decay: Real = Field(0.995, ge=0, le=1)
-    cond_drop: Real = Field(0.1, ge=0, le=1)
+    cond_drop: Real = Field(
+        0.1, ge=0, lt=1, description="share of examples trained with the null text, for CFG"
+    )
     t_mean: Real = 0.0
     t_std: Real = Field(1.0, gt=0)
     val_every: Integer = Field(250, ge=1)
@@ -193,10 +197,12 @@ class TrainSection(Section):
 
 class GenerateSection(Section):
     prompts: str = "builtin"
-    n_prompts: Integer = Field(100, ge=0)
-    seconds: Real = Field(10.0, gt=0)
+    n_prompts: Integer = Field(100, ge=0, description="0 = every prompt")
+    seconds: Real = Field(
+        10.0, ge=10.0, description="the challenge scores the first 10 s and refuses shorter clips"
+    )
     steps: Integer = Field(4, ge=1)
-    cfg_scale: Real = 1.5
+    cfg_scale: Real = Field(1.5, allow_inf_nan=False)
     method: str = "ab2"
     seeds: Integer = Field(2, ge=1)
     seed: Integer = 0
@@ -281,6 +287,14 @@ def _key_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(path)
 
 
+def _field_description(loc: tuple[Any, ...]) -> str | None:
+    """The ``description`` of the field at ``loc`` (what the value is for, said after a bound error)."""
+    path = _key_path(loc)
+    cls = _section_class(path[:-1]) if path else None
+    field = cls.model_fields.get(path[-1]) if cls is not None else None
+    return getattr(field, "description", None)
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     dotted = ".".join(str(p) for p in loc)
@@ -297,7 +311,8 @@ def _describe(error: dict[str, Any]) -> str:
             else (f"valid keys here: {', '.join(known)}")
         )
         return f"unknown key '{dotted}' ({hint})"
-    return f"{dotted} = {error.get('input')!r}: {error['msg']}"
+    why = _field_description(loc)
+    return f"{dotted} = {error.get('input')!r}: {error['msg']}" + (f" ({why})" if why else "")
 
 
 def validate_params(tree: dict[str, Any], source: str = "params.yaml") -> ParamsSchema:

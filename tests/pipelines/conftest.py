@@ -5,13 +5,15 @@ import torch
 
 from model.data.stats import Standardiser
 from model.flow.trained import export_trained
-from model.network.backbone import VelocityNet, VelocityNetConfig
+from model.network.backbone import VelocityNet
+from tests.defaults import net_config, section
 
 N_MELS = 16
-CODEC = {
-    "name": "mel",
-    "device": "cpu",
-    "mel": {
+CODEC = section(
+    "codec",
+    name="mel",
+    device="cpu",
+    mel={
         "sample_rate": 22050,
         "n_fft": 512,
         "hop": 256,
@@ -20,15 +22,15 @@ CODEC = {
         "griffin_lim_iters": 2,
         "inversion_iters": 2,
     },
-}
-TEXT = {"encoder": "minilm", "path": "", "max_length": 16}
+)
+TEXT = section("text", encoder="minilm", max_length=16)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny randomly initialised VelocityNet saved in the models/final format."""
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(
+    cfg = net_config(
         latent_dim=N_MELS,
         text_dim=384,
         hidden=16,

@@ -18,9 +18,12 @@ from model.codec.mel import MelCodec, MelCodecConfig
 from model.data.clips import ClipPolicy, TrackSource, plan_clips
 from model.data.shards import read_shards, shard_paths
 from pipelines import encode, stats
+from tests.defaults import section
 
 SR = 22050
-CODEC = {"name": "mel", "mel": {"sample_rate": SR, "n_fft": 512, "hop": 256, "n_mels": 16, "f_max": 11025.0}}
+CODEC = section(
+    "codec", name="mel", mel={"sample_rate": SR, "n_fft": 512, "hop": 256, "n_mels": 16, "f_max": 11025.0}
+)
 
 
 class LoudIsNaNCodec(MelCodec):
@@ -163,7 +166,7 @@ def test_nan_latents_are_rejected_and_resume_redoes_only_missing_shards(dataset,
         .select("track_id", "path", "seconds")
         .iter_rows()
     ]
-    policy = ClipPolicy(clip_seconds=2.0, hop_seconds=1.5, max_clips_per_track=2)
+    policy = ClipPolicy(clip_seconds=2.0, hop_seconds=1.5, max_clips_per_track=2, min_clip_seconds=1.0)
     plan = plan_clips(tracks, policy, shard_rows=3, batch_size=2)
     cfg = MelCodecConfig(**CODEC["mel"])
     factory = functools.partial(LoudIsNaNCodec, cfg)

@@ -11,7 +11,9 @@ import yaml
 
 from evaluation.scoring.evaluator import run_evaluation
 from evaluation.scoring.settings import EvaluateParamsError, EvaluateSettings
+from pipelines.common.errors import ParamsError
 from pipelines.evaluate import main
+from tests.defaults import config
 from tests.evaluation.synthetic_fixture import build_world
 from tests.evaluation.tiny_clap import save_tiny_clap
 
@@ -144,13 +146,13 @@ def test_stage_real_path_with_a_tiny_random_clap(world, tmp_path):
 @pytest.mark.slow
 def test_identity_round_trip_puts_the_ceiling_on_the_reference(world, tmp_path):
     """With a lossless "codec" the ceiling's FAD is the reference against itself: zero."""
-    settings = EvaluateSettings.from_params(
-        {
-            "tagger_steps": 40,
-            "local_clap_steps": 30,
-            "out_dir": str(tmp_path),
-            "cache_dir": str(tmp_path / "cache"),
-        }
+    settings = config(
+        EvaluateSettings,
+        "evaluate",
+        tagger_steps=40,
+        local_clap_steps=30,
+        out_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
     )
     out = run_evaluation(
         settings,
@@ -167,24 +169,24 @@ def test_identity_round_trip_puts_the_ceiling_on_the_reference(world, tmp_path):
 
 def test_settings_reject_bad_values():
     with pytest.raises(EvaluateParamsError, match="evaluate.judge"):
-        EvaluateSettings.from_params({"judge": "oracle"})
-    with pytest.raises(EvaluateParamsError, match="unknown key"):
-        EvaluateSettings.from_params({"embeder": "spectral"})
+        config(EvaluateSettings, "evaluate", judge="oracle")
+    with pytest.raises(ParamsError, match="unknown key 'evaluate.embeder'"):
+        config(EvaluateSettings, "evaluate", embeder="spectral")
     with pytest.raises(EvaluateParamsError, match="evaluate.clap_path"):
-        EvaluateSettings.from_params({"embedder": "clap"})
-    assert EvaluateSettings.from_params({"clap_path": None}).clap_path == ""
-    with pytest.raises(EvaluateParamsError, match="evaluate.ceiling must be true or false"):
-        EvaluateSettings.from_params({"ceiling": "yes"})
+        config(EvaluateSettings, "evaluate", embedder="clap")
+    assert config(EvaluateSettings, "evaluate", clap_path=None).clap_path == ""
+    with pytest.raises(ParamsError, match="evaluate.ceiling"):
+        config(EvaluateSettings, "evaluate", ceiling="yes")
 
 
 def test_alm_judge_keys_agreed_for_the_judge_are_known(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    settings = EvaluateSettings.from_params({"judge": "alm", "alm_path": str(tmp_path), "alm_batch_size": 2})
+    settings = config(EvaluateSettings, "evaluate", judge="alm", alm_path=str(tmp_path), alm_batch_size=2)
     assert (settings.judge, settings.alm_path, settings.alm_batch_size) == ("alm", str(tmp_path), 2)
     with pytest.raises(EvaluateParamsError, match="evaluate.alm_path"):
-        EvaluateSettings.from_params({"judge": "alm"})
-    with pytest.raises(EvaluateParamsError, match="evaluate.alm_batch_size"):
-        EvaluateSettings.from_params({"alm_batch_size": 0})
+        config(EvaluateSettings, "evaluate", judge="alm")
+    with pytest.raises(ParamsError, match="evaluate.alm_batch_size"):
+        config(EvaluateSettings, "evaluate", alm_batch_size=0)
 
 
 def _leaves(tree):

@@ -7,7 +7,8 @@ import yaml
 from evaluation.challenge.prompts import Prompt, load_prompts, save_prompts
 from model.flow.text_to_music import GenerationError, to_output
 from pipelines.common.params import ParamsError
-from pipelines.generate import GenerateSettings, main, run_stage
+from pipelines.generate import main, run_stage, sampler_of
+from tests.defaults import params
 
 
 def _read(path):
@@ -66,7 +67,7 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
     ]
     save_prompts(tmp_path / "prompts.jsonl", prompts)
     out = tmp_path / "generated"
-    params = {
+    tree = {
         "generate": {
             "prompts": str(tmp_path / "prompts.jsonl"),
             "n_prompts": 0,
@@ -82,7 +83,7 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
         },
         "train": {"out_dir": str(model_dir)},
     }
-    run_stage(params)
+    run_stage(params(tree))
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     assert [(r["prompt_id"], r["seed"]) for r in manifest] == [
         (p, k) for p in ("p1", "p2", "p3") for k in (0, 1)
@@ -97,13 +98,13 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
     target = out / "p3" / "seed-1.wav"
     target.unlink()
     kept = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*.wav")}
-    run_stage(params)
+    run_stage(params(tree))
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     np.testing.assert_allclose(_read(target)[0], first[("p3", 1)], atol=2 / 32768)
     # other sampler settings: nothing is reused, and files of prompts no longer in the set are removed
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*.wav")}
     save_prompts(tmp_path / "prompts.jsonl", [prompts[0], prompts[2]])
-    run_stage({**params, "generate": {**params["generate"], "steps": 3}})
+    run_stage(params({**tree, "generate": {**tree["generate"], "steps": 3}}))
     assert not (out / "p2" / "seed-0.wav").exists()
     assert all(p.stat().st_mtime_ns != t for p, t in before.items() if "p2" not in p.parts)
     assert not np.allclose(_read(target)[0], first[("p3", 1)], atol=1e-3)
@@ -120,12 +121,14 @@ def test_short_or_non_finite_decodes_fail_loudly():
 
 def test_settings_reject_unknown_keys_and_bad_values():
     with pytest.raises(ParamsError, match="generate.stepz"):
-        GenerateSettings.from_params({"generate": {"stepz": 3}})
+        params({"generate": {"stepz": 3}})
     with pytest.raises(ParamsError, match="generate.method"):
-        GenerateSettings.from_params({"generate": {"method": "rk4"}})
+        sampler_of(params({"generate": {"method": "rk4"}}).generate)
     with pytest.raises(ParamsError, match="generate.seeds"):
-        GenerateSettings.from_params({"generate": {"seeds": "two"}})
-    assert GenerateSettings.from_params({"generate": {"steps": 100}}).sampler.steps == 100
+        params({"generate": {"seeds": "two"}})
+    with pytest.raises(ParamsError, match=r"generate.seconds = 5.0: .*the challenge scores the first 10 s"):
+        params({"generate": {"seconds": 5.0}})
+    assert sampler_of(params({"generate": {"steps": 100}}).generate).steps == 100
 
 
 def test_cli_empty_prompt_is_refused_before_loading_anything(tmp_path, monkeypatch):

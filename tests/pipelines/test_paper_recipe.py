@@ -4,8 +4,10 @@ import re
 from pathlib import Path
 
 from model.training.setup import run_training
-from pipelines.common.params import load_params
+from pipelines.common.params import read_tree
 from pipelines.profile import load_profile, merge
+from pipelines.train import train_job
+from tests import defaults
 from tests.model.training.fixtures import HashTextEncoder, tiny_params, write_fixture_shards
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +42,7 @@ def test_every_training_number_of_the_paper_profile_cites_a_source():
 
 def test_paper_train_section_runs_two_steps_on_cpu(tmp_path):
     """The profile's train section as is (accumulation, schedule, EMA, dropout) with CPU-sized batch and crop."""
-    paper = merge(load_params(ROOT / "params.yaml"), load_profile("paper", ROOT / "profiles"))["train"]
+    paper = merge(read_tree(ROOT / "params.yaml"), load_profile("paper", ROOT / "profiles"))["train"]
     assert paper["accum_steps"] == 4 and paper["use_gpu"] is True
     write_fixture_shards(tmp_path)
     params = tiny_params(tmp_path)
@@ -56,5 +58,7 @@ def test_paper_train_section_runs_two_steps_on_cpu(tmp_path):
         "ckpt_every": 2,
         "log_every": 1,
     }
-    result = run_training(params, live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
+    result = run_training(
+        train_job(defaults.params(params)), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder()
+    )
     assert result.step == 2 and result.nan_skipped == 0 and result.last_val_loss is not None

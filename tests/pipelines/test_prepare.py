@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -14,6 +15,7 @@ import yaml
 
 from model.datasets.captions import humanise
 from pipelines.prepare import main
+from tests.cli import user_error
 
 HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
 COLUMNS = ["track_id", "audio_path", "duration", "genre", "instrument", "mood", "caption", "split"]
@@ -115,7 +117,7 @@ def test_jamendo_source_with_rejects(tmp_path):
     assert not (prepared / "synthetic").exists()
 
 
-def test_missing_jamendo_params_say_what_to_set(tmp_path, caplog):
+def test_missing_jamendo_params_say_what_to_set(tmp_path, capsys):
     params = write_params(
         tmp_path,
         {
@@ -124,9 +126,8 @@ def test_missing_jamendo_params_say_what_to_set(tmp_path, caplog):
             "jamendo": {"audio_root": "", "metadata_tsv": "", "split_dir": ""},
         },
     )
-    with pytest.raises(SystemExit) as info:
-        main(["--params", params])
-    assert "data.jamendo.audio_root is empty" in str(info.value) and "download.py" in str(info.value)
+    err = user_error(capsys, main, ["--params", params])
+    assert "data.jamendo.audio_root is empty" in err and "download.py" in err
     download = make_download(tmp_path)
     params = write_params(
         tmp_path,
@@ -136,14 +137,14 @@ def test_missing_jamendo_params_say_what_to_set(tmp_path, caplog):
             "jamendo": {**download, "split_dir": str(tmp_path / "nope")},
         },
     )
-    with pytest.raises(SystemExit, match="data.jamendo.split_dir .* does not exist"):
-        main(["--params", params])
+    assert re.search(
+        "data.jamendo.split_dir .* does not exist", user_error(capsys, main, ["--params", params])
+    )
     params = write_params(tmp_path, {"source": "fma", "prepared_dir": str(tmp_path / "p")})
-    with pytest.raises(SystemExit, match="data.source must be one of"):
-        main(["--params", params])
+    assert "data.source must be one of" in user_error(capsys, main, ["--params", params])
 
 
-def test_malformed_metadata_names_file_and_line(tmp_path):
+def test_malformed_metadata_names_file_and_line(tmp_path, capsys):
     download = make_download(tmp_path)
     tsv = download["metadata_tsv"]
     with open(tsv, "ab") as fh:
@@ -151,8 +152,9 @@ def test_malformed_metadata_names_file_and_line(tmp_path):
     params = write_params(
         tmp_path, {"source": "jamendo", "prepared_dir": str(tmp_path / "p"), "jamendo": download}
     )
-    with pytest.raises(SystemExit, match=r"autotagging.tsv:7: DURATION 'abc' is not a number"):
-        main(["--params", params])
+    assert "autotagging.tsv:7: DURATION 'abc' is not a number" in user_error(
+        capsys, main, ["--params", params]
+    )
     params = write_params(
         tmp_path,
         {"source": "jamendo", "prepared_dir": str(tmp_path / "p"), "jamendo": {**download, "strict": False}},

@@ -208,11 +208,13 @@ def write_inputs(root: Path, weights_dir: Path) -> Path:
 
 
 TRAIN = """
-import sys, yaml
+import sys
 from model.training.ray_train import run_ray_training
+from pipelines.common.params import load_params
+from pipelines.train import train_job
 from tests.model.training.fixtures import HashTextEncoder
-params = yaml.safe_load(open(sys.argv[1]))
-run_ray_training(params, workers=2, use_gpu=False, storage_dir=params["ray"]["storage"], live_dir=sys.argv[2],
+params = load_params(sys.argv[1])
+run_ray_training(train_job(params), storage_dir=params.ray.storage, live_dir=sys.argv[2],
                  text_encoder=HashTextEncoder())
 """
 
@@ -280,8 +282,9 @@ def test_a_multi_node_cluster_without_shared_storage_is_refused_before_any_work(
         "RAY_AUTH_MODE": CLUSTER_AUTH,
     }
     script = (
-        "import sys, yaml\nfrom model.training.ray_train import run_ray_training\n"
-        "run_ray_training(yaml.safe_load(open(sys.argv[1])), workers=2, use_gpu=False, storage_dir='')\n"
+        "import sys\nfrom model.training.ray_train import run_ray_training\n"
+        "from pipelines.common.params import load_params\nfrom pipelines.train import train_job\n"
+        "run_ray_training(train_job(load_params(sys.argv[1])), storage_dir='')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(params)],

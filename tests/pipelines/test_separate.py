@@ -17,6 +17,7 @@ from model.separation.instrumental import (
 )
 from model.separation.vocal_remover import SeparationConfig
 from pipelines import separate
+from tests.defaults import config
 from tests.model.separation.test_vocal_remover import save_local_repo, stereo, tiny_htdemucs
 
 
@@ -91,7 +92,7 @@ def test_passthrough_validates_and_rejects_bad_files(tmp_path):
 
 def test_htdemucs_interrupted_run_resumes_without_redoing_finished_files(tmp_path, weights_dir):
     tracks = make_tracks(tmp_path)
-    cfg = SeparationConfig.from_params(htdemucs_section(tmp_path, weights_dir, workers=1))
+    cfg = config(SeparationConfig, "separate", **htdemucs_section(tmp_path, weights_dir, workers=1))
     calls: list[str] = []
 
     class CountingWorker(SeparationWorker):
@@ -135,7 +136,7 @@ def test_htdemucs_stage_with_two_ray_workers(tmp_path, weights_dir, ray_instance
     assert set(manifest["status"]) == {"separated"}
     assert sorted(rejects["track_id"]) == ["track_0000900", "track_0000901"]
     # Ray workers produce what the in-process path produces
-    cfg = SeparationConfig.from_params(htdemucs_section(tmp_path / "again", weights_dir, workers=1))
+    cfg = config(SeparationConfig, "separate", **htdemucs_section(tmp_path / "again", weights_dir, workers=1))
     reference = run_separation(tracks[:1], cfg)[0]
     a, _ = sf.read(manifest["path"][0])
     b, _ = sf.read(reference.path)
@@ -143,15 +144,15 @@ def test_htdemucs_stage_with_two_ray_workers(tmp_path, weights_dir, ray_instance
 
 
 def test_files_made_under_other_settings_or_for_dropped_tracks_are_removed(tmp_path, weights_dir):
-    cfg = SeparationConfig.from_params(htdemucs_section(tmp_path, weights_dir, workers=1))
+    cfg = config(SeparationConfig, "separate", **htdemucs_section(tmp_path, weights_dir, workers=1))
     audio = tmp_path / "instrumental" / "audio"
     prepare_audio_dir(cfg, {"a", "b"})
     for name in ("a", "b", "gone"):
         (audio / f"{name}.flac").write_bytes(b"x")
     prepare_audio_dir(cfg, {"a", "b"})  # same settings: only the dropped track's file goes
     assert sorted(p.name for p in audio.glob("*.flac")) == ["a.flac", "b.flac"]
-    changed = SeparationConfig.from_params(
-        {**htdemucs_section(tmp_path, weights_dir, workers=1), "overlap": 0.5}
+    changed = config(
+        SeparationConfig, "separate", **{**htdemucs_section(tmp_path, weights_dir, workers=1), "overlap": 0.5}
     )
     prepare_audio_dir(changed, {"a", "b"})
     assert not list(audio.glob("*.flac"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from pipelines.summary import main, summary_lines
+from tests import defaults
 
 
 def test_summary_names_outputs_and_the_report(tmp_path, capsys):
@@ -14,7 +15,7 @@ def test_summary_names_outputs_and_the_report(tmp_path, capsys):
         "evaluate": {"out_dir": str(tmp_path / "reports")},
         "submit": {"out_dir": str(tmp_path / "sub")},
     }
-    lines = summary_lines(params)
+    lines = summary_lines(defaults.params(params))
     assert all("missing" in line or "no clips" in line for line in lines[1:])
 
     (tmp_path / "models/final").mkdir(parents=True)
@@ -30,7 +31,7 @@ def test_summary_names_outputs_and_the_report(tmp_path, capsys):
     (tmp_path / "reports/index.html").write_text("<html></html>")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub/p1.wav").write_bytes(b"RIFF")
-    text = "\n".join(summary_lines(params))
+    text = "\n".join(summary_lines(defaults.params(params)))
     assert "2 clips for 2 prompts" in text and "FAD 12.5" in text and "offline stand-ins" in text
     assert (tmp_path / "reports/index.html").resolve().as_uri() in text and "missing" not in text
 

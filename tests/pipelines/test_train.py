@@ -7,7 +7,13 @@ import yaml
 
 from model.flow.trained import load_trained
 from model.training.data import ClipSampler
-from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
+from tests.model.training.fixtures import (
+    HashTextEncoder,
+    run_checkpoints,
+    tiny_job,
+    tiny_params,
+    write_fixture_shards,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,12 +57,10 @@ def test_two_ray_train_workers_average_gradients(tmp_path, monkeypatch, ray_inst
     from model.training.ray_train import run_ray_training
 
     write_fixture_shards(tmp_path)
-    params = tiny_params(tmp_path, steps=4, ckpt_every=2, val_every=4, workers=2, batch_size=2)
+    job = tiny_job(tmp_path, steps=4, ckpt_every=2, val_every=4, workers=2, batch_size=2)
     monkeypatch.chdir(tmp_path)
     run_ray_training(
-        params,
-        workers=2,
-        use_gpu=False,
+        job,
         storage_dir=tmp_path / "ray",
         live_dir=str(tmp_path / "dvclive"),
         text_encoder=HashTextEncoder(),

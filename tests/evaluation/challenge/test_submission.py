@@ -9,18 +9,22 @@ import soundfile as sf
 from evaluation.challenge.prompts import Prompt, save_prompts
 from evaluation.challenge.submission import (
     SubmissionError,
+    SubmissionRules,
     build_submission,
     read_best_seeds,
     validate_submission,
 )
 from pipelines.check_submission import main
 from pipelines.submit import run_stage
+from tests import defaults
+from tests.defaults import config
 
 PROMPTS = [
     Prompt("p1", "calm piano", {"instrument": ("piano",)}),
     Prompt("p2", "loud rock", {"genre": ("rock",)}),
 ]
 IDS = [p.prompt_id for p in PROMPTS]
+RULES = config(SubmissionRules, "submit")
 
 
 def _tone(path, seconds=10.2, sr=44100, freq=440.0, amp=0.3, subtype="PCM_16", channels=2):
@@ -48,7 +52,9 @@ def _metrics(tmp_path):
 
 def test_build_writes_best_seeds_manifest_and_metrics_and_validates(tmp_path):
     files = _generated(tmp_path)
-    out = build_submission(PROMPTS, {"p1": 1, "p2": 0}, files, tmp_path / "submission", _metrics(tmp_path))
+    out = build_submission(
+        PROMPTS, {"p1": 1, "p2": 0}, files, tmp_path / "submission", _metrics(tmp_path), RULES
+    )
     assert sorted(f.name for f in out.iterdir()) == ["manifest.csv", "metrics.json", "p1.wav", "p2.wav"]
     assert (out / "p1.wav").read_bytes() == (tmp_path / "generated/p1/seed-1.wav").read_bytes()
     assert (out / "p2.wav").read_bytes() == (tmp_path / "generated/p2/seed-0.wav").read_bytes()
@@ -56,13 +62,13 @@ def test_build_writes_best_seeds_manifest_and_metrics_and_validates(tmp_path):
     assert lines[0] == "prompt_id,file,seed,seconds,sample_rate,caption"
     assert lines[1] == "p1,p1.wav,1,10.2,44100,calm piano"
     assert json.loads((out / "metrics.json").read_text())["ccs"] == 0.5
-    assert validate_submission(out, IDS) == []
+    assert validate_submission(out, IDS, RULES) == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".submission")], "staging dir left behind"
 
 
 def _valid_submission(tmp_path):
     return build_submission(
-        PROMPTS, {"p1": 0, "p2": 0}, _generated(tmp_path), tmp_path / "sub", _metrics(tmp_path)
+        PROMPTS, {"p1": 0, "p2": 0}, _generated(tmp_path), tmp_path / "sub", _metrics(tmp_path), RULES
     )
 
 
@@ -70,7 +76,7 @@ def test_validator_rejects_short_low_rate_and_missing_files_listing_all(tmp_path
     sub = _valid_submission(tmp_path)
     _tone(sub / "p1.wav", seconds=9.0)
     _tone(sub / "p2.wav", sr=22050)
-    problems = validate_submission(sub, [*IDS, "p3"])
+    problems = validate_submission(sub, [*IDS, "p3"], RULES)
     text = "\n".join(problems)
     assert "p1.wav: 9.000 s long" in text
     assert "p2.wav: sample rate 22050 Hz, expected 44100 Hz" in text
@@ -82,6 +88,7 @@ def test_validator_rejects_short_low_rate_and_missing_files_listing_all(tmp_path
             {("p1", 0): sub / "p1.wav", ("p2", 0): sub / "p2.wav"},
             tmp_path / "sub2",
             None,
+            RULES,
         )
 
 
@@ -105,9 +112,9 @@ def test_validator_rejects_short_low_rate_and_missing_files_listing_all(tmp_path
 )
 def test_validator_flags_each_rule(tmp_path, damage, message):
     sub = _valid_submission(tmp_path)
-    assert validate_submission(sub, IDS) == []
+    assert validate_submission(sub, IDS, RULES) == []
     damage(sub)
-    assert message in "\n".join(validate_submission(sub, IDS))
+    assert message in "\n".join(validate_submission(sub, IDS, RULES))
 
 
 def test_failed_build_keeps_the_previous_submission(tmp_path):
@@ -115,7 +122,7 @@ def test_failed_build_keeps_the_previous_submission(tmp_path):
     before = (sub / "p1.wav").read_bytes()
     short = _tone(tmp_path / "short.wav", seconds=5.0)
     with pytest.raises(SubmissionError, match="5.000 s long"):
-        build_submission(PROMPTS, {"p1": 0, "p2": 0}, {("p1", 0): short, ("p2", 0): short}, sub, None)
+        build_submission(PROMPTS, {"p1": 0, "p2": 0}, {("p1", 0): short, ("p2", 0): short}, sub, None, RULES)
     assert (sub / "p1.wav").read_bytes() == before
 
 
@@ -157,8 +164,8 @@ def test_submit_stage_end_to_end(tmp_path):
         "evaluate": {"out_dir": str(reports)},
         "submit": {"out_dir": str(tmp_path / "submission"), "rms_floor": 1e-4},
     }
-    out = run_stage(params)
-    assert validate_submission(out, IDS) == []
+    out = run_stage(defaults.params(params))
+    assert validate_submission(out, IDS, RULES) == []
     assert json.loads((out / "provenance.json").read_text())["stage"] == "submit"
     assert (out / "p2.wav").read_bytes() == (gen / "p2" / "seed-1.wav").read_bytes()
 
@@ -182,14 +189,14 @@ def _rewrite_manifest(sub, edit):
 def test_validator_flags_a_bad_manifest(tmp_path, edit, message):
     sub = _valid_submission(tmp_path)
     _rewrite_manifest(sub, edit)
-    problems = validate_submission(sub, IDS)
+    problems = validate_submission(sub, IDS, RULES)
     assert any(message in p for p in problems), problems
 
 
 def test_missing_metrics_file_is_flagged_and_fails_the_stage(tmp_path):
     sub = _valid_submission(tmp_path)
     (sub / "metrics.json").unlink()
-    assert "metrics.json is missing" in validate_submission(sub, IDS)
+    assert "metrics.json is missing" in validate_submission(sub, IDS, RULES)
     gen = tmp_path / "generated"
     save_prompts(gen / "prompts.jsonl", PROMPTS)
     files = {(pid, 0): str(gen / pid / "seed-0.wav") for pid in IDS}
@@ -207,7 +214,7 @@ def test_missing_metrics_file_is_flagged_and_fails_the_stage(tmp_path):
         "submit": {"out_dir": str(tmp_path / "out"), "rms_floor": 1e-4},
     }
     with pytest.raises(FileNotFoundError, match=r"metrics\.json.*run the evaluate stage"):
-        run_stage(params)
+        run_stage(defaults.params(params))
     assert not (tmp_path / "out").exists()
 
 
@@ -218,9 +225,9 @@ def test_clip_silent_only_in_its_scored_first_10_seconds_is_rejected(tmp_path):
     late[10 * sr + 100 :] = 0.5  # loud from 10 s on: its overall RMS is far above the floor
     sf.write(str(sub / "p1.wav"), late, sr, subtype="PCM_16")
     assert float(np.sqrt(np.mean(late.astype(np.float64) ** 2))) > 0.1
-    problems = validate_submission(sub, IDS)
+    problems = validate_submission(sub, IDS, RULES)
     assert any("p1.wav: silent" in p and "first 10 s" in p for p in problems), problems
     early = np.zeros((15 * sr, 2), np.float32)
     early[: 10 * sr] = 0.5  # loud in the scored part, silent afterwards: valid
     sf.write(str(sub / "p1.wav"), early, sr, subtype="PCM_16")
-    assert validate_submission(sub, IDS) == []
+    assert validate_submission(sub, IDS, RULES) == []

@@ -8,6 +8,7 @@ import torch
 
 from evaluation.metrics.alm_judge import AlmJudge, AlmWeightsError, answer_token_ids, load_alm, question
 from model.audio.io import write_audio
+from tests.defaults import config
 from tests.evaluation.tiny_alm import save_tiny_alm
 
 
@@ -113,12 +114,12 @@ def test_settings_need_an_alm_directory(alm_dir, tmp_path):
     from evaluation.scoring.settings import EvaluateParamsError, EvaluateSettings
 
     with pytest.raises(EvaluateParamsError, match="evaluate.alm_path is empty"):
-        EvaluateSettings.from_params({"judge": "alm"})
+        config(EvaluateSettings, "evaluate", judge="alm")
     with pytest.raises(EvaluateParamsError, match="evaluate.alm_path .* has no config.json"):
-        EvaluateSettings.from_params({"judge": "alm", "alm_path": str(tmp_path)})
-    with pytest.raises(EvaluateParamsError, match="evaluate.alm_batch_size"):
-        EvaluateSettings.from_params({"judge": "alm", "alm_path": str(alm_dir), "alm_batch_size": 0})
-    assert EvaluateSettings.from_params({"judge": "alm", "alm_path": str(alm_dir)}).alm_batch_size == 4
+        config(EvaluateSettings, "evaluate", judge="alm", alm_path=str(tmp_path))
+    with pytest.raises(ValueError, match="evaluate.alm_batch_size"):
+        config(EvaluateSettings, "evaluate", judge="alm", alm_path=str(alm_dir), alm_batch_size=0)
+    assert config(EvaluateSettings, "evaluate", judge="alm", alm_path=str(alm_dir)).alm_batch_size == 4
 
 
 @pytest.mark.slow

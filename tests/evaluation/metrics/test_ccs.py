@@ -92,6 +92,6 @@ def test_ccs_report_scores_the_same_audio_against_deranged_prompts():
     audio = np.stack([_audio("rock"), _audio("rock"), _audio("jazz"), _audio("ambient")])
     prompt_index = np.array([0, 0, 1, 2])  # two seeds of prompt 0
     report = ccs_report(judge, audio, prompts, prompt_index, shuffle_seed=3)
-    assert report["ccs"] == 1.0
-    assert report["ccs_shuffled"] == 0.0  # a derangement of 3 distinct genres never matches
-    assert not np.any(report["derangement"] == np.arange(3))
+    assert report.ccs == 1.0
+    assert report.ccs_shuffled == 0.0  # a derangement of 3 distinct genres never matches
+    assert not np.any(report.derangement == np.arange(3))

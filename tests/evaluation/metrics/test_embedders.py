@@ -34,11 +34,11 @@ def _z(rows):
 
 
 def test_name_says_it_is_not_clap():
-    emb = build_embedder({"embedder": "spectral"})
+    emb = build_embedder("spectral")
     assert "not CLAP" in emb.name and "weight-free" in emb.name
     assert emb.dim == DIM == len(DESCRIPTOR_NAMES)
     with pytest.raises(ValueError, match="evaluate.embedder"):
-        build_embedder({"embedder": "vggish"})
+        build_embedder("vggish")
 
 
 def test_separates_tempi():

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from pipelines.evaluate import run_stage
+from tests import defaults
 from tests.evaluation.synthetic_fixture import build_world
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -86,7 +87,7 @@ def report(tmp_path_factory):
         },
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage(params, live_dir=str(root / "dvclive"))
+    run_stage(defaults.params(params), live_dir=str(root / "dvclive"))
     return root / "reports"
 
 

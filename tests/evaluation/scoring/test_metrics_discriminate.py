@@ -24,6 +24,7 @@ from evaluation.metrics.audio_sets import read_generated
 from evaluation.scoring.evaluator import run_evaluation
 from evaluation.scoring.settings import EvaluateSettings
 from model.audio.io import write_audio
+from tests.defaults import config
 from tests.evaluation.synthetic_fixture import build_world
 
 SR = 44100
@@ -108,7 +109,7 @@ def _settings(root: Path, **overrides) -> EvaluateSettings:
         "cache_dir": str(root / "cache"),
         "out_dir": str(root / "reports"),
     }
-    return EvaluateSettings.from_params({**base, **overrides})
+    return config(EvaluateSettings, "evaluate", **{**base, **overrides})
 
 
 def _evaluate(root: Path, generated: str, **overrides):

@@ -19,6 +19,7 @@ from model.codec.acestep_snapshot import (
     save_vocoder,
 )
 from model.codec.acestep_vocoder import AceStepVocoder, VocoderConfig
+from tests.defaults import section
 
 SR = 44100
 BLOCKS = ("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock")
@@ -68,7 +69,7 @@ def snapshot(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def codec(snapshot) -> AceStepCodec:
-    return build_codec({"name": "acestep", "acestep_dir": str(snapshot), "device": "cpu"})
+    return build_codec(section("codec", name="acestep", acestep_dir=str(snapshot), device="cpu"))
 
 
 def stereo(seconds: float, seed: int = 0) -> torch.Tensor:
@@ -215,7 +216,7 @@ def test_vocoder_loads_strictly(snapshot, tmp_path):
 
 def test_missing_snapshot_names_the_param(tmp_path):
     with pytest.raises(SnapshotError, match="codec.acestep_dir") as err:
-        build_codec({"name": "acestep", "acestep_dir": ""})
+        build_codec(section("codec", name="acestep", acestep_dir=""))
     assert "huggingface-cli download ACE-Step/ACE-Step-v1-3.5B" in str(err.value)
     with pytest.raises(SnapshotError, match="codec.acestep_dir"):
         require_snapshot(tmp_path / "nowhere")
@@ -226,9 +227,9 @@ def test_missing_snapshot_names_the_param(tmp_path):
 
 def test_bad_acestep_params_are_named():
     with pytest.raises(ValueError, match="codec.acestep.dtype"):
-        build_codec({"name": "acestep", "acestep": {"dtype": "float64"}})
+        build_codec(section("codec", name="acestep", acestep={"dtype": "float64"}))
     with pytest.raises(ValueError, match="codec.acestep.dtyp"):
-        build_codec({"name": "acestep", "acestep": {"dtyp": "float32"}})
+        section("codec", name="acestep", acestep={"dtyp": "float32"})
 
 
 def test_dcae_with_missing_or_extra_weights_is_an_error(snapshot, tmp_path):
@@ -248,7 +249,9 @@ def test_dcae_with_missing_or_extra_weights_is_an_error(snapshot, tmp_path):
 
 def test_bfloat16_weights_give_close_float32_latents(snapshot, codec):
     half = build_codec(
-        {"name": "acestep", "acestep_dir": str(snapshot), "device": "cpu", "acestep": {"dtype": "bfloat16"}}
+        section(
+            "codec", name="acestep", acestep_dir=str(snapshot), device="cpu", acestep={"dtype": "bfloat16"}
+        )
     )
     assert half.vocoder.mel_transform.mel_scale.fb.dtype == torch.float32
     wav = stereo(0.5, seed=3)

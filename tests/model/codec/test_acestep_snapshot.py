@@ -19,6 +19,7 @@ from model.codec.acestep_snapshot import (
     save_vocoder,
 )
 from model.codec.acestep_vocoder import AceStepVocoder, VocoderConfig
+from tests.defaults import section
 from tests.model.codec.test_acestep_codec import TINY_DCAE, TINY_VOCODER
 
 
@@ -88,7 +89,7 @@ def test_dcae_weights_under_a_name_diffusers_ignores_are_refused(snapshot, tmp_p
 def test_a_dcae_that_is_not_f8c8_is_refused_with_folder_and_values(tmp_path, change, found):
     root = make_snapshot(tmp_path / "snap", dcae={**TINY_DCAE, **change})
     with pytest.raises(ValueError, match=found) as err:
-        build_codec({"name": "acestep", "acestep_dir": str(root), "device": "cpu"})
+        build_codec(section("codec", name="acestep", acestep_dir=str(root), device="cpu"))
     assert str(root / DCAE_SUBDIR / "config.json") in str(err.value)
 
 
@@ -106,12 +107,12 @@ def test_a_vocoder_with_another_mel_height_is_refused(tmp_path):
     vocoder = VocoderConfig(**{**TINY_VOCODER.__dict__, "n_mels": 64, "input_channels": 64})
     root = make_snapshot(tmp_path / "snap", vocoder=vocoder)
     with pytest.raises(ValueError, match="n_mels 64") as err:
-        build_codec({"name": "acestep", "acestep_dir": str(root), "device": "cpu"})
+        build_codec(section("codec", name="acestep", acestep_dir=str(root), device="cpu"))
     assert str(root / VOCODER_SUBDIR) in str(err.value)
 
 
 def test_layout_is_read_from_the_loaded_config_and_lengths_round_up(snapshot):
-    codec = build_codec({"name": "acestep", "acestep_dir": str(snapshot), "device": "cpu"})
+    codec = build_codec(section("codec", name="acestep", acestep_dir=str(snapshot), device="cpu"))
     assert codec.time_compression == 8 and (codec.latent_channels, codec.latent_height) == (8, 16)
     assert codec.settings()["dcae"]["latent_channels"] == 8
     ten_seconds = 10 * 44100

@@ -7,13 +7,15 @@ import torch
 from model.audio.mel import hz_to_mel_slaney, mel_to_hz_slaney
 from model.codec import build_codec
 from model.codec.mel import MelCodec, MelCodecConfig
+from pipelines.common.errors import ParamsError
+from tests.defaults import config, section
 
 SR = 22050
 
 
 @pytest.fixture(scope="module")
 def codec() -> MelCodec:
-    return build_codec({"name": "mel", "device": "cpu", "mel": {"griffin_lim_iters": 16}})
+    return build_codec(section("codec", name="mel", device="cpu", mel={"griffin_lim_iters": 16}))
 
 
 def tone(freq: float, seconds: float = 1.5, amp: float = 0.5) -> torch.Tensor:
@@ -88,9 +90,9 @@ def test_bad_inputs_and_params_are_named(codec):
         codec.encode(torch.zeros(1, 100))
     with pytest.raises(ValueError, match=r"\(B, 64, T\)"):
         codec.decode(torch.zeros(1, 32, 5))
-    with pytest.raises(ValueError, match="codec.mel.n_mel"):
-        MelCodecConfig.from_params({"n_mel": 64})
+    with pytest.raises(ParamsError, match="codec.mel.n_mel"):
+        section("codec.mel", n_mel=64)
     with pytest.raises(ValueError, match="codec.mel.hop"):
-        MelCodecConfig.from_params({"hop": 4096})
+        config(MelCodecConfig, "codec.mel", hop=4096)
     with pytest.raises(ValueError, match="codec.name"):
-        build_codec({"name": "wavenet"})
+        build_codec(section("codec", name="wavenet"))

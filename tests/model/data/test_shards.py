@@ -109,16 +109,19 @@ def test_clip_policy_windows():
     policy = ClipPolicy(clip_seconds=10.0, hop_seconds=5.0, max_clips_per_track=0, min_clip_seconds=1.0)
     assert policy.windows(22.5) == [(0.0, 10.0), (5.0, 10.0), (10.0, 10.0), (15.0, 7.5), (20.0, 2.5)]
     assert policy.windows(0.5) == []
-    assert ClipPolicy(10.0, 10.0, 1).windows(30.0) == [(0.0, 10.0)]
-    assert ClipPolicy(10.0, 10.0, 3).windows(20.5) == [(0.0, 10.0), (10.0, 10.0)]  # 0.5 s remainder dropped
+    assert ClipPolicy(10.0, 10.0, 1, 1.0).windows(30.0) == [(0.0, 10.0)]
+    assert ClipPolicy(10.0, 10.0, 3, 1.0).windows(20.5) == [
+        (0.0, 10.0),
+        (10.0, 10.0),
+    ]  # 0.5 s remainder dropped
     assert valid_frames(7.5, 21.5, 216) == 162 and valid_frames(10.0, 21.533, 216) == 216
     with pytest.raises(ValueError, match="encode.hop_seconds"):
-        ClipPolicy(10.0, 0.0, 1)
+        ClipPolicy(10.0, 0.0, 1, 1.0)
 
 
 def test_plan_is_sorted_and_independent_of_input_order():
     tracks = [TrackSource(f"track_{i:07d}", f"/a/{i}.wav", seconds=5.0 + 3 * i) for i in range(6)]
-    policy = ClipPolicy(clip_seconds=4.0, hop_seconds=4.0, max_clips_per_track=3)
+    policy = ClipPolicy(clip_seconds=4.0, hop_seconds=4.0, max_clips_per_track=3, min_clip_seconds=1.0)
     plan = plan_clips(tracks, policy, shard_rows=5, batch_size=3)
     shuffled = plan_clips(tracks[::-1], policy, shard_rows=5, batch_size=3)
     assert plan == shuffled and plan.fingerprint() == shuffled.fingerprint()

@@ -23,6 +23,7 @@ from model.datasets.synthetic import (
     synthesize,
     track_spec,
 )
+from tests.defaults import config, section
 
 SR = 44100
 
@@ -38,7 +39,7 @@ def tree_digest(root):
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    cfg = SyntheticConfig(n_tracks=10, seconds=2.0, seed=7)
+    cfg = config(SyntheticConfig, "data.synthetic", n_tracks=10, seconds=2.0, seed=7)
     return root, cfg, generate_dataset(root, cfg)
 
 
@@ -79,7 +80,8 @@ def test_adding_tracks_keeps_earlier_ones(tmp_path, small_dataset):
     """A 12-track set generated from scratch holds the 10-track set's tracks unchanged: same audio, tags, split."""
     root, cfg, layout = small_dataset
     bigger = generate_dataset(
-        tmp_path / "bigger", SyntheticConfig(n_tracks=12, seconds=cfg.seconds, seed=cfg.seed)
+        tmp_path / "bigger",
+        config(SyntheticConfig, "data.synthetic", n_tracks=12, seconds=cfg.seconds, seed=cfg.seed),
     )
     small_tracks, _ = read_tsv(layout.metadata_tsv)
     big_tracks, _ = read_tsv(bigger.metadata_tsv)
@@ -95,12 +97,12 @@ def test_adding_tracks_keeps_earlier_ones(tmp_path, small_dataset):
     for split, ids in small_splits.items():
         assert [t for t in big_splits[split] if t.track_id in small_ids] == list(ids), split
     # and a different seed really gives other tracks (the comparison above could otherwise pass trivially)
-    other = SyntheticConfig(n_tracks=2, seconds=cfg.seconds, seed=cfg.seed + 1)
+    other = config(SyntheticConfig, "data.synthetic", n_tracks=2, seconds=cfg.seconds, seed=cfg.seed + 1)
     assert [track_spec(i, other.seed) for i in range(2)] != [track_spec(i, cfg.seed) for i in range(2)]
 
 
 def test_mp3_output_is_deterministic(tmp_path):
-    cfg = SyntheticConfig(n_tracks=2, seconds=2.0, seed=1, audio_format="mp3")
+    cfg = config(SyntheticConfig, "data.synthetic", n_tracks=2, seconds=2.0, seed=1, audio_format="mp3")
     layout = generate_dataset(tmp_path / "a", cfg)
     generate_dataset(tmp_path / "b", cfg)
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
@@ -122,9 +124,9 @@ def test_tag_vocabulary_is_jamendo_and_all_used():
 
 def test_bad_config_and_tags_are_rejected():
     with pytest.raises(ValueError, match="audio_format"):
-        SyntheticConfig(audio_format="ogg")
-    with pytest.raises(ValueError, match="unknown keys"):
-        SyntheticConfig.from_params({"n_track": 3})
+        config(SyntheticConfig, "data.synthetic", audio_format="ogg")
+    with pytest.raises(ValueError, match="data.synthetic.n_track"):
+        section("data.synthetic", n_track=3)
     with pytest.raises(ValueError, match="unknown synthetic instrument 'violin'"):
         synthesize("rock", ("violin",), "happy", 1.0, 0)
 
@@ -214,8 +216,8 @@ def test_mood_sets_register_loudness_and_density():
 
 
 def test_parallel_workers_write_the_same_files(tmp_path):
-    serial = SyntheticConfig(n_tracks=3, seconds=1.0, seed=4)
-    parallel = SyntheticConfig(n_tracks=3, seconds=1.0, seed=4, workers=2)
+    serial = config(SyntheticConfig, "data.synthetic", n_tracks=3, seconds=1.0, seed=4)
+    parallel = config(SyntheticConfig, "data.synthetic", n_tracks=3, seconds=1.0, seed=4, workers=2)
     generate_dataset(tmp_path / "serial", serial)
     generate_dataset(tmp_path / "parallel", parallel)
     assert tree_digest(tmp_path / "serial") == tree_digest(tmp_path / "parallel")

@@ -17,8 +17,9 @@ from model.flow.editing import (
 from model.flow.sampling import SamplerConfig
 from model.flow.text_to_music import TextToMusic
 from model.flow.trained import TrainedModel
-from model.network.backbone import VelocityNet, VelocityNetConfig
+from model.network.backbone import VelocityNet
 from model.text import build_text_encoder
+from tests.defaults import config, net_config
 
 D, T = 4, 12
 
@@ -98,8 +99,16 @@ def test_splice_weights_keep_known_audio_and_ramp_inside_the_span():
     assert (np.diff(w[39:46]) < 0).all() and (np.diff(w[64:71]) > 0).all()
 
 
-CODEC = MelCodecConfig(
-    sample_rate=22050, n_fft=512, hop=256, n_mels=16, f_max=11025.0, griffin_lim_iters=16, inversion_iters=10
+CODEC = config(
+    MelCodecConfig,
+    "codec.mel",
+    sample_rate=22050,
+    n_fft=512,
+    hop=256,
+    n_mels=16,
+    f_max=11025.0,
+    griffin_lim_iters=16,
+    inversion_iters=10,
 )
 
 
@@ -120,7 +129,7 @@ def trained_engine():
     z = codec.encode(torch.from_numpy(np.stack([_tone(3.0) * a for a in (0.5, 1.0, 1.5)])))
     stats = Standardiser(tuple(z.mean(dim=(0, 2)).tolist()), tuple(z.var(dim=(0, 2)).tolist()))
     x = stats.standardise(z)
-    cfg = VelocityNetConfig(
+    cfg = net_config(
         latent_dim=16,
         text_dim=text.dim,
         hidden=32,
@@ -158,7 +167,7 @@ def test_trained_model_inpainting_keeps_the_known_region_within_the_codec_round_
         22050,
         1.5,
         2.5,
-        SamplerConfig(steps=6, cfg_scale=2.0),
+        SamplerConfig(steps=6, cfg_scale=2.0, method="euler"),
         torch.Generator().manual_seed(0),
     )
     assert result.audio.shape == (2, 4 * 44100)
@@ -199,10 +208,22 @@ def test_continuation_keeps_the_input_and_extends_it(trained_engine):
     audio = _tone(2.0)
     editor = MusicEditor(trained_engine)
     result = editor.continue_audio(
-        "tone", audio, 22050, 3.0, SamplerConfig(steps=3), torch.Generator().manual_seed(0)
+        "tone",
+        audio,
+        22050,
+        3.0,
+        SamplerConfig(steps=3, cfg_scale=1.0, method="euler"),
+        torch.Generator().manual_seed(0),
     )
     assert result.audio.shape == (2, 3 * 44100)
     assert result.known[: int(2.0 * trained_engine.codec.frame_rate)].all() and not result.known[-1]
     assert result.generated[2 * 44100 :].all() and not result.generated[: 2 * 44100].any()
     with pytest.raises(EditError, match="not longer than the input"):
-        editor.continue_audio("tone", audio, 22050, 1.5, SamplerConfig(steps=1), torch.Generator())
+        editor.continue_audio(
+            "tone",
+            audio,
+            22050,
+            1.5,
+            SamplerConfig(steps=1, cfg_scale=1.0, method="euler"),
+            torch.Generator(),
+        )

@@ -34,8 +34,8 @@ def test_ab2_costs_one_evaluation_per_step():
     ab2 = integrate(field, x0, 10, "ab2").item()
     assert len(calls) == 10 and calls == pytest.approx([i / 10 for i in range(10)])
     assert math.isfinite(ab2)
-    assert SamplerConfig(steps=10, method="ab2").evaluations == 10
-    assert SamplerConfig(steps=10, method="heun").evaluations == 20
+    assert SamplerConfig(steps=10, cfg_scale=1.0, method="ab2").evaluations == 10
+    assert SamplerConfig(steps=10, cfg_scale=1.0, method="heun").evaluations == 20
 
 
 def test_after_step_sees_every_grid_time_and_replaces_the_state():

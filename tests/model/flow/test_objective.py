@@ -5,13 +5,13 @@ import torch
 from torch import nn
 
 from model.flow.objective import (
-    FlowConfig,
     FlowMatching,
     drop_condition,
     linear_path,
     logit_normal_t,
     masked_mse,
 )
+from tests.defaults import flow_config
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -51,13 +51,13 @@ def test_point_mass_optimal_velocity_is_recovered():
     batch = x0.expand(64, -1, -1)
     text, text_mask = torch.zeros(64, 1, 2).double(), torch.ones(64, 1, dtype=torch.bool)
     flow = FlowMatching(
-        PointMassOracle(x0), FlowConfig(cond_drop=0.0), torch.zeros(1, 1, 2), torch.ones(1, 1).bool()
+        PointMassOracle(x0), flow_config(cond_drop=0.0), torch.zeros(1, 1, 2), torch.ones(1, 1).bool()
     )
     loss, path = flow(batch, None, text, text_mask, gen(4))
     assert float(loss) < 1e-12  # the oracle is the regression target exactly (float64 round-off)
     wrong = FlowMatching(
         PointMassOracle(x0, sign=0.5),
-        FlowConfig(cond_drop=0.0),
+        flow_config(cond_drop=0.0),
         torch.zeros(1, 1, 2),
         torch.ones(1, 1).bool(),
     )
@@ -124,7 +124,7 @@ def test_objective_is_seeded_and_dropout_only_in_training():
             seen.append(text.clone())
             return self.w * x
 
-    flow = FlowMatching(Recorder(), FlowConfig(cond_drop=0.5), torch.zeros(1, 1, 2), torch.ones(1, 1).bool())
+    flow = FlowMatching(Recorder(), flow_config(cond_drop=0.5), torch.zeros(1, 1, 2), torch.ones(1, 1).bool())
     x = torch.randn(16, 3, 5, generator=gen(11))
     text, tmask = torch.ones(16, 1, 2), torch.ones(16, 1, dtype=torch.bool)
     a, _ = flow(x, None, text, tmask, gen(12))
@@ -135,4 +135,4 @@ def test_objective_is_seeded_and_dropout_only_in_training():
     flow(x, None, text, tmask, gen(12), drop=False)
     assert bool((seen[-1] == 1).all())
     with pytest.raises(ValueError):
-        FlowConfig(cond_drop=1.0)
+        flow_config(cond_drop=1.0)

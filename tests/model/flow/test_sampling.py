@@ -13,6 +13,7 @@ from model.flow.sampling import (
     sample,
     stable_seed,
 )
+from tests.defaults import net_config
 
 D, T, E = 3, 5, 4
 
@@ -237,17 +238,17 @@ def test_frame_mask_zeroes_padded_frames_and_reaches_the_net():
 
 def test_bad_sampler_settings_are_rejected_with_the_value():
     with pytest.raises(ValueError, match="rk4"):
-        SamplerConfig(method="rk4")
+        SamplerConfig(steps=4, cfg_scale=1.0, method="rk4")
     with pytest.raises(ValueError, match="steps"):
-        SamplerConfig(steps=0)
-    assert SamplerConfig(steps=10, method="heun").evaluations == 20
+        SamplerConfig(steps=0, cfg_scale=1.0, method="euler")
+    assert SamplerConfig(steps=10, cfg_scale=1.0, method="heun").evaluations == 20
 
 
 def test_real_velocity_net_output_does_not_depend_on_batch_neighbours():
-    from model.network.backbone import VelocityNet, VelocityNetConfig
+    from model.network.backbone import VelocityNet
 
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(
+    cfg = net_config(
         latent_dim=D, text_dim=E, hidden=16, depth=1, d_state=4, heads=2, time_dim=16, scan_backend="torch"
     )
     net = VelocityNet(cfg)

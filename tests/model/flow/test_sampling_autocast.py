@@ -3,13 +3,14 @@
 import torch
 
 from model.flow.sampling import sample
-from model.network.backbone import VelocityNet, VelocityNetConfig
+from model.network.backbone import VelocityNet
+from tests.defaults import net_config
 from tests.model.network.kernel_contract import install_stand_in
 
 
 def _net():
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(
+    cfg = net_config(
         latent_dim=4,
         text_dim=8,
         hidden=16,

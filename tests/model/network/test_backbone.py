@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from model.network.backbone import MODEL_KEYS, VelocityNet, VelocityNetConfig, count_parameters
+from model.network.backbone import PAPER_NETWORK, VelocityNet, VelocityNetConfig, count_parameters
 from model.network.conditioning import AdaLNModulation, CrossAttention
+from tests.defaults import net_config
 
 PAPER_PARAMETERS = 189_680_256
 LATENT, TEXT = 6, 10
@@ -14,7 +15,7 @@ LATENT, TEXT = 6, 10
 
 def tiny_config(**overrides) -> VelocityNetConfig:
     sizes = dict(hidden=16, depth=2, d_state=4, d_conv=3, expand=2, heads=2, time_dim=8, scan_backend="torch")
-    return VelocityNetConfig(latent_dim=LATENT, text_dim=TEXT, **{**sizes, **overrides})
+    return net_config(latent_dim=LATENT, text_dim=TEXT, **{**sizes, **overrides})
 
 
 def switch_on_zero_inits(net: VelocityNet, seed: int = 1) -> VelocityNet:
@@ -143,17 +144,25 @@ def test_paper_config_counts_189m_parameters():
     assert count_parameters(net, trainable_only=False) == count
 
 
-def test_config_round_trip_and_params_section():
+def test_config_round_trip_and_the_paper_profile():
+    """``VelocityNetConfig.paper()`` is the paper's network, and profiles/paper.yaml asks for exactly it."""
+    import yaml
+
+    from pipelines.common.params import config_of
+    from tests.defaults import params
+
     cfg = VelocityNetConfig.paper()
     assert VelocityNetConfig.from_dict(cfg.to_dict()) == cfg
-    section = {k: v for k, v in cfg.to_dict().items() if k in MODEL_KEYS}
-    assert VelocityNetConfig.from_params(section, latent_dim=128, text_dim=768) == cfg
+    profile = yaml.safe_load(open("profiles/paper.yaml"))
+    paper = params({"model": {**profile["model"], "scan_backend": "auto"}}).model
+    assert config_of(VelocityNetConfig, paper, latent_dim=128, text_dim=768) == cfg
+    assert {**paper.model_dump(), "scan_backend": "auto"} == PAPER_NETWORK
 
 
 def test_default_params_yaml_model_section_builds():
-    from pipelines.common.params import load_params
+    from pipelines.common.params import config_of, load_params
 
-    cfg = VelocityNetConfig.from_params(load_params()["model"], latent_dim=64, text_dim=384)
+    cfg = config_of(VelocityNetConfig, load_params().model, latent_dim=64, text_dim=384)
     assert count_parameters(VelocityNet(dataclasses.replace(cfg, scan_backend="torch"))) > 0
 
 
@@ -168,9 +177,11 @@ def test_default_params_yaml_model_section_builds():
     ],
 )
 def test_bad_model_params_name_the_key(change, match):
-    section = {k: v for k, v in tiny_config().to_dict().items() if k in MODEL_KEYS}
+    from pipelines.common.params import config_of
+    from tests.defaults import params
+
     with pytest.raises(ValueError, match=match):
-        VelocityNetConfig.from_params({**section, **change}, latent_dim=LATENT, text_dim=TEXT)
+        config_of(VelocityNetConfig, params({"model": change}).model, latent_dim=LATENT, text_dim=TEXT)
 
 
 def test_bad_inputs_are_rejected_with_the_reason():

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from model.network.backbone import VelocityNet, VelocityNetConfig
+from model.network.backbone import VelocityNet
 from model.network.mamba import Mamba
 from model.network.scan import selective_scan_time_major
+from tests.defaults import net_config
 from tests.model.network.kernel_contract import KernelContractError, check_kernel_contract, install_stand_in
 
 BF16 = torch.bfloat16
@@ -106,7 +107,7 @@ def test_torch_scan_bf16_inputs_agree_with_fp32(method):
 
 def test_velocity_net_under_autocast_agrees_with_fp32():
     torch.manual_seed(0)
-    cfg = VelocityNetConfig(
+    cfg = net_config(
         latent_dim=4,
         text_dim=8,
         hidden=32,

@@ -19,6 +19,7 @@ from model.separation.vocal_remover import (
     VocalRemover,
     load_demucs_model,
 )
+from tests.defaults import config
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 
@@ -56,7 +57,7 @@ def stereo(seconds: float, sr: int = 44100, seed: int = 0) -> np.ndarray:
 
 
 def test_instrumental_is_the_sum_of_non_vocal_stems(model):
-    cfg = SeparationConfig(model="htdemucs", segment=4.0, block_seconds=9.0, device="cpu")
+    cfg = config(SeparationConfig, "separate", model="htdemucs", segment=4.0, block_seconds=9.0, device="cpu")
     remover = VocalRemover(model, cfg)
     mix = stereo(2.0)
     inst = remover.instrumental(mix)
@@ -73,7 +74,7 @@ def test_instrumental_is_the_sum_of_non_vocal_stems(model):
 
 
 def test_separate_file_resamples_streams_and_writes_model_rate(model, tmp_path):
-    cfg = SeparationConfig(model="htdemucs", segment=1.0, block_seconds=3.0, device="cpu")
+    cfg = config(SeparationConfig, "separate", model="htdemucs", segment=1.0, block_seconds=3.0, device="cpu")
     remover = VocalRemover(model, cfg)
     src = tmp_path / "mix.wav"
     sf.write(src, stereo(4.5, sr=22050).T, 22050)  # 4.5 s at 22.05 kHz -> two cross-faded windows at 44.1 kHz
@@ -95,8 +96,14 @@ def test_local_repo_roundtrip_through_demucs_loader(model, tmp_path):
         b = apply_model(loaded, mix, shifts=0, segment=4.0)
     torch.testing.assert_close(a, b)
     remover = VocalRemover.from_config(
-        SeparationConfig(
-            model="tinyht", weights_dir=str(tmp_path), segment=7.8, block_seconds=20.0, device="cpu"
+        config(
+            SeparationConfig,
+            "separate",
+            model="tinyht",
+            weights_dir=str(tmp_path),
+            segment=7.8,
+            block_seconds=20.0,
+            device="cpu",
         )
     )
     assert remover.segment == 4.0  # capped at the model's training length

@@ -94,7 +94,7 @@ def test_max_length_truncates(minilm):
 )
 def test_bad_params_name_the_key(params, error, match):
     with pytest.raises(error, match=match):
-        build_text_encoder(params)
+        build_text_encoder(params)  # the encoder checks values the schema lets through
 
 
 def test_minilm_path_override_missing_files_names_text_path(tmp_path):

@@ -13,6 +13,7 @@ import torch
 
 from model.data.shards import ClipRecord, ShardMetadata, shard_name, write_shard
 from model.data.store import pack_store
+from model.training.config import TrainJob
 
 CAPTIONS = ("calm piano", "fast rock drums", "dark ambient pad", "happy folk guitar")
 
@@ -147,6 +148,14 @@ def tiny_params(root: Path, **train: Any) -> dict[str, Any]:
     }
 
 
+def tiny_job(root: Path, **train: Any) -> TrainJob:
+    """The training run of ``tiny_params(root, **train)``, as the train stage builds it."""
+    from pipelines.train import train_job
+    from tests.defaults import params
+
+    return train_job(params(tiny_params(root, **train)))
+
+
 def run_checkpoints(root) -> Path:
     """The one run directory that training under ``root`` wrote (``checkpoints/run-<hash>``)."""
     runs = sorted((Path(root) / "checkpoints").glob("run-*"))
@@ -208,12 +217,13 @@ print(int(next(line for line in open("/proc/self/status") if line.startswith("Vm
 # and prints the process's peak RSS in bytes as the last line
 TRAIN_AND_MEASURE = (
     """
-import logging, sys, yaml
+import logging, sys
 logging.basicConfig(level=logging.INFO)
 from model.training.setup import run_training
+from pipelines.common.params import load_params
+from pipelines.train import train_job
 from tests.model.training.fixtures import HashTextEncoder
-params = yaml.safe_load(open(sys.argv[1]))
-run_training(params, live_dir=sys.argv[2], text_encoder=HashTextEncoder())
+run_training(train_job(load_params(sys.argv[1])), live_dir=sys.argv[2], text_encoder=HashTextEncoder())
 """
     + PRINT_PEAK_RSS
 )

@@ -8,15 +8,18 @@ import torch
 from model.training.config import TrainConfig
 from model.training.loop import Trainer
 from model.training.setup import run_training
-from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
+from tests.defaults import config
+from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_job, write_fixture_shards
 
 
 def test_accum_steps_is_validated_and_fingerprinted_only_off_its_default():
-    assert TrainConfig.from_params({"accum_steps": 4}).accum_steps == 4
-    with pytest.raises(ValueError, match="train.accum_steps must be >= 1"):
-        TrainConfig.from_params({"accum_steps": 0})
-    assert "accum_steps" not in TrainConfig().resume_fingerprint()  # old runs keep their run directory
-    assert TrainConfig(accum_steps=2).resume_fingerprint()["accum_steps"] == 2
+    assert config(TrainConfig, "train", accum_steps=4).accum_steps == 4
+    with pytest.raises(ValueError, match="train.accum_steps"):
+        config(TrainConfig, "train", accum_steps=0)
+    assert (
+        "accum_steps" not in config(TrainConfig, "train").resume_fingerprint()
+    )  # old runs keep their run dir
+    assert config(TrainConfig, "train", accum_steps=2).resume_fingerprint()["accum_steps"] == 2
 
 
 def test_each_step_draws_accum_steps_batches_and_resumes_exactly(tmp_path, monkeypatch):
@@ -34,7 +37,7 @@ def test_each_step_draws_accum_steps_batches_and_resumes_exactly(tmp_path, monke
     monkeypatch.setattr(Trainer, "train_step", counting_step)
     params = {"steps": 8, "ckpt_every": 4, "val_every": 8, "accum_steps": 3, "batch_size": 2}
     result = run_training(
-        tiny_params(straight, **params), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder()
+        tiny_job(straight, **params), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder()
     )
     assert result.step == 8
     # 12 train clips, 2 per micro-batch, 3 micro-batches per step: 6 clips a step, two steps an epoch
@@ -49,11 +52,11 @@ def test_each_step_draws_accum_steps_batches_and_resumes_exactly(tmp_path, monke
     monkeypatch.setattr(Trainer, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         run_training(
-            tiny_params(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
+            tiny_job(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
         )
     monkeypatch.setattr(Trainer, "train_step", real_step)
     run_training(
-        tiny_params(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
+        tiny_job(resumed, **params), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
     )
     a = torch.load(run_checkpoints(straight) / "last.pt", weights_only=False)
     b = torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)
@@ -95,7 +98,7 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batch_gradients(tmp_path,
 
     monkeypatch.setattr(Trainer, "train_step", capture)
     run_training(
-        tiny_params(tmp_path, steps=2, accum_steps=2, grad_clip=0.0, val_every=100),
+        tiny_job(tmp_path, steps=2, accum_steps=2, grad_clip=0.0, val_every=100),
         live_dir=str(tmp_path / "dvclive"),
         text_encoder=HashTextEncoder(),
     )
@@ -129,7 +132,7 @@ def test_gradient_sync_is_skipped_on_all_but_the_last_micro_batch(tmp_path):
 
     write_fixture_shards(tmp_path)
     run_training(
-        tiny_params(tmp_path, steps=2, accum_steps=3, val_every=100),
+        tiny_job(tmp_path, steps=2, accum_steps=3, val_every=100),
         live_dir=str(tmp_path / "dvclive"),
         prepare=lambda flow, device: SyncRecorder(flow),
         text_encoder=HashTextEncoder(),

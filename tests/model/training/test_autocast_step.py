@@ -10,6 +10,8 @@ import torch
 from model.training import loop as trainer_module
 from model.training.loop import Trainer
 from model.training.setup import run_training
+from pipelines.train import train_job
+from tests import defaults
 from tests.model.network.kernel_contract import install_stand_in
 from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
 
@@ -22,7 +24,7 @@ def bf16_on_cpu(monkeypatch):
 def _params(root, **train):
     params = tiny_params(root, **{"steps": 2, "val_every": 2, "ckpt_every": 2, "log_every": 1, **train})
     params["model"].update(scan_backend="auto", d_conv=4, hidden=16, d_state=4)
-    return params
+    return train_job(defaults.params(params))
 
 
 def test_training_and_validation_steps_under_autocast_meet_the_kernel_contract(

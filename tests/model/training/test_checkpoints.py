@@ -5,14 +5,15 @@ import torch
 
 from model.data.stats import Standardiser
 from model.flow.trained import export_trained, load_trained
-from model.network.backbone import VelocityNet, VelocityNetConfig
+from model.network.backbone import VelocityNet
 from model.training.checkpoints import CheckpointDir, CheckpointMismatchError, check_resumable
 from model.training.setup import run_training
+from tests.defaults import net_config
 from tests.model.training.fixtures import (
     TINY_MODEL,
     HashTextEncoder,
     run_checkpoints,
-    tiny_params,
+    tiny_job,
     write_fixture_shards,
 )
 
@@ -41,12 +42,10 @@ def test_rolling_last_and_keep_n(tmp_path):
 
 def test_changed_config_starts_a_separate_run_and_switching_back_resumes(tmp_path):
     write_fixture_shards(tmp_path)
-    run_training(
-        tiny_params(tmp_path, steps=5), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder()
-    )
+    run_training(tiny_job(tmp_path, steps=5), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder())
     first_run = run_checkpoints(tmp_path)
     changed = run_training(
-        tiny_params(tmp_path, steps=5, lr=1e-3),
+        tiny_job(tmp_path, steps=5, lr=1e-3),
         live_dir=str(tmp_path / "live"),
         text_encoder=HashTextEncoder(),
     )
@@ -56,7 +55,7 @@ def test_changed_config_starts_a_separate_run_and_switching_back_resumes(tmp_pat
     assert torch.load(first_run / "last.pt", weights_only=False)["step"] == 5
     # back to the first settings, with bookkeeping keys changed: the finished run is recognised, not retrained
     done = run_training(
-        tiny_params(tmp_path, steps=5, ckpt_every=2, keep=1),
+        tiny_job(tmp_path, steps=5, ckpt_every=2, keep=1),
         live_dir=str(tmp_path / "live"),
         text_encoder=HashTextEncoder(),
     )
@@ -64,10 +63,10 @@ def test_changed_config_starts_a_separate_run_and_switching_back_resumes(tmp_pat
     assert len(list((tmp_path / "checkpoints").glob("run-*"))) == 2
     with pytest.raises(CheckpointMismatchError, match="beyond train.steps=3"):
         run_training(
-            tiny_params(tmp_path, steps=3), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder()
+            tiny_job(tmp_path, steps=3), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder()
         )
     extended = run_training(
-        tiny_params(tmp_path, steps=8), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder()
+        tiny_job(tmp_path, steps=8), live_dir=str(tmp_path / "live"), text_encoder=HashTextEncoder()
     )
     assert extended.step == 8
     steps = [
@@ -78,7 +77,7 @@ def test_changed_config_starts_a_separate_run_and_switching_back_resumes(tmp_pat
     ]
     assert steps == ["5", "8"]  # the extension continues the curves
     fresh = run_training(
-        tiny_params(tmp_path, steps=4, resume=False),
+        tiny_job(tmp_path, steps=4, resume=False),
         live_dir=str(tmp_path / "live"),
         text_encoder=HashTextEncoder(),
     )
@@ -97,7 +96,7 @@ def test_checkpoint_from_other_settings_is_refused_with_the_differences(tmp_path
 
 
 def test_load_trained_round_trip(tmp_path):
-    cfg = VelocityNetConfig(latent_dim=4, text_dim=8, **TINY_MODEL)
+    cfg = net_config(latent_dim=4, text_dim=8, **TINY_MODEL)
     net = VelocityNet(cfg)
     stats = Standardiser(mean=(1.0, -2.0, 0.5, 0.0), var=(4.0, 1.0, 0.25, 9.0))
     codec, text = {"name": "mel", "mel": {"n_mels": 4}}, {"encoder": "minilm", "path": "", "max_length": 16}

@@ -8,13 +8,13 @@ from model.data.stats import Standardiser
 from model.runtime.atomic_io import write_parquet_atomic
 from model.training.data import (
     ClipSampler,
-    TextBank,
     TrainBatches,
     collate,
     crop_start,
     load_split,
     validation_batches,
 )
+from model.training.text_bank import TextBank
 from tests.model.training.fixtures import HashTextEncoder, write_fixture_shards
 
 

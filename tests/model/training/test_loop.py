@@ -6,18 +6,19 @@ import pytest
 import torch
 
 from model.flow.trained import load_trained
-from model.network.backbone import VelocityNet, VelocityNetConfig
+from model.network.backbone import VelocityNet
 from model.training import loop as trainer_module
 from model.training.data import TrainBatches
 from model.training.ema import EMA
 from model.training.loop import Trainer
 from model.training.optimizer import build_scheduler, param_groups, warmup_cosine
 from model.training.setup import run_training
+from tests.defaults import net_config
 from tests.model.training.fixtures import (
     TINY_MODEL,
     HashTextEncoder,
     run_checkpoints,
-    tiny_params,
+    tiny_job,
     write_fixture_shards,
 )
 
@@ -31,7 +32,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     for root in (straight, resumed):
         write_fixture_shards(root)
-    run_training(tiny_params(straight), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder())
+    run_training(tiny_job(straight), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder())
 
     real_step = Trainer.train_step
 
@@ -42,11 +43,11 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
+        run_training(tiny_job(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
     assert torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)["step"] == 10
     monkeypatch.setattr(Trainer, "train_step", real_step)
     result = run_training(
-        tiny_params(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
+        tiny_job(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
     )
     assert result.step == 20
 
@@ -74,7 +75,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
 def test_loss_falls_and_lr_follows_schedule(tmp_path):
     write_fixture_shards(tmp_path)
     result = run_training(
-        tiny_params(tmp_path, steps=30, val_every=30),
+        tiny_job(tmp_path, steps=30, val_every=30),
         live_dir=str(tmp_path / "dvclive"),
         text_encoder=HashTextEncoder(),
     )
@@ -104,7 +105,7 @@ def test_nan_guard_skips_and_counts(tmp_path, monkeypatch):
     monkeypatch.setattr(TrainBatches, "next", poisoned_next)
     monkeypatch.setattr(Trainer, "train_step", recording_step)
     result = run_training(
-        tiny_params(tmp_path, steps=6, ckpt_every=6, val_every=6),
+        tiny_job(tmp_path, steps=6, ckpt_every=6, val_every=6),
         live_dir=str(tmp_path / "dvclive"),
         text_encoder=HashTextEncoder(),
     )
@@ -130,13 +131,11 @@ def test_persistent_nans_stop_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "__init__", init)
     with pytest.raises(FloatingPointError, match="3 non-finite steps in a row"):
-        run_training(
-            tiny_params(tmp_path), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder()
-        )
+        run_training(tiny_job(tmp_path), live_dir=str(tmp_path / "dvclive"), text_encoder=HashTextEncoder())
 
 
 def test_adamw_groups_exclude_ssm_norm_bias_and_marked_params():
-    net = VelocityNet(VelocityNetConfig(latent_dim=4, text_dim=8, **{k: v for k, v in TINY_MODEL.items()}))
+    net = VelocityNet(net_config(latent_dim=4, text_dim=8, **{k: v for k, v in TINY_MODEL.items()}))
     extra = torch.nn.Parameter(torch.ones(3, 3))
     extra._no_weight_decay = True
     net.register_parameter("marked", extra)

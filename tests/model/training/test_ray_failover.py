@@ -16,7 +16,7 @@ from ray.train.v2._internal.constants import DEFAULT_HEALTH_CHECK_INTERVAL_S
 from safetensors.torch import load_file
 
 from model.training.ray_train import RayTrainer, run_ray_training
-from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_params, write_fixture_shards
+from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_job, write_fixture_shards
 
 REPO = Path(__file__).resolve().parents[3]
 DIE_AFTER_STEP = 6  # between the checkpoints at steps 4 and 8
@@ -57,11 +57,8 @@ def local_ray():
 
 def train(root: Path, trainer_cls) -> dict[str, torch.Tensor]:
     write_fixture_shards(root)
-    params = tiny_params(root, steps=8, ckpt_every=4, val_every=8, workers=2, batch_size=2)
     run_ray_training(
-        params,
-        workers=2,
-        use_gpu=False,
+        tiny_job(root, steps=8, ckpt_every=4, val_every=8, workers=2, batch_size=2),
         storage_dir=root / "ray",
         live_dir=str(root / "dvclive"),
         text_encoder=HashTextEncoder(),

@@ -1,14 +1,14 @@
 """The recording view of params and the dvc.yaml comparison built on it."""
 
-import copy
-import json
 import os
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import BaseModel
 
 from pipelines.common.params_trace import (
     TRACE_ENV,
@@ -22,22 +22,43 @@ from pipelines.common.params_trace import (
 TREE = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4, "g": {"h": 5}}
 
 
+class C(BaseModel):
+    d: int = 2
+    e: int = 3
+
+
+class A(BaseModel):
+    b: int = 1
+    c: C = C()
+
+
+class G(BaseModel):
+    h: int = 5
+
+
+class Tree(BaseModel):
+    a: A = A()
+    f: int = 4
+    g: G = G()
+
+
 def test_fetching_a_value_records_it_and_only_it():
-    p = TracedParams(TREE)
-    assert p["a"]["c"].get("d") == 2 and p["f"] == 4 and p["g"].get("zzz", 9) == 9
+    p = TracedParams(Tree())
+    assert p.a.c.d == 2 and p.f == 4
+    assert p.reads == {"a.c.d", "f"}
+    assert isinstance(p.g, TracedParams)  # a section alone is not a read
     assert p.reads == {"a.c.d", "f"}
 
 
-def test_iterating_or_copying_a_section_reads_all_of_it():
-    p = TracedParams(TREE)
-    json.dumps(p["a"]["c"])
+def test_dumping_or_pickling_a_section_reads_all_of_it():
+    p = TracedParams(Tree())
+    assert p.a.c.model_dump() == {"d": 2, "e": 3}
     assert p.reads == {"a.c.d", "a.c.e"}
-    p = TracedParams(TREE)
-    assert copy.deepcopy(p["g"]) == {"h": 5} and p.reads == {"g.h"}
-    p = TracedParams(TREE)
-    assert pickle.loads(pickle.dumps(p["a"])) == TREE["a"] and p.reads == {"a.b", "a.c.d", "a.c.e"}
-    p = TracedParams(TREE)
-    assert "b" in p["a"] and p.reads == set()  # membership is not a read
+    p = TracedParams(Tree())
+    assert pickle.loads(pickle.dumps(p.a)) == A() and p.reads == {"a.b", "a.c.d", "a.c.e"}
+    p = TracedParams(Tree())
+    with pytest.raises(AttributeError, match="read-only"):
+        p.f = 3
 
 
 def test_listed_keys_and_mismatch_both_ways():
@@ -55,9 +76,9 @@ def test_a_stage_process_reports_what_it_read(tmp_path):
     )
     script = tmp_path / "stage.py"
     script.write_text(
-        "from pipelines.common.params import get, load_params\n"
+        "from pipelines.common.params import load_params\n"
         f"p = load_params({str(tmp_path / 'params.yaml')!r})\n"
-        "get(p, 'submit.rms_floor')\n"
+        "p.submit.rms_floor\n"
     )
     env = {
         **os.environ,

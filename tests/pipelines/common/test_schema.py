@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from pipelines.common.params import ParamsError, load_params
+from pipelines.common.params import ParamsError, load_params, read_tree
 from pipelines.common.schema import ParamsSchema, section_keys, validate_params
 
 # one misspelt key per section (and nested section), with the key the message must suggest
@@ -68,7 +68,7 @@ def test_all_problems_reported_at_once():
 
 
 def test_params_yaml_keys_known_and_defaults_equal_schema():
-    tree = load_params("params.yaml")
+    tree = read_tree("params.yaml")
     defaults = ParamsSchema().model_dump()
 
     def leaves(node, prefix=""):
