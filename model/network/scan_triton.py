@@ -136,17 +136,16 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias, chunk_size: int, block_d:
 
 
 class _TritonScan(torch.autograd.Function):
-    """forward(u, delta, A, B, C, D, z, delta_bias, softplus, chunk, block_d) -> out (B, D, L) in u's dtype."""
+    """forward(u, delta, A, B, C, D, z, delta_bias, softplus, chunk, block_d, save) -> out (B, D, L), u's dtype."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, block_d):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, block_d, save_states):
         kernels = _kernels_for(u.device)
         batch, channels, length = u.shape
         n_state = A.shape[1]
         chunk = min(chunk_size, length)
         n_chunks = -(-length // chunk)
         grid = (batch, -(-channels // block_d))
-        save_states = any(ctx.needs_input_grad[:8])
         out = torch.empty_like(u)
         states = u.new_empty(batch, channels, n_chunks, n_state, dtype=torch.float32) if save_states else out
         kernels.selective_scan_fwd_kernel[grid](
@@ -244,6 +243,7 @@ class _TritonScan(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -270,5 +270,7 @@ def selective_scan_triton(
     _check_inputs(u, delta, A, B, C, D, z, delta_bias, chunk_size, block_d)
     if block_d is None:
         block_d = min(_next_power_of_2(u.shape[1]), max(1, TILE_ELEMENTS // _next_power_of_2(A.shape[1])))
-    contiguous = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)]
-    return _TritonScan.apply(*contiguous, delta_softplus, chunk_size, block_d)
+    tensors = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)]
+    # ctx.needs_input_grad stays True under no_grad: decide here, so inference saves no states
+    save_states = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return _TritonScan.apply(*tensors, delta_softplus, chunk_size, block_d, save_states)

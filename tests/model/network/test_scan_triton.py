@@ -121,8 +121,9 @@ def test_non_contiguous_inputs():
 def test_inference_path_and_deterministic_gradients():
     inputs, upstream = make_inputs(2, 6, 4, 14)
     device_inputs = {k: t.to(DEVICE) for k, t in inputs.items()}
-    with torch.no_grad():  # no state is saved for a backward here
-        plain = selective_scan_triton(*(device_inputs[n] for n in NAMES), delta_softplus=True, chunk_size=4)
+    with torch.no_grad():  # parameters that require grad, as in generation: no state is saved here
+        leaves = [device_inputs[n].clone().requires_grad_() for n in NAMES]
+        plain = selective_scan_triton(*leaves, delta_softplus=True, chunk_size=4)
     runs = [
         run_scan(selective_scan_triton, device_inputs, upstream.to(DEVICE), True, chunk_size=4)
         for _ in range(2)
