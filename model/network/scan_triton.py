@@ -74,9 +74,8 @@ def _interpreted(jit_function: object) -> bool:
 def _kernels_for(device: torch.device) -> ModuleType:
     kernels = require_triton_scan()
     interpreted = _interpreted(kernels.selective_scan_fwd_kernel)
-    if interpreted != _interpreted(
-        kernels.tl.zeros
-    ):  # triton's own jit functions were made in the other mode
+    # triton's own jit functions (tl.zeros) take their mode when triton is imported, ours when the kernels are
+    if interpreted != _interpreted(kernels.tl.zeros):
         raise RuntimeError(
             "TRITON_INTERPRET changed between the import of triton and the first Triton scan; set it in the "
             "environment before the process imports triton (tests/conftest.py does this for the tests)"
@@ -84,7 +83,7 @@ def _kernels_for(device: torch.device) -> ModuleType:
     if device.type != "cuda" and not interpreted:
         raise ValueError(
             f"the Triton selective scan got tensors on {device}; it runs on CUDA devices, or on CPU in Triton's "
-            "interpreter when TRITON_INTERPRET=1 is set before the first Triton scan of the process; "
+            "interpreter when TRITON_INTERPRET=1 is set before the process imports triton; "
             "otherwise set model.scan_backend to `torch`"
         )
     return kernels
