@@ -110,6 +110,9 @@ def test_import_guard_without_triton(monkeypatch):
     # scan_triton imports; its kernel module does not, and the reason is kept for the error
     monkeypatch.setitem(sys.modules, "triton", None)
     monkeypatch.delitem(sys.modules, "model.network.scan_triton_kernels", raising=False)
+    monkeypatch.delattr(
+        sys.modules["model.network"], "scan_triton_kernels", raising=False
+    )  # if imported before
     kernels, reason = scan_triton._import_kernels.__wrapped__()
     assert kernels is None and "triton" in reason
 
