@@ -1,8 +1,9 @@
 """Triton kernels of the selective scan; the algorithm, the contract and the launch are in ``scan_triton``.
 
 Importing this module imports triton, so only ``model.network.scan_triton`` imports it, inside a function, the
-first time the Triton backend runs. ``@triton.jit`` reads ``TRITON_INTERPRET`` when this module is imported:
-set it before the first call to run the kernels in Triton's CPU interpreter.
+first time the Triton backend runs. ``@triton.jit`` reads ``TRITON_INTERPRET`` when a function is decorated
+(triton's own, such as ``tl.zeros``, when triton is imported): to run these kernels in Triton's CPU
+interpreter, set it before the process imports triton.
 
 Layouts (all contiguous, sizes passed as arguments): u, delta, z, out, dout and their gradients (batch,
 channels, length); B, C (batch, n_state, length); A (channels, n_state); D, delta_bias (channels,);
