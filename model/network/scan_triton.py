@@ -15,8 +15,8 @@ through them. dA, dD and ddelta_bias come out per batch row and dB, dC per chann
 torch sums afterwards: no atomics, so gradients are bit-for-bit reproducible run to run.
 
 triton is imported only when a scan runs (``pip install '.[gpu]'``; it ships with CUDA builds of torch). On a
-CPU the kernels run in Triton's interpreter when ``TRITON_INTERPRET=1`` is set before the first call in the
-process (the tests do this); it is slow and meant for tests only.
+CPU the kernels run in Triton's interpreter when ``TRITON_INTERPRET=1`` is set before the process imports
+triton (tests/conftest.py does this); it is slow and meant for tests only.
 """
 
 from __future__ import annotations
