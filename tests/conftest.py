@@ -11,6 +11,11 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # instances the tests start (here and in stage subprocesses) listen on 127.0.0.1 only. The two-node cluster test
 # turns it back on for its own `ray start` processes, which use --node-ip-address 127.0.0.1.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Without a GPU the Triton scan's tests run its kernels in Triton's CPU interpreter. triton fixes the mode of every
+# @triton.jit function (its own tl.zeros included) when it is first imported, so it must be set before anything
+# in the session imports triton; nothing else here uses triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,10 +2,12 @@
 
 ``Mamba`` mirrors ``mamba_ssm.modules.mamba_simple.Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log, D,
 out_proj), so a state dict trained with the CUDA kernels loads here on CPU and back; mambapy's ``MambaBlock``
-uses the same keys. The scan runs on one of two backends:
+uses the same keys. The scan runs on one of these backends:
 
 - ``torch``: our pure-PyTorch scan (``model.network.scan``), any device, any float dtype;
 - ``cuda``: mamba_ssm's fused kernel (``model.network.scan_cuda``; the optional ``cuda`` extra);
+- ``triton``: our Triton kernels (``model.network.scan_triton``; triton, the ``gpu`` extra) on a CUDA device,
+  or on CPU in Triton's interpreter when ``TRITON_INTERPRET=1`` is set (for tests); never a fallback;
 - ``auto``: ``cuda`` when the input is on a CUDA device and a tiny real call of mamba_ssm's kernel there
   succeeded (``scan_cuda.probe_cuda_scan``, once per process), else ``torch``; the choice is logged once per
   process. An explicit ``cuda`` never falls back: it raises with what to install.
@@ -22,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.network import scan_cuda
+from model.network import scan_cuda, scan_triton
 from model.network.scan import DEFAULT_CHUNK_SIZE, SCAN_METHODS, ScanMethod, selective_scan_time_major
 
 logger = logging.getLogger(__name__)
 
-ScanBackend = Literal["auto", "cuda", "torch"]
-SCAN_BACKENDS: tuple[str, ...] = ("auto", "cuda", "torch")
+ScanBackend = Literal["auto", "cuda", "torch", "triton"]
+SCAN_BACKENDS: tuple[str, ...] = ("auto", "cuda", "torch", "triton")
 _logged_auto_choices: set[tuple[str, str]] = set()
 
 
@@ -41,16 +43,25 @@ def _log_auto_choice_once(backend: str, device: torch.device, reason: str) -> No
 
 def choose_scan_backend(
     requested: str, device: torch.device, probe: Callable[[torch.device], tuple[bool, str]] | None = None
-) -> tuple[Literal["cuda", "torch"], str]:
+) -> tuple[Literal["cuda", "torch", "triton"], str]:
     """(backend, reason) for ``model.scan_backend = requested`` on ``device``.
 
     ``torch`` -> torch. ``auto`` -> cuda only on a CUDA device where ``probe`` (default: one tiny real kernel
     call, cached per process) succeeds, else torch. ``cuda`` -> cuda, or a ValueError off CUDA devices and a
-    CudaScanUnavailableError (saying what to install) where the probe fails: it never falls back.
+    CudaScanUnavailableError (saying what to install) where the probe fails: it never falls back. ``triton``
+    -> triton on a CUDA device, or on any device with TRITON_INTERPRET=1, else a ValueError.
     """
     probe = scan_cuda.probe_cuda_scan if probe is None else probe
     if requested == "torch":
         return "torch", "model.scan_backend is torch"
+    if requested == "triton":
+        if device.type != "cuda" and not scan_triton.interpreter_requested():
+            raise ValueError(
+                f"scan_backend='triton' got input on {device}; move the model and inputs to a CUDA device, set "
+                "TRITON_INTERPRET=1 to run the Triton kernels in its (slow) CPU interpreter, or set "
+                "model.scan_backend to `torch` or `auto`"
+            )
+        return "triton", "model.scan_backend is triton"
     if device.type != "cuda":
         if requested == "cuda":
             raise ValueError(
@@ -108,6 +119,8 @@ class Mamba(nn.Module):
             raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         if scan_backend == "cuda":
             scan_cuda.require_cuda_scan()  # fail at construction, with the install hint, not mid-training
+        if scan_backend == "triton":
+            scan_triton.require_triton_scan()
         factory = {"device": device, "dtype": dtype}
         self.d_model = d_model
         self.d_state = d_state
@@ -155,8 +168,8 @@ class Mamba(nn.Module):
         self.D = nn.Parameter(torch.ones(self.d_inner, dtype=torch.float32, device=device))
         self.D._no_weight_decay = True
 
-    def resolve_backend(self, device: torch.device) -> Literal["cuda", "torch"]:
-        """The backend that runs for inputs on ``device``; raises if an explicit ``cuda`` cannot run there."""
+    def resolve_backend(self, device: torch.device) -> Literal["cuda", "torch", "triton"]:
+        """The backend that runs for inputs on ``device``; raises if an explicit cuda/triton cannot run there."""
         backend, reason = choose_scan_backend(self.scan_backend, device)
         if self.scan_backend == "auto":
             _log_auto_choice_once(backend, device, reason)
@@ -198,12 +211,12 @@ class Mamba(nn.Module):
         # A and D in fp32 exactly as mamba_ssm (and mambapy) compute them; the dt bias at least fp32.
         A = -torch.exp(self.A_log.float())
         delta_bias = self.dt_proj.bias.to(torch.promote_types(self.dt_proj.bias.dtype, torch.float32))
-        if self.resolve_backend(hidden_states.device) == "cuda":
-            # The kernel takes mamba_ssm's layout: (L, B, C) -> (B, C, L), and back.
+        backend = self.resolve_backend(hidden_states.device)
+        if backend != "torch":
+            kernel = scan_cuda.selective_scan_cuda if backend == "cuda" else scan_triton.selective_scan_triton
+            # The kernels take mamba_ssm's layout: (L, B, C) -> (B, C, L), and back.
             u_k, delta_k, B_k, C_k, z_k = (t.permute(1, 2, 0) for t in (x, delta, B, C, z))
-            y = scan_cuda.selective_scan_cuda(
-                u_k, delta_k, A, B_k, C_k, self.D.float(), z_k, delta_bias, True
-            ).permute(2, 0, 1)
+            y = kernel(u_k, delta_k, A, B_k, C_k, self.D.float(), z_k, delta_bias, True).permute(2, 0, 1)
         else:
             y = selective_scan_time_major(
                 x, delta, A, B, C, self.D.float(), z, delta_bias, True, self.scan_method, self.chunk_size

@@ -1,12 +1,14 @@
-"""Backend probing: `auto` picks the CUDA kernel only after a real call succeeded; explicit `cuda` never falls back."""
+"""Backend choice: `auto` picks the CUDA kernel only after a real call succeeded; explicit `cuda` and `triton` never
+fall back, and say what to install or set."""
 
 import logging
+import sys
 
 import pytest
 import torch
 
-from model.network import scan_cuda
-from model.network.mamba import choose_scan_backend
+from model.network import scan_cuda, scan_triton
+from model.network.mamba import Mamba, choose_scan_backend
 from model.network.scan import selective_scan
 
 CUDA0 = torch.device("cuda", 0)  # a device object needs no GPU; the fake probes never touch it
@@ -90,3 +92,39 @@ def test_probe_rejects_a_wrong_result_and_a_failed_import(monkeypatch, fresh_pro
     _install_kernel(monkeypatch, None, "ModuleNotFoundError: No module named 'mamba_ssm'")
     usable, reason = scan_cuda.probe_cuda_scan("cpu")
     assert not usable and "does not import" in reason and "mamba_ssm" in reason
+
+
+def test_triton_runs_off_cuda_only_in_the_interpreter_and_auto_never_picks_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match=r"TRITON_INTERPRET=1.*model.scan_backend"):
+        choose_scan_backend("triton", cpu, probe(True))
+    assert choose_scan_backend("triton", CUDA0, probe(False))[0] == "triton"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert choose_scan_backend("triton", cpu, probe(True))[0] == "triton"
+    assert choose_scan_backend("auto", cpu, probe(True))[0] == "torch"
+    assert choose_scan_backend("auto", CUDA0, probe(False))[0] == "torch"
+
+
+def test_import_guard_without_triton(monkeypatch):
+    # scan_triton imports; its kernel module does not, and the reason is kept for the error
+    monkeypatch.setitem(sys.modules, "triton", None)
+    monkeypatch.delitem(sys.modules, "model.network.scan_triton_kernels", raising=False)
+    monkeypatch.delattr(
+        sys.modules["model.network"], "scan_triton_kernels", raising=False
+    )  # if imported before
+    kernels, reason = scan_triton._import_kernels.__wrapped__()
+    assert kernels is None and "triton" in reason
+
+
+def test_triton_backend_without_triton_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(
+        scan_triton, "_import_kernels", lambda: (None, "ModuleNotFoundError: no module triton")
+    )
+    with pytest.raises(
+        scan_triton.TritonScanUnavailableError, match=r"no module triton.*pip install '\.\[gpu\]'"
+    ):
+        Mamba(16, scan_backend="triton")
+    u = torch.randn(1, 2, 3)
+    with pytest.raises(scan_triton.TritonScanUnavailableError, match=r"model.scan_backend"):
+        scan_triton.selective_scan_triton(u, u, -torch.ones(2, 1), torch.ones(1, 1, 3), torch.ones(1, 1, 3))
