@@ -192,3 +192,20 @@ def test_dvc_params_list_exactly_the_keys_the_stage_read(pipeline, stage):
     )
     assert not read_not_listed, f"{stage} reads {read_not_listed} but dvc.yaml does not list them"
     assert not listed_not_read, f"dvc.yaml lists {listed_not_read} for {stage}, which never reads them"
+
+
+@pytest.mark.slow
+def test_a_report_styling_edit_reruns_evaluate_only(pipeline):
+    """DVC deps are whole parts: the report's CSS belongs to evaluate, not to submit (or anything upstream)."""
+    root, _, _, _ = pipeline
+    css = root / "evaluation/report/report.css"
+    before = css.read_text()
+    try:
+        css.write_text(before + "h1{letter-spacing:0.01em}\n")
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        status = subprocess.run(
+            ["dvc", "status", "--json"], cwd=root, env=env, capture_output=True, text=True, check=True
+        )
+        assert set(json.loads(status.stdout or "{}")) == {"evaluate"}, status.stdout
+    finally:
+        css.write_text(before)

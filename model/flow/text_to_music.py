@@ -48,7 +48,11 @@ class TextToMusic:
     """
 
     def __init__(
-        self, trained: TrainedModel, text_encoder: TextEncoder, codec: Codec, device: str | torch.device = "cpu"
+        self,
+        trained: TrainedModel,
+        text_encoder: TextEncoder,
+        codec: Codec,
+        device: str | torch.device = "cpu",
     ):
         self.trained = trained
         self.text_encoder = text_encoder

@@ -17,7 +17,7 @@ import yaml
 
 from model.runtime.errors import InputError
 from pipelines.common.errors import ParamsError
-from pipelines.common.params_trace import traced
+from pipelines.common.params_trace import section_fields, traced
 from pipelines.common.schema import ParamsSchema, validate_params
 
 __all__ = ["DEFAULT_PARAMS", "ParamsError", "ParamsSchema", "config_of", "load_params", "stage_arg_parser"]
@@ -52,11 +52,11 @@ def load_params(path: str | Path = DEFAULT_PARAMS, missing_ok: bool = False) -> 
 
 def config_of(cls: type[T], section: Any, **extra: Any) -> T:
     """The library dataclass ``cls`` built from a typed params section: each field from the section's key of the
-    same name, or from ``extra``. A value the library refuses (its ``__post_init__`` raises) is a ``ParamsError``."""
-    values = section.model_dump()
-    names = {f.name for f in dataclasses.fields(cls)}
+    same name (only those keys count as read), or from ``extra``. A value the library refuses (its
+    ``__post_init__`` raises) is a ``ParamsError``."""
+    names = {f.name for f in dataclasses.fields(cls)} & section_fields(section) - set(extra)
     try:
-        return cls(**{k: v for k, v in values.items() if k in names and k not in extra}, **extra)
+        return cls(**{k: getattr(section, k) for k in names}, **extra)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, InputError):  # already says which key and what to do
             raise

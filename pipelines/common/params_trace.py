@@ -65,6 +65,12 @@ class TracedParams:
         return (_identity, (self.unwrap(),))
 
 
+def section_fields(section: Any) -> set[str]:
+    """The key names of a params section, plain or traced (asking is not a read)."""
+    model = section._model if isinstance(section, TracedParams) else section
+    return set(type(model).model_fields)
+
+
 def _identity(value: Any) -> Any:
     return value
 
