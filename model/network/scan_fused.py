@@ -136,6 +136,8 @@ def _probe_problem() -> dict[str, torch.Tensor]:
 def _call(fn: Callable[..., torch.Tensor], problem: dict[str, torch.Tensor], device, autocast: bool) -> list:
     leaves = {k: v.to(device).requires_grad_() for k, v in problem.items()}
     args = [leaves[k] for k in ("xz", "conv1d_weight", "conv1d_bias", "x_proj_weight", "delta_proj_weight")]
+    if autocast:  # xz in the autocast dtype, as the mixer's in_proj matmul makes it (MambaInnerFn needs that)
+        args[0] = args[0].to(torch.bfloat16)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         out = fn(
             *args,
