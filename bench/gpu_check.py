@@ -6,7 +6,6 @@ the pure-Python wheels listed in docs/gpu.md, and the dcae/demucs sections the p
 skipped, with the reason, where it is missing). Sections (each timed; one failing does not stop the others; the
 exit status is 1 if any failed; sections still waiting when ``--budget-s`` is spent are skipped):
 
-  pytest      the kernel tests (Triton compiled for this GPU; mamba_ssm's where it imports)
   backends    each scan backend's probe on this device, and what ``auto`` picks
   parity      Triton (and mamba_ssm's kernel and fused path where they run) vs the torch scan, forward and
               backward, fp32 and bf16, at the paper mixer's size
@@ -15,6 +14,7 @@ exit status is 1 if any failed; sections still waiting when ``--budget-s`` is sp
   max_batch   the largest batch that trains at 323 frames, against model.training.batch_plan's estimate
   generate    one 10 s clip as the generate stage samples it: the paper profile's setting (Euler 100, CFG 3.5,
               bf16) and the params defaults (ab2 4, CFG 1.5, fp32 with TF32), each after a warm-up
+  pytest      the kernel tests (Triton compiled for this GPU; mamba_ssm's where it imports), at most 240 s
   dcae        ACE-Step DCAE encode throughput (x real time), random weights of its config
   demucs      htdemucs separation throughput (x real time), random weights
   ddp         a 2-process DDP training step (NCCL) when two GPUs are present: replicas must agree
@@ -51,13 +51,14 @@ from gpu_check_train import check_ddp, check_generate, check_max_batch, check_tr
 
 DEFAULT_BUDGET_S = 450.0  # under 8 minutes with the last section's own time
 
+# the measurements first: if the budget runs out, the kernel tests (slow to compile everything) go first
 CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
-    "pytest": check_pytest,
     "backends": check_backends,
     "parity": check_parity,
     "train": check_train,
     "max_batch": check_max_batch,
     "generate": check_generate,
+    "pytest": check_pytest,
     "dcae": check_dcae,
     "demucs": check_demucs,
     "ddp": check_ddp,

@@ -33,6 +33,7 @@ VENV_KERNEL_TESTS = {
     "tests/model/network/test_mamba.py": ("mambapy",),
     "tests/model/network/test_mamba_fused.py": ("mambapy", "safetensors", "pydantic"),
 }
+PYTEST_TIMEOUT_S = 240
 TOLERANCES = {torch.float32: 1e-3, torch.bfloat16: 5e-2}  # relative to each tensor's largest magnitude
 
 
@@ -58,7 +59,7 @@ def check_pytest(dry_run: bool, **_: Any) -> dict[str, Any]:
     # only pytest's own plugins: a machine's stray plugins (or the venv's pytest-timeout) are not needed here
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": path}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=PYTEST_TIMEOUT_S, cwd=ROOT, env=env)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode not in (0, 5):  # 5: nothing selected
         tail = lines[-8:] + done.stderr.strip().splitlines()[-4:]

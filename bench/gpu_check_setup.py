@@ -79,7 +79,7 @@ def sizes_for(dry_run: bool) -> Sizes:
             "paper": dataclasses.replace(PAPER_GENERATE, steps=3),
             "default": dataclasses.replace(DEFAULT_GENERATE, steps=2),
         }
-        return Sizes(tiny, 2, 12, 1, 2, 8, runs, (1, 8, 20, 4), 1.0, max_batch=16, fake_capacity=6)
+        return Sizes(tiny, 2, 12, 1, 1, 8, runs, (1, 8, 20, 4), 1.0, max_batch=16, fake_capacity=6)
     return Sizes(
         VelocityNetConfig.paper(),
         batch=16,

@@ -71,12 +71,12 @@ def test_dry_run_passes_with_only_a_bare_gpu_machines_packages(tmp_path):
     assert report["dry_run"] and {"device", "torch", "cuda", "triton"} <= set(report)
     assert report["triton"] == report["versions"]["triton"] and not report["triton"].startswith("not")
     assert list(checks) == [
-        "pytest",
         "backends",
         "parity",
         "train",
         "max_batch",
         "generate",
+        "pytest",
         "dcae",
         "demucs",
         "ddp",

@@ -127,6 +127,7 @@ def install_fused_stand_in(monkeypatch) -> ContractCheckingInnerFn:
     stand_in = ContractCheckingInnerFn()
     monkeypatch.setattr(scan_fused, "_import_mamba_inner_fn", lambda: (stand_in, ""))
     monkeypatch.setattr(scan_fused, "_probe_results", {})
+    monkeypatch.setattr(scan_fused, "_problems", {})
     scan = ContractCheckingScan()
     monkeypatch.setattr(scan_cuda, "_import_selective_scan_fn", lambda: (scan, ""))
     monkeypatch.setattr(

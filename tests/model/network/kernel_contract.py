@@ -102,6 +102,7 @@ def install_stand_in(monkeypatch) -> ContractCheckingScan:
     stand_in = ContractCheckingScan()
     monkeypatch.setattr(scan_cuda, "_import_selective_scan_fn", lambda: (stand_in, ""))
     monkeypatch.setattr(scan_fused, "_import_mamba_inner_fn", lambda: (None, "stand-in: unfused seam"))
+    monkeypatch.setattr(scan_fused, "_problems", {})
     monkeypatch.setattr(
         mamba_module,
         "choose_scan_backend",

@@ -78,6 +78,7 @@ def test_explicit_triton_runs_where_its_probe_passes_and_never_falls_back(monkey
 def fresh_probes(monkeypatch):
     for module in (scan_cuda, scan_triton, scan_fused):
         monkeypatch.setattr(module, "_probe_results", {})
+    monkeypatch.setattr(scan_fused, "_problems", {})
 
 
 def _install_kernel(monkeypatch, kernel, reason=""):
@@ -102,7 +103,9 @@ def test_probe_makes_one_real_call_per_process_and_logs_it(monkeypatch, fresh_pr
 MODES = {
     "no_grad": torch.no_grad,
     "inference_mode": torch.inference_mode,
-    "bf16_autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+    "bf16_autocast": lambda: torch.autocast(
+        "cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16
+    ),
 }
 
 
@@ -121,8 +124,11 @@ def test_probe_verdict_does_not_depend_on_the_callers_modes(monkeypatch, fresh_p
 
 @pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
 def test_triton_probe_runs_its_kernels_whatever_the_callers_modes(fresh_probes, mode):
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: Triton's interpreter (tests/conftest.py)
+    if device == "cpu":
+        assert scan_triton.interpreter_requested()
     with mode():
-        usable, reason = scan_triton.probe_triton_scan("cpu")  # Triton's interpreter (tests/conftest.py)
+        usable, reason = scan_triton.probe_triton_scan(device)
     assert usable, reason
     assert "matched the torch scan" in reason
 
