@@ -37,6 +37,7 @@ from model.network.scan_probe import ProbeResult, cached_probe, compare, isolate
 CONV_WIDTHS = (2, 3, 4)  # causal-conv1d's causal_conv1d_fwd: width between 2 and 4
 BF16_PROBE_TOLERANCE = 5e-2  # bf16 autocast vs fp32 on the probe problem, relative to the largest value
 _probe_results: dict[str, ProbeResult] = {}
+_problems: dict[tuple[int, str], str] = {}  # fused_problem's verdicts: the mixer asks on every forward
 
 
 @functools.cache
@@ -73,7 +74,15 @@ def autocast_api_problem() -> str:
 
 
 def fused_problem(d_conv: int, device: torch.device | str) -> str:
-    """Why mamba_ssm's fused path cannot run a mixer with ``d_conv`` on ``device`` ("" when it can)."""
+    """Why mamba_ssm's fused path cannot run a mixer with ``d_conv`` on ``device`` ("" when it can); decided once
+    per (d_conv, device) per process."""
+    key = (d_conv, str(torch.device(device)))
+    if key not in _problems:
+        _problems[key] = _find_problem(d_conv, device)
+    return _problems[key]
+
+
+def _find_problem(d_conv: int, device: torch.device | str) -> str:
     fn, reason = _import_mamba_inner_fn()
     if fn is None:
         return reason
