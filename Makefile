@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench gpu-check solver-study oracle-study
+.PHONY: env repro test lint bench gpu-env gpu-check gpu-check-dry solver-study oracle-study
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -28,12 +28,33 @@ bench: env
 	mkdir -p bench/results
 	set -e; for f in bench/bench_*.py; do echo "== $$f"; PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) $$f; done
 
-# On a GPU machine: pytest -m cuda, scan parity, paper-size steps/s and memory, generation, DCAE and htdemucs
-# throughput, 2-GPU DDP; writes bench/results/gpu.json (docs/gpu.md). GPU_CHECK_ARGS=--dry-run runs it on CPU.
+# The CUDA kernel environment (the `cuda` extra): mamba-ssm 2.3.2.post1 + causal-conv1d 1.7.0 compiled for this GPU.
+# No prebuilt wheels exist for torch 2.13, so both build from source: nvcc of torch's CUDA major version, wheel and
+# ninja in the venv, --no-build-isolation (the build imports the venv's torch); *_FORCE_BUILD skips the download of a
+# prebuilt wheel that does not exist; MAX_JOBS bounds nvcc's memory. Tens of minutes. docs/gpu.md.
+GPU_STAMP := .venv/.gpu-env-$(shell sha1sum pyproject.toml | cut -c1-12)
+MAX_JOBS ?= 4
+gpu-env: $(GPU_STAMP)
+
+$(GPU_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet wheel ninja packaging setuptools
+	MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE MAX_JOBS=$(MAX_JOBS) \
+		$(PY) -m pip install --no-build-isolation -e '.[cuda]'
+	$(PY) -c "import mamba_ssm.ops.selective_scan_interface as m; assert m.causal_conv1d_fwd_function, 'causal-conv1d'"
+	rm -f .venv/.gpu-env-*
+	touch $@
+
+# On a GPU machine: the kernel tests, backend probes, scan parity, paper-size steps/s and memory per scan path, the
+# largest batch, generation, DCAE and htdemucs throughput, 2-GPU DDP; writes bench/results/gpu.json (docs/gpu.md).
+# Without the kernel environment: `python bench/gpu_check.py` with the machine's own Python (docs/gpu.md).
 GPU_CHECK_ARGS ?=
-gpu-check: env
+gpu-check: gpu-env
 	mkdir -p bench/results
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
+
+# the same sections on CPU with tiny sizes and Triton's interpreter (the test suite runs it)
+gpu-check-dry: env
+	$(PY) bench/gpu_check.py --dry-run --out bench/results/gpu-dry-run.json
 
 # metric vs network evaluations per ODE solver on the trained model (docs/generation.md); ~20 CPU-minutes
 solver-study: env

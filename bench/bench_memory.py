@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import model.network.mamba as mamba_module  # noqa: E402
 from model.flow.objective import PAPER_FLOW, FlowMatching  # noqa: E402
-from model.network import scan_cuda  # noqa: E402
+from model.network import scan_cuda, scan_fused  # noqa: E402
 from model.network.backbone import VelocityNet, VelocityNetConfig, count_parameters  # noqa: E402
 from model.network.scan import selective_scan  # noqa: E402
 
@@ -100,7 +100,8 @@ def kernel_stand_in(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_so
 def use_kernel_saved_set() -> None:
     """Route the mixers through the CUDA seam to ``kernel_stand_in`` (on CPU, for this measurement)."""
     scan_cuda._import_selective_scan_fn = lambda: (kernel_stand_in, "")
-    mamba_module.choose_scan_backend = lambda requested, device, probe=None: ("cuda", "memory measurement")
+    scan_fused._import_mamba_inner_fn = lambda: (None, "memory measurement: the unfused kernel's saved set")
+    mamba_module.choose_scan_backend = lambda requested, device, probes=None: ("cuda", "memory measurement")
 
 
 def fit_line(xs: list[int], ys: list[int]) -> tuple[float, float]:

@@ -86,7 +86,7 @@ def main() -> None:
             f"bench_seams: needs a trained model ({model_dir}) and the pipeline's data; run `make repro` first"
         )
         return
-    editor = MusicEditor(TextToMusic.from_dir(model_dir, "cpu"))
+    editor = MusicEditor(TextToMusic.from_dir(model_dir, "cpu", "fp32"))
     clips = read_dataset_split(tracks, instrumental, "test")[: args.clips]
     rows = []
     start = time.perf_counter()

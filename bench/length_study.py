@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     root = Path(args.root)
-    engine = TextToMusic.from_dir(root / args.model_dir, "cpu")
+    engine = TextToMusic.from_dir(root / args.model_dir, "cpu", "fp32")
     crop = int(
         json.loads((root / args.model_dir / "provenance.json").read_text())["params"]["train"]["frames"]
     )

@@ -177,7 +177,7 @@ def main() -> None:
     start = time.perf_counter()
     metrics = LocalMetrics(settings, tracks, instrumental, work)
     setup_s = time.perf_counter() - start
-    engine = TextToMusic.from_dir(model_dir, "cpu")
+    engine = TextToMusic.from_dir(model_dir, "cpu", "fp32")
     captions = [p.caption for p in prompts]
     concepts = [dict(p.concepts) for p in prompts]
     done_file = work / "rows.jsonl"

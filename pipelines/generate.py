@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from evaluation.challenge.prompts import Prompt, resolve_prompts, save_prompts
 from model.audio.io import AudioDecodeError, audio_info, load_audio, write_audio
+from model.flow.precision import PRECISIONS
 from model.flow.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
 from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
 from model.network.scan_cuda import CudaScanUnavailableError
@@ -52,6 +53,10 @@ def sampler_of(settings: GenerateSection) -> SamplerConfig:
     if settings.method not in METHODS:
         raise ParamsError(
             f"params.yaml: generate.method = {settings.method!r}: must be one of {', '.join(METHODS)}"
+        )
+    if settings.precision not in PRECISIONS:
+        raise ParamsError(
+            f"params.yaml: generate.precision = {settings.precision!r}: must be one of {', '.join(PRECISIONS)}"
         )
     return SamplerConfig(steps=settings.steps, cfg_scale=settings.cfg_scale, method=settings.method)
 
@@ -89,6 +94,7 @@ def resume_key(settings: GenerateSection, model_dir: str | Path) -> dict[str, An
         "steps": settings.steps,
         "cfg_scale": settings.cfg_scale,
         "method": settings.method,
+        "precision": settings.precision,
         "seed": settings.seed,
         "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
         "weights": None if stat is None else [stat.st_size, stat.st_mtime_ns],
@@ -150,7 +156,7 @@ def run_stage(params: ParamsSchema) -> None:
         settings.steps,
         settings.cfg_scale,
     )
-    engine = TextToMusic.from_dir(model_dir, settings.device)
+    engine = TextToMusic.from_dir(model_dir, settings.device, settings.precision)
     out = Path(settings.out_dir)
     key = resume_key(settings, model_dir)
     resume = can_resume(out, key)
@@ -174,6 +180,8 @@ def run_stage(params: ParamsSchema) -> None:
             codec=engine.codec.settings(),
             text_encoder=engine.text_encoder.name,
             device=str(engine.device),
+            precision=settings.precision,
+            scan_backend=engine.scan.as_dict() if engine.scan else None,
         ),
     )
     log.info("wrote %d files and %s", manifest.num_rows, out / "manifest.parquet")
@@ -261,7 +269,7 @@ def run_single(args: Any, params: ParamsSchema) -> Path:
             f"generate: no trained model in {model_dir} (config.json missing); pass --model-dir, "
             "set train.out_dir in the params file, or train one with `dvc repro train`"
         )
-    engine = TextToMusic.from_dir(model_dir, settings.device)
+    engine = TextToMusic.from_dir(model_dir, settings.device, settings.precision)
     gen = torch.Generator().manual_seed(args.seed)
     with tqdm(total=sampler.steps, desc="sample", unit="step") as bar:
         if args.continue_from or args.inpaint:

@@ -2,6 +2,10 @@
 
 ``python -m pipelines.profile paper`` prints ``-S key=value`` pairs for ``dvc exp run``;
 ``--write`` merges the profile into params.yaml instead. A profile is a partial params tree.
+
+For the paper network at 323-frame crops with 64 clips per update, ``train.batch_size`` × ``train.accum_steps``
+follow the GPU's memory (``model.training.batch_plan``; table in docs/gpu.md): the first CUDA device's, or
+``--gpu-memory-gib`` (planning for another machine); without either, the profile's own numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from model.training import batch_plan
 from pipelines.common.cli import run_main
 from pipelines.common.params import DEFAULT_PARAMS, ParamsError, read_tree
 from pipelines.common.schema import validate_params
@@ -78,16 +83,59 @@ def set_args(overrides: dict[str, Any], base: dict[str, Any]) -> list[str]:
     return args
 
 
+def detected_gpu_memory_gib() -> float | None:
+    """Total memory of the first CUDA device in GiB, or None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+def follows_memory(merged: dict[str, Any]) -> bool:
+    """Whether the batch plan's memory model describes these params: the paper network, 323-frame crops, 64
+    clips per update (batch_size × accum_steps)."""
+    model, train = merged.get("model", {}), merged.get("train", {})
+    paper = {"hidden": 512, "depth": 24, "d_state": 16, "expand": 2}
+    return (
+        all(model.get(k) == v for k, v in paper.items())
+        and train.get("frames") == batch_plan.FRAMES
+        and train.get("batch_size", 0) * train.get("accum_steps", 1) == batch_plan.EFFECTIVE_BATCH
+    )
+
+
+def with_batch_for_memory(profile: dict[str, Any], memory_gib: float, name: str) -> dict[str, Any]:
+    """``profile`` with ``train.batch_size`` / ``train.accum_steps`` from the batch plan for ``memory_gib``."""
+    plan = batch_plan.plan_batch(memory_gib)
+    out = copy.deepcopy(profile)
+    out.setdefault("train", {}).update(batch_size=plan.batch_size, accum_steps=plan.accum_steps)
+    print(
+        f"profile {name}: train.batch_size {plan.batch_size} x train.accum_steps {plan.accum_steps} for a "
+        f"{memory_gib:.0f} GiB GPU (estimated peak {plan.estimated_peak_gib:.1f} GiB; docs/gpu.md)",
+        file=sys.stderr,
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="profile name, e.g. paper")
     parser.add_argument("--params", default=str(DEFAULT_PARAMS))
     parser.add_argument("--write", action="store_true", help="merge the profile into the params file")
+    parser.add_argument(
+        "--gpu-memory-gib",
+        type=float,
+        help="plan train.batch_size x accum_steps for a GPU of this memory (default: this machine's first GPU)",
+    )
     args = parser.parse_args(argv)
     base = read_tree(args.params)
     validate_params(base, args.params)
     profile = load_profile(args.name)
     merged = merge(base, profile, f"profiles/{args.name}.yaml")
+    memory = args.gpu_memory_gib if args.gpu_memory_gib is not None else detected_gpu_memory_gib()
+    if memory is not None and follows_memory(merged):
+        profile = with_batch_for_memory(profile, memory, args.name)
+        merged = merge(base, profile, f"profiles/{args.name}.yaml")
     if args.write:
         Path(args.params).write_text(yaml.safe_dump(merged, sort_keys=False))
         print(f"{args.params}: applied profile '{args.name}' ({len(flatten(profile))} keys)", file=sys.stderr)

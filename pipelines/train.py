@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     job = train_job(params)
     config = job.train
     if config.workers > 1 or config.use_gpu:
-        run_ray_training(job, params.ray.storage, live_dir=args.live_dir, address=params.ray.address)
+        scan = run_ray_training(job, params.ray.storage, live_dir=args.live_dir, address=params.ray.address)
     else:
-        run_training(job, live_dir=args.live_dir)
+        scan = run_training(job, live_dir=args.live_dir).scan
     out_dir = Path(config.out_dir)
     artefact = json.loads((out_dir / "config.json").read_text())
     write_json_atomic(
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             nan_skipped=artefact.get("nan_skipped"),
             val_loss_first=artefact.get("val_loss_first"),
             val_loss_last=artefact.get("val_loss_last"),
+            scan_backend=scan,
         ),
     )
     log.info(

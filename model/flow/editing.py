@@ -33,6 +33,7 @@ import torch
 
 from model.audio.io import crop_or_pad, resample, to_channels
 from model.codec.windowed import decode_long
+from model.flow.precision import sampling_precision
 from model.flow.sampling import GuidedVelocity, SamplerConfig, check_solver, solver_step
 from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic, to_output
 from model.runtime.errors import InputError
@@ -232,16 +233,17 @@ class MusicEditor:
         noise = torch.randn((1, self.codec.latent_dim, n_frames), generator=generator).to(
             param.device, param.dtype
         )
-        x = sample_with_known(
-            velocity,
-            noise,
-            KnownRegion(z_known.to(noise), known[None].to(noise.device)),
-            sampler.steps,
-            sampler.method,
-            repeats,
-            generator,
-            progress,
-        )
+        with sampling_precision(eng.precision, eng.device):  # the engine's generate.precision
+            x = sample_with_known(
+                velocity,
+                noise,
+                KnownRegion(z_known.to(noise), known[None].to(noise.device)),
+                sampler.steps,
+                sampler.method,
+                repeats,
+                generator,
+                progress,
+            )
         wav = decode_long(self.codec, eng.trained.destandardise(x.float())).float().cpu().numpy()[0]
         decoded = to_output(wav, self.codec.sample_rate, seconds, caption)
         sample_index = np.arange(decoded.shape[-1])

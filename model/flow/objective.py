@@ -72,14 +72,14 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
 
     The sum of squared errors over valid (frame, channel) pairs divided by their count: pads never count,
     and an example's weight is proportional to its number of valid frames. ``mask=None`` means all valid.
+    The count stays a tensor (no host sync on a GPU), so a mask with no valid frame gives NaN (0 / 0), which the
+    training step's non-finite guard skips; batches never have one (training's collate checks every row).
     """
     err = (pred.float() - target.float()).square()
     if mask is None:
         return err.mean()
     valid = mask.unsqueeze(1).expand_as(err)
-    count = int(mask.sum()) * err.shape[1]
-    if count == 0:
-        raise ValueError("masked_mse: the batch has no valid frames (every mask entry is False)")
+    count = mask.sum(dtype=err.dtype) * err.shape[1]
     # where, not a product: a NaN/inf on a padded frame must not leak into the loss
     return torch.where(valid, err, torch.zeros((), dtype=err.dtype, device=err.device)).sum() / count
 
@@ -119,6 +119,10 @@ class FlowMatching(nn.Module):
 
     def __init__(self, net: nn.Module, config: FlowConfig, null_text: torch.Tensor, null_mask: torch.Tensor):
         super().__init__()
+        if not bool(null_mask.any(dim=-1).all()):  # once here, not per step: drop_condition copies it in
+            raise ValueError(
+                "FlowMatching: the null condition needs at least one real token (use encode(['']))"
+            )
         self.net = net
         self.config = config
         self.register_buffer("null_text", null_text.detach().float(), persistent=False)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from model.flow.tokens import pad_tokens
+from model.network.backbone import check_input_values
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,9 @@ def sample(
     b = text.shape[0]
     if text_mask.shape != text.shape[:2]:
         raise ValueError(f"text_mask {tuple(text_mask.shape)} does not match text {tuple(text.shape)}")
+    # the value checks the net's forward leaves to batch makers: once per call here, not per step
+    check_input_values(text_mask.bool(), None if frame_mask is None else frame_mask.bool())
+    check_input_values(null_mask.bool())
     if noise is None:
         noise = initial_noise(generator, b, latent_dim or _latent_dim(net), int(n_frames))
     if noise.shape[0] != b or noise.shape[-1] != n_frames:

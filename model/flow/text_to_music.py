@@ -4,6 +4,8 @@
              ──destandardise──▶ codec latents ──codec.decode──▶ (B, C, N) at codec rate
              ──resample (soxr) + channel map──▶ (B, 2, round(seconds · 44100)) float32
 
+The net samples in ``precision`` (``generate.precision``: fp32, TF32 matmuls allowed on CUDA, or bf16 autocast;
+``model.flow.precision``) with the scan backend ``auto`` picks on the device (recorded as ``scan``).
 T = ceil(seconds · frame_rate) frames, so the decoded audio covers at least ``seconds``; it is cropped to exactly
 ``seconds``. Any length works in one pass (the backbone's cost is linear in T); a codec whose decoder memory
 grows with length is decoded in overlapping windows (``model/codec/windowed.py``). A decode that comes back
@@ -24,8 +26,10 @@ import torch
 from model.audio.io import resample, to_channels
 from model.codec.base import Codec
 from model.codec.windowed import decode_long
+from model.flow.precision import check_precision, sampling_precision
 from model.flow.sampling import SamplerConfig, sample
 from model.flow.trained import TrainedModel
+from model.network.mamba import ScanChoice, scan_choice
 from model.runtime.devices import resolve_device
 from model.runtime.errors import InputError
 from model.text.base import TextEncoder
@@ -44,7 +48,9 @@ class TextToMusic:
     """A trained velocity net with its text encoder and codec, ready to render captions to audio.
 
     ``trained`` is the ``models/final`` artefact (``model.flow.trained.TrainedModel``: ``.net``,
-    ``.destandardise``); ``text_encoder`` and ``codec`` follow the interfaces of ``model/text`` and ``model/codec``.
+    ``.destandardise``); ``text_encoder`` and ``codec`` follow the interfaces of ``model/text`` and ``model/codec``;
+    ``precision`` is ``generate.precision`` (``fp32`` or ``bf16``). ``scan`` is the scan backend that runs on
+    ``device`` (probed here, once per device per process).
     """
 
     def __init__(
@@ -52,35 +58,43 @@ class TextToMusic:
         trained: TrainedModel,
         text_encoder: TextEncoder,
         codec: Codec,
-        device: str | torch.device = "cpu",
+        device: str | torch.device,
+        precision: str,
     ):
         self.trained = trained
         self.text_encoder = text_encoder
         self.codec = codec
         self.device = torch.device(device)
+        self.precision = check_precision(precision)
         self.net = trained.net.to(self.device).eval()
+        self.scan: ScanChoice | None = scan_choice(self.net, self.device)
         self._null: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike, device: str = "auto") -> TextToMusic:
-        """Load ``models/final``-style ``model_dir`` and build the text encoder and codec its config names."""
+    def from_dir(cls, model_dir: str | os.PathLike, device: str, precision: str) -> TextToMusic:
+        """Load ``models/final``-style ``model_dir`` and build the text encoder and codec its config names; the
+        net's scan backend is ``auto`` (the fastest that passes a real call on ``device``)."""
         from model.codec import build_codec
         from model.flow.trained import load_trained
         from model.text import build_text_encoder
 
+        check_precision(precision)
         dev = resolve_device(device, "generate.device")
-        trained = load_trained(model_dir)
+        trained = load_trained(model_dir, scan_backend="auto")
         text_encoder = build_text_encoder(trained.text_params, device=str(dev))
         codec = build_codec(trained.codec_params, device=str(dev))
+        engine = cls(trained, text_encoder, codec, dev, precision)
         log.info(
-            "loaded %s on %s (text %s, codec %s at %.3f frames/s)",
+            "loaded %s on %s (text %s, codec %s at %.3f frames/s; %s, %s scan)",
             model_dir,
             dev,
             text_encoder.name,
             codec.name,
             codec.frame_rate,
+            precision,
+            engine.scan.label if engine.scan else "no",
         )
-        return cls(trained, text_encoder, codec, dev)
+        return engine
 
     def n_frames(self, seconds: float) -> int:
         """Latent frames to sample for ``seconds`` of audio: ceil(seconds · frame_rate)."""
@@ -106,20 +120,21 @@ class TextToMusic:
             raise ValueError(f"{len(captions)} captions but {len(generators)} noise generators")
         text, text_mask = self.text_encoder.encode(list(captions))
         null_text, null_mask = self.null_condition()
-        z = sample(
-            self.net,
-            text,
-            text_mask,
-            null_text,
-            null_mask,
-            self.n_frames(seconds),
-            sampler.steps,
-            sampler.cfg_scale,
-            sampler.method,
-            list(generators),
-            latent_dim=self.codec.latent_dim,
-            progress=progress,
-        )
+        with sampling_precision(self.precision, self.device):
+            z = sample(
+                self.net,
+                text,
+                text_mask,
+                null_text,
+                null_mask,
+                self.n_frames(seconds),
+                sampler.steps,
+                sampler.cfg_scale,
+                sampler.method,
+                list(generators),
+                latent_dim=self.codec.latent_dim,
+                progress=progress,
+            )
         return self.trained.destandardise(z).float()
 
     @torch.no_grad()

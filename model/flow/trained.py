@@ -77,8 +77,16 @@ def export_trained(
     return out
 
 
-def load_trained(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
-    """Load ``model_dir`` (``models/final``): the VelocityNet with its EMA weights, in eval mode on ``device``."""
+def load_trained(
+    model_dir: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None
+) -> TrainedModel:
+    """Load ``model_dir`` (``models/final``): the VelocityNet with its EMA weights, in eval mode on ``device``.
+
+    ``scan_backend`` replaces the backend stored with the weights (None keeps it): it says how the scan is
+    computed, not what, so generation picks its own (``auto``) for the machine at hand.
+    """
+    import dataclasses
+
     from model.network.backbone import VelocityNet, VelocityNetConfig
 
     d = Path(model_dir)
@@ -95,6 +103,8 @@ def load_trained(model_dir: str | os.PathLike, device: str | torch.device = "cpu
         if key not in config:
             raise ValueError(f"{config_path}: missing '{key}'; re-export with `dvc repro train`")
     net_config = VelocityNetConfig.from_dict(config["backbone"])
+    if scan_backend is not None:
+        net_config = dataclasses.replace(net_config, scan_backend=scan_backend)
     net = VelocityNet(net_config)
     missing, unexpected = net.load_state_dict(load_file(str(weights_path)), strict=False)
     if missing or unexpected:

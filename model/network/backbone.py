@@ -11,6 +11,11 @@ Around the blocks: ``Conv1d(latent_dim -> hidden, in_kernel)`` on the masked inp
 ``Linear(LN(h) * (1 + scale) + shift)`` (hidden -> latent_dim) with its own zero-init adaLN (shift, scale).
 Padded frames are zeroed at the input, after the in-projection, after every block and at the output; the
 BiMamba is length-aware and the cross-attention only attends to text, so padding never reaches a valid frame.
+
+``forward`` checks shapes and dtypes only and reads no tensor value back to the host (no sync on a GPU): the
+frame lengths are computed once per batch on the device and handed to every BiMamba, and the value checks
+(right-padded masks, at least one real token per text row: :func:`check_input_values`) run where batches are
+made (training's collate, the sampler).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.network.bimamba import BiMamba
+from model.network.bimamba import BiMamba, check_right_padded, lengths_from_mask
 from model.network.conditioning import AdaLNModulation, CrossAttention, TimestepEmbedder, modulate
 from model.network.mamba import SCAN_BACKENDS
 
@@ -123,6 +128,16 @@ def count_parameters(net: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
 
 
+def check_input_values(text_mask: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+    """The value checks that :meth:`VelocityNet.forward` leaves to whoever makes a batch (they read tensor
+    values, a host sync on a GPU): every text_mask (B, L) row has a real token; mask (B, T), if given, is
+    right-padded. Call on CPU tensors where batches are assembled."""
+    if not bool(text_mask.any(dim=1).all()):
+        raise ValueError("VelocityNet: every text_mask row needs at least one real token (use encode(['']))")
+    if mask is not None:
+        check_right_padded(mask)
+
+
 def _xavier(layer: nn.Linear) -> nn.Linear:
     nn.init.xavier_uniform_(layer.weight)  # DiT's init for its own Linear layers
     nn.init.zeros_(layer.bias)
@@ -162,9 +177,10 @@ class VelocityBlock(nn.Module):
         text: torch.Tensor,
         text_mask: torch.Tensor,
         mask: torch.Tensor | None,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
-        h = h + gate1.unsqueeze(1) * self.mixer(modulate(self.mixer_norm(h), shift1, scale1), mask)
+        h = h + gate1.unsqueeze(1) * self.mixer(modulate(self.mixer_norm(h), shift1, scale1), mask, lengths)
         h = h + self.cross_attn(self.cross_norm(h), text, text_mask)
         h = h + gate2.unsqueeze(1) * self.mlp(modulate(self.mlp_norm(h), shift2, scale2))
         return h if mask is None else h.masked_fill(~mask.unsqueeze(-1), 0.0)
@@ -191,7 +207,8 @@ class VelocityNet(nn.Module):
 
     ``mask`` True = valid frame (right padding); None = all frames valid. ``text_mask`` True = real token; every
     row needs at least one (the encoders always keep their special tokens, even for the empty null text).
-    Outputs on padded frames are exactly zero.
+    Outputs on padded frames are exactly zero. Those two value promises are checked where batches are made
+    (:func:`check_input_values`), not here: ``forward`` never syncs with the host.
     """
 
     def __init__(self, cfg: VelocityNetConfig) -> None:
@@ -228,10 +245,6 @@ class VelocityNet(nn.Module):
                 f"VelocityNet: text_mask must be a bool {tuple(text.shape[:2])} tensor, "
                 f"got {text_mask.dtype} {tuple(text_mask.shape)}"
             )
-        if not bool(text_mask.any(dim=1).all()):
-            raise ValueError(
-                "VelocityNet: every text_mask row needs at least one real token (use encode(['']))."
-            )
         if mask is not None and (mask.dtype != torch.bool or mask.shape != (batch, frames)):
             raise ValueError(
                 f"VelocityNet: mask must be a bool ({batch}, {frames}) tensor, got {mask.dtype} {tuple(mask.shape)}"
@@ -256,8 +269,9 @@ class VelocityNet(nn.Module):
             h = h.masked_fill(pads, 0.0)
         c = self.time_embed(t)
         text = text.to(h.dtype)
+        lengths = None if mask is None else lengths_from_mask(mask)  # once per batch, on the device
         for block in self.blocks:
-            h = block(h, c, text, text_mask, mask)
+            h = block(h, c, text, text_mask, mask, lengths)
         v = self.final(h, c)
         if pads is not None:
             v = v.masked_fill(pads, 0.0)

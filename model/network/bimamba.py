@@ -17,20 +17,30 @@ from torch import nn
 from model.network.mamba import Mamba, ScanBackend
 
 
-def lengths_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """mask: (B, T) bool, True = valid, right padding -> lengths (B,) int64; raises if not right-padded."""
+def _check_mask_type(mask: torch.Tensor) -> None:
     if mask.dim() != 2 or mask.dtype != torch.bool:
         raise ValueError(
             f"BiMamba: mask must be a (batch, time) bool tensor, got {tuple(mask.shape)} {mask.dtype}"
         )
-    lengths = mask.sum(dim=1)
+
+
+def lengths_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """mask: (B, T) bool, True = valid, right padding -> lengths (B,) int64, on the mask's device, without
+    reading any value back to the host (a right-padded mask is the caller's promise: :func:`check_right_padded`)."""
+    _check_mask_type(mask)
+    return mask.sum(dim=1)
+
+
+def check_right_padded(mask: torch.Tensor) -> None:
+    """Raise ValueError unless mask (B, T) bool is right-padded (True for the first n frames of each row, then
+    False). Reads the mask's values: call it where a batch is made (on CPU), not inside a forward."""
+    _check_mask_type(mask)
     positions = torch.arange(mask.shape[1], device=mask.device)
-    if not torch.equal(mask, positions[None, :] < lengths[:, None]):
+    if not torch.equal(mask, positions[None, :] < mask.sum(dim=1)[:, None]):
         raise ValueError(
             "BiMamba: mask must be right-padded (True for the first n_frames of each row, then False); "
             "pad sequences at the end, not the start or the middle"
         )
-    return lengths
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -83,8 +93,14 @@ class BiMamba(nn.Module):
         factory = {key: mamba_kwargs[key] for key in ("device", "dtype") if key in mamba_kwargs}
         self.out_proj = nn.Linear(2 * d_model, d_model, **factory)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, T, D); mask: (B, T) bool, True = valid frame, right padding -> (B, T, D), zero on pads."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x: (B, T, D); mask: (B, T) bool, True = valid frame, right padding -> (B, T, D), zero on pads.
+
+        ``lengths`` (B,) = ``mask.sum(1)`` when the caller has it (computed once per batch, not per layer);
+        without it the mask is also checked to be right-padded (a host sync: fine for a standalone call).
+        """
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(
                 f"BiMamba: expected x (batch, time, d_model={self.d_model}), got {tuple(x.shape)}"
@@ -97,7 +113,9 @@ class BiMamba(nn.Module):
             raise ValueError(
                 f"BiMamba: mask shape {tuple(mask.shape)} must be (batch, time) = {tuple(x.shape[:2])}"
             )
-        lengths = lengths_from_mask(mask)
+        if lengths is None:
+            check_right_padded(mask)
+            lengths = lengths_from_mask(mask)
         padded = ~mask.unsqueeze(-1)
         x = x.masked_fill(padded, 0.0)  # masked_fill, not a product: NaN/inf in pads must not survive as NaN
         forward_out = self.mamba_fwd(x)

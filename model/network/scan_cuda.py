@@ -1,11 +1,12 @@
 """The CUDA selective-scan backend: mamba_ssm's fused kernel, imported lazily and only here, and probed.
 
-mamba_ssm is the optional ``cuda`` extra (``pip install -e '.[cuda]'`` on a machine with CUDA and nvcc). Nothing
-else in the package imports it, and CPU users never pay for it. Importing is not enough to know that the kernel
-runs: newer mamba_ssm releases import without a built ``selective_scan_cuda`` extension (and fail on the first
-call), and a wheel built for another GPU architecture fails only at launch. So ``probe_cuda_scan(device)`` makes
-one tiny real forward and backward call on the device, compares it with the torch scan, and caches the verdict
-for the process.
+mamba_ssm is the optional ``cuda`` extra, built from source by ``make gpu-env`` (docs/gpu.md). Nothing else in
+the package imports it, and CPU users never pay for it. Importing is not enough to know that the kernel runs:
+newer mamba_ssm releases import without a built ``selective_scan_cuda`` extension (and fail on the first call),
+and a build for another GPU architecture fails only at launch. So ``probe_cuda_scan(device)`` makes one tiny
+real forward and backward call on the device (``model.network.scan_probe``: in its own grad and autocast
+modes, so a probe from inside ``no_grad`` generation gives the same verdict), compares it with the torch scan,
+and caches the verdict per device for the process.
 
 The kernel's contract (``csrc/selective_scan/selective_scan.cpp`` of mamba_ssm 2.3.2.post1, after the Python
 wrapper makes B/C 4-D and the last dimension contiguous): u in fp32/fp16/bf16; delta, variable B/C, z and the
@@ -22,17 +23,17 @@ from collections.abc import Callable
 
 import torch
 
-from model.network.scan import selective_scan
+from model.network.scan_probe import ProbeResult, cached_probe, check_scan_call
 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "install the `cuda` extra on a machine with a CUDA toolkit (`pip install -e '.[cuda]'`, which builds "
-    "mamba-ssm and causal-conv1d from source, so that mamba_ssm's selective_scan_cuda extension is compiled "
-    "for this GPU), or set model.scan_backend to `torch` or `auto`"
+    "build the `cuda` extra on a machine with a CUDA toolkit (`make gpu-env`, i.e. `pip install wheel ninja` "
+    "then `pip install --no-build-isolation -e '.[cuda]'`, which compiles mamba-ssm and causal-conv1d for "
+    "this GPU: docs/gpu.md), or set model.scan_backend to `triton` (`pip install '.[gpu]'`, no compiler), "
+    "`torch` or `auto`"
 )
-PROBE_TOLERANCE = 1e-3  # fp32 kernel vs fp32 torch scan on a (1, 4, 8) problem; they agree to ~1e-6
-_probe_results: dict[str, tuple[bool, str]] = {}
+_probe_results: dict[str, ProbeResult] = {}
 
 
 class CudaScanUnavailableError(ImportError):
@@ -64,69 +65,21 @@ def require_cuda_scan() -> Callable[..., torch.Tensor]:
     return scan_fn
 
 
-def _probe_call(kernel: Callable[..., torch.Tensor], device: torch.device) -> None:
-    """One (1, 4, 8) scan with d_state 2, forward and backward, checked against the torch scan; raises if off."""
-    gen = torch.Generator().manual_seed(0)
-    shapes = {
-        "u": (1, 4, 8),
-        "delta": (1, 4, 8),
-        "A": (4, 2),
-        "B": (1, 2, 8),
-        "C": (1, 2, 8),
-        "D": (4,),
-        "z": (1, 4, 8),
-        "delta_bias": (4,),
-    }
-    inputs = {name: torch.randn(shape, generator=gen) for name, shape in shapes.items()}
-    inputs["A"] = -inputs["A"].abs()
-    results = []
-    for fn, where in ((kernel, device), (selective_scan, torch.device("cpu"))):
-        leaves = {k: v.to(where).requires_grad_() for k, v in inputs.items()}
-        out = fn(
-            leaves["u"],
-            leaves["delta"],
-            leaves["A"],
-            leaves["B"],
-            leaves["C"],
-            leaves["D"],
-            z=leaves["z"],
-            delta_bias=leaves["delta_bias"],
-            delta_softplus=True,
-        )
-        out.square().sum().backward()
-        results.append([out.detach().cpu()] + [leaves[k].grad.cpu() for k in ("u", "delta", "A", "B")])
-    for got, want in zip(*results, strict=True):
-        if got.shape != want.shape or not torch.isfinite(got).all():
-            raise RuntimeError(f"the kernel returned shape {tuple(got.shape)} or non-finite values")
-        error = float((got - want).abs().max())
-        if error > PROBE_TOLERANCE * (1.0 + float(want.abs().max())):
-            raise RuntimeError(f"the kernel disagrees with the torch scan by {error:.3g}")
-
-
-def probe_cuda_scan(device: torch.device | str) -> tuple[bool, str]:
+def probe_cuda_scan(device: torch.device | str) -> ProbeResult:
     """(usable, reason): whether mamba_ssm's kernel imports AND a tiny real call on ``device`` succeeds.
 
-    Runs once per device per process (the verdict is cached and logged once); never raises.
+    Runs once per device per process (the verdict is cached and logged once), whatever the caller's grad mode
+    and autocast state; never raises.
     """
-    key = str(torch.device(device))
-    if key in _probe_results:
-        return _probe_results[key]
     kernel, reason = _import_selective_scan_fn()
     if kernel is None:
-        result = (False, f"mamba_ssm does not import ({reason})")
-    else:
-        try:
-            _probe_call(kernel, torch.device(device))
-            result = (True, f"a test call of mamba_ssm's selective scan on {key} matched the torch scan")
-        except Exception as error:  # a missing extension, no kernel image for this GPU, a wrong result
-            result = (
-                False,
-                f"a test call of mamba_ssm's selective scan on {key} failed "
-                f"({type(error).__name__}: {error})",
-            )
-    _probe_results[key] = result
-    logger.info("CUDA selective scan on %s: %s (%s)", key, "usable" if result[0] else "NOT usable", result[1])
-    return result
+        return False, f"mamba_ssm does not import ({reason})"
+
+    def attempt(dev: torch.device) -> str:
+        check_scan_call(kernel, dev)
+        return f"a test call of mamba_ssm's selective scan on {dev} matched the torch scan"
+
+    return cached_probe(_probe_results, device, "mamba_ssm's selective scan", attempt)
 
 
 def require_cuda_scan_on(device: torch.device | str) -> None:

@@ -28,6 +28,8 @@ from types import ModuleType
 import torch
 from torch.autograd.function import once_differentiable
 
+from model.network.scan_probe import ProbeResult, cached_probe, check_scan_call
+
 INSTALL_HINT = (
     "install triton (`pip install '.[gpu]'`; CUDA builds of torch already ship it), or set model.scan_backend "
     "to `torch`"
@@ -37,6 +39,7 @@ TILE_ELEMENTS = 512  # BLOCK_D * BLOCK_N: 4 fp32 state values per thread with 4 
 MAX_D_STATE = 256
 INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _TRUTHY = ("1", "true", "on", "yes")
+_probe_results: dict[str, ProbeResult] = {}
 
 
 class TritonScanUnavailableError(ImportError):
@@ -65,6 +68,21 @@ def require_triton_scan() -> ModuleType:
             f"scan_backend='triton' needs triton, but importing it failed ({reason}); {INSTALL_HINT}"
         )
     return kernels
+
+
+def probe_triton_scan(device: torch.device | str) -> ProbeResult:
+    """(usable, reason): whether triton imports AND a tiny real call of our kernels on ``device`` (JIT compile,
+    forward, backward) matches the torch scan. Once per device per process, whatever the caller's grad mode and
+    autocast state; never raises."""
+    kernels, reason = _import_kernels()
+    if kernels is None:
+        return False, f"triton does not import ({reason})"
+
+    def attempt(dev: torch.device) -> str:
+        check_scan_call(selective_scan_triton, dev)
+        return f"a test call of the Triton selective scan on {dev} matched the torch scan"
+
+    return cached_probe(_probe_results, device, "the Triton selective scan", attempt)
 
 
 def _interpreted(jit_function: object) -> bool:

@@ -24,14 +24,14 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def mean(self, value: torch.Tensor) -> float:
-        """The mean of a scalar tensor over all ranks, as a Python float (identical on every rank)."""
+    def all_mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of a scalar tensor over all ranks, as a 0-d fp32 tensor on its device (no host sync)."""
         value = value.detach().float().reshape(1)
         if self.world_size > 1:
             value = value.clone()
             torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
             value /= self.world_size
-        return float(value.item())
+        return value.reshape(())
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order, on every rank."""

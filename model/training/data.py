@@ -5,7 +5,10 @@
   (:class:`LatentClips`, for small sets and tests). Both offer ``window(i, start, frames)`` (:class:`Clips`).
 * Standardisation ``(z - mean) / sqrt(var)`` per channel with ``data/latents/stats.json`` (:class:`Standardiser`).
 * Text embeddings come from :class:`model.training.text_bank.TextBank` (computed once per caption, cached on disk).
-* :class:`TrainBatches` assembles batches ahead of the step in a background thread (``prefetch``).
+* :class:`TrainBatches` assembles batches ahead of the step in a background thread (``prefetch``), in pinned
+  memory when training runs on CUDA (``pin_memory``), so the step copies them with ``non_blocking=True``.
+* :func:`collate` checks the values the network's forward no longer reads (every row has a valid frame and a
+  real text token; masks are right-padded by construction), on CPU, where that costs no device sync.
 * :class:`ClipSampler` is an endless, seeded, epoch-wise shuffle whose state is (epoch, position); each of
   ``world_size`` ranks walks its own disjoint slice of every epoch. Crops are a pure function of
   (seed, epoch, clip), so restoring the sampler state restores the exact batch sequence.
@@ -29,6 +32,7 @@ from tqdm import tqdm
 
 from model.data.shards import read_shard, shard_metadata, shard_paths
 from model.data.stats import Standardiser
+from model.network.backbone import check_input_values
 from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
@@ -60,12 +64,23 @@ class Batch:
     text_mask: torch.Tensor
     clip_indices: tuple[int, ...]
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """On ``device``; ``non_blocking`` copies asynchronously (from pinned memory: :meth:`pin_memory`)."""
         return Batch(
-            self.x.to(device),
-            self.mask.to(device),
-            self.text.to(device),
-            self.text_mask.to(device),
+            self.x.to(device, non_blocking=non_blocking),
+            self.mask.to(device, non_blocking=non_blocking),
+            self.text.to(device, non_blocking=non_blocking),
+            self.text_mask.to(device, non_blocking=non_blocking),
+            self.clip_indices,
+        )
+
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked host memory (CUDA only), which a non-blocking copy to the GPU needs."""
+        return Batch(
+            self.x.pin_memory(),
+            self.mask.pin_memory(),
+            self.text.pin_memory(),
+            self.text_mask.pin_memory(),
             self.clip_indices,
         )
 
@@ -152,9 +167,12 @@ def collate(
         rng = None if epoch is None else np.random.default_rng([seed, epoch, index])
         start = crop_start(clips.length(index), frames, rng)
         window = torch.from_numpy(np.ascontiguousarray(clips.window(index, start, frames), dtype=np.float32))
+        if window.shape[1] == 0:
+            raise ValueError(f"clip {index} has no frames at {start}: re-run the pack stage")
         x[row, :, : window.shape[1]] = standardiser.standardise(window)
         mask[row, : window.shape[1]] = True
     text, text_mask = texts.batch([clips.captions[i] for i, _ in items])
+    check_input_values(text_mask, mask)  # here, on CPU: the network's forward reads no values
     return Batch(x, mask, text, text_mask, tuple(i for i, _ in items))
 
 
@@ -165,6 +183,7 @@ class TrainBatches:
     the current one. The item order is drawn on the caller's thread, so ``state_dict`` is the state after the
     batches handed out (not those in flight) and a resume replays exactly the same sequence.
     ``wait_s``/``load_s`` add up the time ``next()`` blocked and the time spent assembling batches.
+    ``pin_memory`` (for CUDA training) puts each batch in page-locked memory, in the background thread.
     """
 
     def __init__(
@@ -178,6 +197,7 @@ class TrainBatches:
         rank: int = 0,
         world_size: int = 1,
         prefetch: int = 0,
+        pin_memory: bool = False,
     ):
         if len(clips) == 0:
             raise ValueError("no training clips: the shards have no rows with split == 'train'")
@@ -187,6 +207,7 @@ class TrainBatches:
         self.batch_size, self.frames, self.seed = batch_size, frames, seed
         self.sampler = ClipSampler(len(clips), seed, rank, world_size)
         self.prefetch = max(0, int(prefetch))
+        self.pin_memory = pin_memory
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="batches") if self.prefetch else None
         self._pending: deque[tuple[Future, dict[str, int]]] = deque()
         self._handed_out = self.sampler.state_dict()
@@ -197,6 +218,8 @@ class TrainBatches:
     def _assemble(self, items: list[tuple[int, int]]) -> Batch:
         started = time.perf_counter()
         batch = collate(self.clips, items, self.frames, self.seed, self.standardiser, self.texts)
+        if self.pin_memory:
+            batch = batch.pin_memory()
         with self._lock:
             self.load_s += time.perf_counter() - started
         return batch

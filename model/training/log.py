@@ -55,6 +55,12 @@ class MetricsLog:
         self.summary["step"] = step
         self._live.make_summary()
 
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Run facts as DVCLive params (``dvclive/params.yaml``, shown by ``dvc exp show``)."""
+        if self._live is None:
+            raise RuntimeError("MetricsLog.start() must be called before log_params()")
+        self._live.log_params(params)
+
     def end(self) -> None:
         if self._live is not None:
             self._live.end()

@@ -4,7 +4,10 @@ DVCLive logging and exact resume from checkpoints.
 One step (one optimiser update): ``train.accum_steps`` micro-batches of ``train.batch_size``, each: next batch ->
 loss under bf16 autocast on CUDA (fp32 on CPU) -> backward of loss / accum_steps (DDP averages gradients on the
 last micro-batch only) -> clip -> if the mean loss and gradient norm are finite: AdamW step + EMA update, else
-skip and count -> scheduler step. ``step`` counts updates, so warmup, schedule, EMA, logging, validation and
+skip and count -> scheduler step. The step reads device values back to the host once (the non-finite guard's
+loss and gradient norm, one copy of two numbers), whatever the depth or accum_steps: no ``.item()``,
+``bool(tensor)`` or ``torch.equal`` in the forward, and batches are copied with ``non_blocking=True`` from
+pinned memory on CUDA (tests/model/training/test_host_syncs.py). ``step`` counts updates, so warmup, schedule, EMA, logging, validation and
 checkpoints are all in updates whatever accum_steps is; checkpoints fall between updates. Every random draw is seeded (the batch stream's state, one torch.Generator per rank for
 t/noise/condition dropout, the global RNGs for anything in the network), and all of it is in the checkpoint,
 so 10 steps + kill + resume to 20 gives bit-identical weights to 20 steps straight.
@@ -28,6 +31,7 @@ from tqdm import tqdm
 
 from model.data.stats import Standardiser
 from model.flow.objective import FlowMatching
+from model.network.mamba import ScanChoice, scan_choice
 from model.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointDir,
@@ -58,6 +62,7 @@ class TrainResult:
     nan_skipped: int
     first_val_loss: float | None
     last_val_loss: float | None
+    scan: dict[str, str] | None = None  # ScanChoice.as_dict(): the scan backend that ran, and why
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -107,15 +112,12 @@ class Trainer:
         self.val_clips = val_clips if val_clips is not None and len(val_clips) > 0 else None
         self.fingerprint, self.device, self.dist = fingerprint, torch.device(device), dist
         self.net = net.to(self.device)
-        for (
-            module
-        ) in self.net.modules():  # an explicit scan_backend that cannot run here fails now, not mid-run
-            if hasattr(module, "resolve_backend"):
-                module.resolve_backend(self.device)
+        # probed now: an explicit scan_backend that cannot run here fails before the first step, not mid-run
+        self.scan: ScanChoice | None = scan_choice(self.net, self.device)
         null_text, null_mask = texts.null_condition()
         self.flow = FlowMatching(self.net, config.flow, null_text, null_mask).to(self.device)
         self.model = prepare(self.flow, self.device) if prepare is not None else self.flow
-        self.optimizer = build_optimizer(self.net, config.lr, config.weight_decay)
+        self.optimizer = build_optimizer(self.net, config.lr, config.weight_decay, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.warmup, config.steps, config.min_lr_ratio)
         self.ema = EMA(self.net, config.ema_decay)
         self.ema_flow = FlowMatching(self.ema.module, config.flow, null_text, null_mask).to(self.device)
@@ -228,10 +230,10 @@ class Trainer:
         for batch in validation_batches(
             self.val_clips, self.texts, self.standardiser, self.cfg.val_batch_size, self.cfg.frames
         ):
-            batch = batch.to(self.device)
+            n = int(batch.mask.sum())  # on the CPU copy: no device sync
+            batch = batch.to(self.device, non_blocking=True)
             with self.autocast():
                 loss, _ = flow(batch.x, batch.mask, batch.text, batch.text_mask, generator, drop=False)
-            n = int(batch.mask.sum())
             total, frames = total + float(loss) * n, frames + n
         flow.train(was_training)
         return total / frames
@@ -252,7 +254,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for micro in range(accum):
-            batch = self.batches.next().to(self.device)
+            batch = self.batches.next().to(self.device, non_blocking=True)
             # DDP all-reduces on the last micro-batch only; the earlier ones accumulate locally
             sync = micro == accum - 1 or not hasattr(self.model, "no_sync")
             with contextlib.nullcontext() if sync else self.model.no_sync():
@@ -261,8 +263,10 @@ class Trainer:
                 (loss / accum).backward()
             total = total + loss.detach().float()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip))
-        loss_value = self.dist.mean(total / accum)
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
+        mean_loss = self.dist.all_mean(total / accum)
+        # the step's one device-to-host read: the guard's two numbers in one copy
+        loss_value, grad_norm = torch.stack([mean_loss, norm.float().reshape(())]).tolist()
         applied = math.isfinite(loss_value) and math.isfinite(grad_norm)
         if applied:
             self.optimizer.step()
@@ -297,6 +301,8 @@ class Trainer:
         log_state = self.restore()
         if self.log is not None:
             self.log.start(log_state)
+            if self.scan is not None:  # so a run on a slow path shows in `dvc exp show`
+                self.log.log_params({"scan_backend": self.scan.label})
         if self.step == 0:
             self.validate()
         elif self.step >= self.cfg.steps:
@@ -334,7 +340,8 @@ class Trainer:
             self.log.end()
         first = self.val_losses[0] if self.val_losses else None
         last = self.val_losses[-1] if self.val_losses else None
-        return TrainResult(self.step, self.nan_skipped, first, last)
+        scan = self.scan.as_dict() if self.scan is not None else None
+        return TrainResult(self.step, self.nan_skipped, first, last, scan)
 
     def _log_train(self, lr: float, grad_norms: list[float], steps_per_s: float, bar: tqdm) -> None:
         if self.log is None:

@@ -40,6 +40,7 @@ from model.training.setup import run_training
 logger = logging.getLogger(__name__)
 
 MAX_FAILURES = 3  # worker-group restarts per run before Ray Train gives up
+SCAN_METRIC = "scan_backend"
 REPORT_INFO = (
     "flowjam.json"  # what a reported checkpoint holds: {"run": run dir name, "step": n} or {"final": true}
 )
@@ -122,14 +123,14 @@ def _worker_loop(config: dict[str, Any]) -> None:
     if not dist.is_main:
         ray.train.report({"step": result.step, "final": True})
         return
+    # the scan backend rank 0 ran, for the driver's provenance (JSON: Ray flattens nested metrics)
+    final = {"step": result.step, "final": True, SCAN_METRIC: json.dumps(result.scan)}
     with tempfile.TemporaryDirectory(prefix="flowjam-final-") as tmp:
         shutil.copytree(config["job"].train.out_dir, Path(tmp) / "model")
         if Path(config["live_dir"]).is_dir():
             shutil.copytree(config["live_dir"], Path(tmp) / "dvclive")
         (Path(tmp) / REPORT_INFO).write_text(json.dumps({"final": True, "step": result.step}))
-        ray.train.report(
-            {"step": result.step, "final": True}, checkpoint=ray.train.Checkpoint.from_directory(tmp)
-        )
+        ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def absolute_job(job: TrainJob) -> TrainJob:
@@ -174,7 +175,7 @@ def run_ray_training(
     text_encoder: Any = None,
     address: str = "",
     trainer_cls: type[Trainer] = RayTrainer,
-) -> None:
+) -> dict[str, str] | None:
     """Run :func:`model.training.setup.run_training` on ``train.workers`` Ray Train workers (DDP, on GPUs with
     ``train.use_gpu``); blocks until done.
 
@@ -182,6 +183,7 @@ def run_ray_training(
     started. ``storage_dir`` (``ray.storage``) holds Ray Train's checkpoints: a shared path or pyarrow URI, required
     on a multi-node cluster; empty means ``<train.ckpt_dir>/ray``. ``text_encoder`` (picklable) replaces the one each
     worker would build from ``job.text``. Raises when workers fail more than :data:`MAX_FAILURES` times.
+    Returns the scan backend rank 0 ran (``ScanChoice.as_dict()``), for the stage's provenance.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -254,3 +256,5 @@ def run_ray_training(
         _copy_into(Path(directory) / "model", Path(job.train.out_dir))
         if (Path(directory) / "dvclive").is_dir():
             _copy_into(Path(directory) / "dvclive", Path(live_dir))
+    scan = (result.metrics or {}).get(SCAN_METRIC)
+    return json.loads(scan) if isinstance(scan, str) else None

@@ -136,6 +136,7 @@ def run_training(
         dist.rank,
         dist.world_size,
         prefetch=PREFETCH_BATCHES,
+        pin_memory=device.type == "cuda",  # so the step's copies to the GPU are asynchronous
     )
     seed_everything(config.seed)
     net, net_config = build_net(job.network, train_clips.dim, texts.dim)

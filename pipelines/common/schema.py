@@ -208,6 +208,7 @@ class GenerateSection(Section):
     seed: Integer = 0
     batch_size: Integer = Field(16, ge=1)
     device: str = "auto"
+    precision: str = "fp32"  # fp32 (TF32 matmuls on CUDA) or bf16 autocast: model.flow.precision
     out_dir: str = "generated"
 
 

@@ -1,13 +1,16 @@
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from evaluation.challenge.prompts import Prompt, load_prompts, save_prompts
 from model.flow.text_to_music import GenerationError, to_output
 from pipelines.common.params import ParamsError
-from pipelines.generate import main, run_stage, sampler_of
+from pipelines.generate import main, resume_key, run_stage, sampler_of
 from tests.defaults import params
 
 
@@ -90,7 +93,11 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
     ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
     assert load_prompts(out / "prompts.jsonl") == prompts
-    assert (out / "provenance.json").is_file()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["precision"] == "fp32" and prov["scan_backend"]["backend"] == "torch"
+    assert (
+        prov["scan_backend"]["requested"] == "auto"
+    )  # generation picks for its device, whatever training ran
     first = {(r["prompt_id"], r["seed"]): _read(r["path"])[0] for r in manifest}
     assert all(a.shape == (441000, 2) for a in first.values())
     assert not np.allclose(first[("p1", 0)], first[("p1", 1)])
@@ -167,3 +174,21 @@ def test_cli_falls_back_to_the_params_file(model_dir, tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generate": {"steps": 0}}))
     with pytest.raises(ParamsError, match=r"generate\.steps"):
         main(["calm piano", "-o", "c.wav", "--model-dir", str(model_dir)])
+
+
+def test_bf16_precision_samples_close_to_fp32_and_is_part_of_the_resume_key(model_dir, tmp_path):
+    from model.flow.sampling import SamplerConfig, noise_generator
+    from model.flow.text_to_music import TextToMusic
+
+    sampler = SamplerConfig(steps=3, cfg_scale=2.0, method="euler")
+    latents = {}
+    for precision in ("fp32", "bf16"):
+        engine = TextToMusic.from_dir(model_dir, "cpu", precision)
+        latents[precision] = engine.latents(["calm piano"], [noise_generator("p", 0)], 10.0, sampler)
+    assert latents["bf16"].dtype == torch.float32 and torch.isfinite(latents["bf16"]).all()
+    relative = (latents["bf16"] - latents["fp32"]).norm() / latents["fp32"].norm()
+    assert 0 < relative < 3e-2
+    settings = params({"generate": {"precision": "bf16"}}).generate
+    assert resume_key(settings, model_dir)["precision"] == "bf16"
+    with pytest.raises(ParamsError, match=r"generate\.precision = 'fp16'"):
+        sampler_of(params({"generate": {"precision": "fp16"}}).generate)

@@ -46,7 +46,10 @@ def test_wrong_type_in_profile_is_an_error():
         merge({"train": {"steps": 1}}, {"train": {"steps": "lots"}})
 
 
-def test_print_mode_on_the_real_paper_profile(capsys):
+def test_print_mode_on_the_real_paper_profile(capsys, monkeypatch):
+    from pipelines import profile
+
+    monkeypatch.setattr(profile, "detected_gpu_memory_gib", lambda: None)  # the profile as written
     main(["paper"])
     out = capsys.readouterr().out.split()
     assert out[0] == "-S" and out[::2] == ["-S"] * (len(out) // 2)
@@ -83,3 +86,40 @@ def test_write_applies_profile(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["big", "--params", str(params), "--write"])
     assert yaml.safe_load(params.read_text()) == {"train": {"steps": 300000, "lr": 0.1}}
+
+
+def _pairs(capsys):
+    out = capsys.readouterr().out.split()
+    return dict(a.split("=", 1) for a in out[1::2])
+
+
+@pytest.mark.parametrize(("memory", "batch", "accum"), [(24, 16, 4), (48, 32, 2), (80, 64, 1), (141, 64, 1)])
+def test_paper_batch_follows_the_gpu_memory(capsys, memory, batch, accum):
+    from pipelines import profile
+
+    main(["paper", "--gpu-memory-gib", str(memory)])
+    pairs = _pairs(capsys)
+    assert (int(pairs["train.batch_size"]), int(pairs["train.accum_steps"])) == (batch, accum)
+    assert profile.follows_memory(merge(read_tree("params.yaml"), load_profile("paper")))
+
+
+def test_the_detected_gpu_memory_is_used(capsys, monkeypatch):
+    from pipelines import profile
+
+    monkeypatch.setattr(profile, "detected_gpu_memory_gib", lambda: 139.8)  # a fake H200
+    main(["paper"])
+    pairs = _pairs(capsys)
+    assert (pairs["train.batch_size"], pairs["train.accum_steps"]) == ("64", "1")
+    monkeypatch.setattr(profile, "detected_gpu_memory_gib", lambda: None)  # no GPU: the profile as written
+    main(["paper"])
+    pairs = _pairs(capsys)
+    assert (pairs["train.batch_size"], pairs["train.accum_steps"]) == ("16", "4")
+
+
+def test_other_networks_keep_their_batch(capsys, tmp_path, monkeypatch):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "small.yaml").write_text(yaml.safe_dump({"train": {"batch_size": 4}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"batch_size": 8, "frames": 64}}))
+    monkeypatch.chdir(tmp_path)
+    main(["small", "--gpu-memory-gib", "80"])
+    assert _pairs(capsys) == {"train.batch_size": "4"}

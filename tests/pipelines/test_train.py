@@ -36,6 +36,13 @@ def test_stage_trains_and_writes_artefact_with_provenance(tmp_path, monkeypatch)
         and prov["steps"] == 6
         and set(prov["params"]) == {"codec", "text", "model", "train", "ray"}
     )
+    # the scan backend that ran, and why: in the provenance and as a DVCLive param (`dvc exp show`)
+    assert prov["scan_backend"] == {
+        "requested": "torch",
+        "backend": "torch",
+        "reason": "model.scan_backend is torch",
+    }
+    assert yaml.safe_load((tmp_path / "dvclive" / "params.yaml").read_text()) == {"scan_backend": "torch"}
     metrics = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())
     assert metrics["step"] == 6 and {"loss", "lr", "grad_norm", "steps_per_s"} <= set(metrics["train"])
     assert (tmp_path / "dvclive" / "plots" / "metrics" / "val" / "loss.tsv").exists()

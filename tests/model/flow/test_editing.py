@@ -154,7 +154,7 @@ def trained_engine():
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     net.eval().requires_grad_(False)
     trained = TrainedModel(net, cfg, {}, {}, stats, 60, {})
-    return TextToMusic(trained, text, codec)
+    return TextToMusic(trained, text, codec, "cpu", "fp32")
 
 
 def test_trained_model_inpainting_keeps_the_known_region_within_the_codec_round_trip(trained_engine):

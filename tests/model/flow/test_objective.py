@@ -83,8 +83,8 @@ def test_masked_mse_ignores_pads():
     )
     torch.testing.assert_close(base, valid.square().mean())
     torch.testing.assert_close(masked_mse(pred, target, None), (pred - target).square().mean())
-    with pytest.raises(ValueError, match="no valid frames"):
-        masked_mse(pred, target, torch.zeros(2, 8, dtype=torch.bool))
+    # no host sync for a count check: an empty mask gives NaN, which the training step's guard skips
+    assert torch.isnan(masked_mse(pred, target, torch.zeros(2, 8, dtype=torch.bool)))
 
 
 def test_logit_normal_statistics():

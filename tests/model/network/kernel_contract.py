@@ -93,12 +93,16 @@ def install_stand_in(monkeypatch) -> ContractCheckingScan:
 
     The kernel slot is ``scan_cuda._import_selective_scan_fn`` (what ``scan_cuda.selective_scan_cuda`` calls),
     and the backend choice says ``cuda`` for CPU inputs; everything between the mixer and the kernel is real.
+    mamba_ssm's fused path is reported missing, so the mixers take the unfused seam (the fused one has its own
+    stand-in: ``tests/model/network/fused_contract.py``).
     """
     import model.network.mamba as mamba_module
-    from model.network import scan_cuda
+    from model.network import scan_cuda, scan_fused
 
     stand_in = ContractCheckingScan()
     monkeypatch.setattr(scan_cuda, "_import_selective_scan_fn", lambda: (stand_in, ""))
+    monkeypatch.setattr(scan_fused, "_import_mamba_inner_fn", lambda: (None, "stand-in: unfused seam"))
+    monkeypatch.setattr(scan_fused, "_problems", {})
     monkeypatch.setattr(
         mamba_module,
         "choose_scan_backend",

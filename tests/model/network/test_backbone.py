@@ -5,7 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from model.network.backbone import PAPER_NETWORK, VelocityNet, VelocityNetConfig, count_parameters
+from model.network.backbone import (
+    PAPER_NETWORK,
+    VelocityNet,
+    VelocityNetConfig,
+    check_input_values,
+    count_parameters,
+)
 from model.network.conditioning import AdaLNModulation, CrossAttention
 from tests.defaults import net_config
 
@@ -189,7 +195,11 @@ def test_bad_inputs_are_rejected_with_the_reason():
     x, t, text, text_mask = inputs(2, 5, 3, dtype=torch.float32)
     with pytest.raises(ValueError, match="text_dim"):
         net(x, t, text[..., :4], text_mask)
+    with pytest.raises(ValueError, match="mask must be a bool"):
+        net(x, t, text, text_mask, torch.ones(2, 5))
+    # value checks live where batches are made (forward reads no values back: no host sync on a GPU)
     with pytest.raises(ValueError, match="at least one real token"):
-        net(x, t, text, torch.zeros_like(text_mask))
+        check_input_values(torch.zeros_like(text_mask))
     with pytest.raises(ValueError, match="right-padded"):
-        net(x, t, text, text_mask, torch.tensor([[False, True, True, True, True]] * 2))
+        check_input_values(text_mask, torch.tensor([[False, True, True, True, True]] * 2))
+    check_input_values(text_mask, torch.tensor([[True, True, True, False, False]] * 2))

@@ -105,7 +105,7 @@ def test_mixer_is_causal_in_time():
 
 
 def test_auto_backend_on_cpu_runs_torch_and_logs_once(monkeypatch, caplog):
-    monkeypatch.setattr(mamba_module, "_logged_auto_choices", set())
+    monkeypatch.setattr(mamba_module, "_logged_choices", set())
     mixer = Mamba(16, d_state=4, scan_backend="auto")
     with caplog.at_level(logging.INFO, logger="model.network.mamba"):
         for _ in range(3):
@@ -129,7 +129,7 @@ def test_explicit_cuda_backend_never_falls_back(monkeypatch):
         with pytest.raises(ValueError, match="scan_backend='cuda' got input on cpu"):
             Mamba(16, d_state=4, scan_backend="cuda")(torch.randn(1, 6, 16))
     else:
-        with pytest.raises(scan_cuda.CudaScanUnavailableError, match=r"install the `cuda` extra"):
+        with pytest.raises(scan_cuda.CudaScanUnavailableError, match=r"build the `cuda` extra.*make gpu-env"):
             Mamba(16, d_state=4, scan_backend="cuda")
 
 
