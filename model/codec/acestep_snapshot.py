@@ -138,11 +138,18 @@ def load_dcae(folder: str | Path, dtype: torch.dtype = torch.float32):
     folder = Path(folder)
     weights_file(folder, DCAE_WEIGHT_NAMES)
     try:
+        # low_cpu_mem_usage off: the same loading path (and errors) whether or not accelerate is installed
         model, info = AutoencoderDC.from_pretrained(
-            str(folder), torch_dtype=dtype, local_files_only=True, output_loading_info=True
+            str(folder),
+            torch_dtype=dtype,
+            local_files_only=True,
+            output_loading_info=True,
+            low_cpu_mem_usage=False,
         )
-    except RuntimeError as exc:  # size mismatches between config.json and the weights
-        raise RuntimeError(f"{folder}: AutoencoderDC weights do not match its config.json: {exc}") from exc
+    except (RuntimeError, ValueError) as exc:  # size mismatches between config.json and the weights
+        raise RuntimeError(
+            f"{folder}: AutoencoderDC weights do not match its config.json (size mismatch): {exc}"
+        ) from exc
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise RuntimeError(f"{folder}: AutoencoderDC weights do not match its config.json: {problems}")
