@@ -89,7 +89,7 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
         (p, k) for p in ("p1", "p2", "p3") for k in (0, 1)
     ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
-    assert load_prompts(out / "prompts.jsonl") == prompts
+    assert load_prompts(out / "prompts.jsonl") == load_prompts(tmp_path / "prompts.jsonl")
     assert (out / "provenance.json").is_file()
     first = {(r["prompt_id"], r["seed"]): _read(r["path"])[0] for r in manifest}
     assert all(a.shape == (441000, 2) for a in first.values())
