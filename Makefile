@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench gpu-check solver-study oracle-study
+.PHONY: env repro test lint bench gpu-check solver-study oracle-study rank
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -27,6 +27,12 @@ lint: env
 bench: env
 	mkdir -p bench/results
 	set -e; for f in bench/bench_*.py; do echo "== $$f"; PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) $$f; done
+
+# Borda ranking (FAD, CLAP, CCS) of the workspace and every experiment of `dvc exp show`; writes
+# reports/ranking.json (docs/evaluation.md). RANK_ARGS="-- --all-commits" passes options to dvc exp show.
+RANK_ARGS ?=
+rank: env
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) -m pipelines.rank $(RANK_ARGS)
 
 # On a GPU machine: pytest -m cuda, scan parity, paper-size steps/s and memory, generation, DCAE and htdemucs
 # throughput, 2-GPU DDP; writes bench/results/gpu.json (docs/gpu.md). GPU_CHECK_ARGS=--dry-run runs it on CPU.
