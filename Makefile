@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench gpu-env gpu-check gpu-check-dry solver-study oracle-study
+.PHONY: env repro test lint bench gpu-env gpu-check gpu-check-dry solver-study oracle-study rank
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -27,6 +27,12 @@ lint: env
 bench: env
 	mkdir -p bench/results
 	set -e; for f in bench/bench_*.py; do echo "== $$f"; PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) $$f; done
+
+# Borda ranking (FAD, CLAP, CCS) of the workspace and every experiment of `dvc exp show`; writes
+# reports/ranking.json (docs/evaluation.md). RANK_ARGS="-- --all-commits" passes options to dvc exp show.
+RANK_ARGS ?=
+rank: env
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) -m pipelines.rank $(RANK_ARGS)
 
 # The CUDA kernel environment (the `cuda` extra): mamba-ssm 2.3.2.post1 + causal-conv1d 1.7.0 compiled for this GPU.
 # No prebuilt wheels exist for torch 2.13, so both build from source: nvcc of torch's CUDA major version, wheel and

@@ -5,7 +5,10 @@ the reference audio (the test split's instrumental audio, or ``evaluate.referenc
 judge and text–audio model the train/validation splits of ``<data.prepared_dir>/tracks.parquet`` with
 ``<separate.out_dir>/manifest.parquet``, and the train stage's DVCLive loss curves (``dvclive/``, for the report).
 With ``evaluate.ceiling`` (default true) the reference audio is also round-tripped through the ``codec:`` the
-model was trained with and scored the same way: ``ceiling.*`` in metrics.json.
+model was trained with and scored the same way: ``ceiling.*`` in metrics.json. Every generated clip is scored
+as the submit stage packages it (``submit.sample_rate``, ``submit.channels``, ``submit.seconds``: exactly 10 s,
+16-bit; ``evaluation/challenge/package.py``), and its fingerprint goes to ``per_prompt.parquet`` for submit to
+check. The headline scores the ranked prompts, ``ood.*`` the out-of-distribution ones.
 Writes in ``evaluate.out_dir``: ``metrics.json`` (numbers only: the DVC metric), ``details.json`` (what produced
 them), ``per_prompt.parquet`` (one row per clip), ``best_seeds.json``, ``index.html`` + ``spectrograms/`` (the
 listening report), ``models/`` (trained tagger / local-clap), ``evaluate_rejects.json`` and
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluation.challenge.package import PackageFormat
 from evaluation.report.figures import read_training_curves
 from evaluation.report.page import write_report
 from evaluation.scoring.evaluator import EvaluationOutputs, run_evaluation
@@ -74,7 +78,8 @@ def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutpu
     instrumental = str(Path(params.separate.out_dir) / "manifest.parquet")
     codec = params.codec.model_dump()  # the ceiling's codec: the one the model was trained with
     roundtrip = CodecRoundTrip(codec) if settings.ceiling else None
-    outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip)
+    package = config_of(PackageFormat, params.submit)  # score what the submit stage will send
+    outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip, package)
     out = Path(settings.out_dir)
     write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
     write_json_atomic(out / "best_seeds.json", outputs.best_seeds)

@@ -9,6 +9,7 @@ whether they are the challenge's metrics or offline stand-ins), the submission a
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,14 @@ def _json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _members(package: Path) -> str:
+    try:
+        with zipfile.ZipFile(package) as zf:
+            return str(sum(name.endswith(".wav") for name in zf.namelist()))
+    except (OSError, zipfile.BadZipFile):
+        return "unreadable:"
 
 
 def summary_lines(params: ParamsSchema) -> list[str]:
@@ -66,16 +75,16 @@ def summary_lines(params: ParamsSchema) -> list[str]:
         )
         lines.append(
             f"metrics     {reports / 'metrics.json'}: FAD {metrics['fad']:.4g}  CLAP {metrics['clap']:.4f}  "
-            f"CCS {metrics['ccs']:.4f} (chosen seed per prompt; {kind})"
+            f"CCS {metrics['ccs']:.4f} (chosen seed per ranked prompt; {kind})"
         )
     else:
         lines.append(f"metrics     {reports / 'metrics.json'}: missing")
 
-    wav_count = len(list(submission.glob("*.wav"))) if submission.is_dir() else 0
+    packages = sorted(submission.glob("*.zip")) if submission.is_dir() else []
     lines.append(
-        f"submission  {submission}/: {wav_count} WAV files + manifest.csv"
-        if wav_count
-        else f"submission  {submission}/: missing"
+        f"submission  {packages[0]}: {_members(packages[0])} WAV files (+ parameter_count.json, manifest.csv)"
+        if len(packages) == 1
+        else f"submission  {submission}/: {'missing' if not packages else f'{len(packages)} packages'}"
     )
 
     page = reports / "index.html"

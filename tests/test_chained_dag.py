@@ -9,11 +9,13 @@ right stages.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from evaluation.challenge.package import pcm_sha256
 from pipelines.common.params_trace import TRACE_ENV, listed_keys, params_mismatch, read_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,16 +173,45 @@ def test_generation_evaluation_and_submission_hand_offs(pipeline):
     )
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert all(np.isfinite(metrics[k]) for k in ("fad", "clap", "ccs"))
+    # the built-in set's 80/20 rule on 3 prompts: 1 out of distribution, scored apart from the headline
+    assert sorted(p["split"] for p in prompts) == ["ood", "ranked", "ranked"] and "ood" in metrics
     best = json.loads((root / "reports/best_seeds.json").read_text())
     assert set(best) == set(ids)
     assert {r["prompt_id"]: r["seed"] for r in per_clip if r["chosen"]} == best
     sub = root / "submission"
-    assert sorted(p.name for p in sub.glob("*.wav")) == sorted(f"{i}.wav" for i in ids)
-    for pid, seed in best.items():
-        assert (sub / f"{pid}.wav").read_bytes() == (
-            root / "generated" / pid / f"seed-{seed}.wav"
-        ).read_bytes()
+    assert sorted(p.name for p in sub.iterdir()) == sorted(
+        [
+            "flowjam_efficiency_1.zip",
+            "manifest.csv",
+            "metrics.json",
+            "parameter_count.json",
+            "provenance.json",
+        ]
+    )
+    scored = {r["prompt_id"]: r["package_sha256"] for r in per_clip if r["chosen"]}
+    with zipfile.ZipFile(sub / "flowjam_efficiency_1.zip") as zf:
+        assert sorted(zf.namelist()) == sorted(f"{i}.wav" for i in ids)
+        for pid in ids:  # exactly 10.0 s, and the very samples evaluate scored (FAD on what is sent)
+            pcm, rate = sf.read(io.BytesIO(zf.read(f"{pid}.wav")), dtype="int16")
+            assert (pcm.shape, rate) == ((441000, 2), 44100) and pcm_sha256(pcm) == scored[pid]
+    count = json.loads((sub / "parameter_count.json").read_text())
+    assert count["track"] == "efficiency" and 0 < count["parameters"] <= count["limit"]
     assert json.loads((sub / "metrics.json").read_text()) == metrics
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.check_submission",
+            "submission",
+            "--prompts",
+            "generated/prompts.jsonl",
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Prompt sets: the challenge format (id + caption + concepts) and the built-in held-out set.
+"""Prompt sets: the challenge format (id + caption [+ concepts] [+ split]) and the built-in held-out set.
 
 A prompt file is JSON (a list of objects, or ``{"prompts": [...]}``), JSONL (one object per line) or CSV/TSV.
 Per prompt: an id (``prompt_id`` or ``id``), a caption (``caption``, ``prompt`` or ``text``) and its concepts,
@@ -7,8 +7,16 @@ separated string) or as ``genre``/``instrument``/``mood`` columns. Uncategorised
 ``"concept"``; a Jamendo-style ``genre---rock`` is split into its category. Ids name output files, so they may
 hold only letters, digits, ``.``, ``_`` and ``-``.
 
+The challenge's own format is a CSV ``id,prompt`` without concepts: a prompt without any concept gets the
+MTG-Jamendo genre / instrument / mood tags its caption names (:mod:`evaluation.challenge.vocabulary`), marked
+``concepts_from: caption`` in the saved prompt set; the prompts whose caption names none are logged (CCS leaves
+them out). ``split`` (``ranked``, the default, or ``ood``; also ``in_distribution: true/false``) marks which
+prompts the headline metrics rank; ``ood`` prompts are scored apart (``ood.*`` in metrics.json).
+
 The built-in set is the held-out (``test``) split of ``data/prepared/tracks.parquet``: up to ``n_prompts``
-tracks (all of them, sorted by id, when there are fewer; else a seeded sample), prompt id = track id.
+tracks (all of them, sorted by id, when there are fewer; else a seeded sample), prompt id = track id, concepts =
+the track's tags, split by training coverage (:mod:`evaluation.challenge.ood_split`: the 20 % least covered by
+the train split's tag combinations are ``ood``).
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ import os
 import random
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from evaluation.challenge.ood_split import OOD, RANKED, split_by_training_coverage
+from evaluation.challenge.vocabulary import extract_concepts
 from model.runtime.atomic_io import atomic_path
 from model.runtime.errors import InputError
 
@@ -34,6 +44,18 @@ ID_KEYS = ("prompt_id", "id")
 CAPTION_KEYS = ("caption", "prompt", "text")
 UNCATEGORISED = "concept"
 BUILTIN = "builtin"
+GIVEN, FROM_CAPTION = "given", "caption"  # where a prompt's concepts came from
+_SPLIT_NAMES = {
+    "ranked": RANKED,
+    "in": RANKED,
+    "id": RANKED,
+    "in_distribution": RANKED,
+    "in-distribution": RANKED,
+    "ood": OOD,
+    "out": OOD,
+    "out_of_distribution": OOD,
+    "out-of-distribution": OOD,
+}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CATEGORY_ALIASES = {
     "mood/theme": "mood",
@@ -51,11 +73,14 @@ class PromptSetError(InputError, ValueError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """One prompt: ``prompt_id`` (names files), ``caption`` (the text the model sees), concepts per category."""
+    """One prompt: ``prompt_id`` (names files), ``caption`` (the text the model sees), concepts per category,
+    ``split`` (``ranked`` or ``ood``) and where the concepts came from (``given`` or ``caption``)."""
 
     prompt_id: str
     caption: str
     concepts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    split: str = RANKED
+    concepts_from: str = GIVEN
 
     @property
     def all_concepts(self) -> tuple[str, ...]:
@@ -71,6 +96,8 @@ class Prompt:
             "prompt_id": self.prompt_id,
             "caption": self.caption,
             "concepts": {k: list(v) for k, v in self.concepts.items()},
+            "concepts_from": self.concepts_from,
+            "split": self.split,
         }
 
 
@@ -92,7 +119,46 @@ def load_prompts(path: str | os.PathLike) -> list[Prompt]:
     if not prompts:
         raise PromptSetError(f"{p}: the prompt file holds no prompts")
     _check_unique(prompts, str(p))
-    return prompts
+    return with_caption_concepts(prompts, str(p))
+
+
+def with_caption_concepts(prompts: list[Prompt], source: str) -> list[Prompt]:
+    """Prompts without any concept (and not already extracted) get the concepts their caption names; logged,
+    with the prompts whose caption names none."""
+    out = [
+        replace(pr, concepts=extract_concepts(pr.caption), concepts_from=FROM_CAPTION)
+        if not pr.concepts and pr.concepts_from == GIVEN
+        else pr
+        for pr in prompts
+    ]
+    extracted = [pr for pr, old in zip(out, prompts, strict=True) if pr is not old]
+    if extracted:
+        log.info(
+            "%s: %d prompt(s) without concept lists; concepts taken from their captions "
+            "(MTG-Jamendo genre/instrument/mood vocabulary)",
+            source,
+            len(extracted),
+        )
+        for pr in extracted:
+            log.info("  %s: %s", pr.prompt_id, _describe(pr.concepts) or "none")
+    without = without_concepts(out)
+    if without:
+        log.warning(
+            "%s: %d prompt(s) name no genre, instrument or mood (%s); CCS leaves them out",
+            source,
+            len(without),
+            ", ".join(without),
+        )
+    return out
+
+
+def without_concepts(prompts: Iterable[Prompt]) -> list[str]:
+    """The ids of the prompts that have no concept (CCS is undefined for them)."""
+    return [pr.prompt_id for pr in prompts if not pr.all_concepts]
+
+
+def _describe(concepts: Mapping[str, tuple[str, ...]]) -> str:
+    return "; ".join(f"{c}: {', '.join(v)}" for c, v in concepts.items())
 
 
 def save_prompts(path: str | os.PathLike, prompts: Iterable[Prompt]) -> None:
@@ -112,6 +178,10 @@ def builtin_prompts(tracks_path: str | os.PathLike, n_prompts: int = 100, seed: 
     missing = [c for c in ("track_id", "caption", "split", *CATEGORIES) if c not in tracks.columns]
     if missing:
         raise PromptSetError(f"{p}: missing column(s) {', '.join(missing)} for the built-in prompt set")
+    train = [
+        {c: row[c] or () for c in CATEGORIES}
+        for row in tracks.filter(pl.col("split") == "train").select(*CATEGORIES).iter_rows(named=True)
+    ]
     test = tracks.filter(pl.col("split") == "test").sort("track_id")
     if test.height == 0:
         raise PromptSetError(
@@ -131,6 +201,13 @@ def builtin_prompts(tracks_path: str | os.PathLike, n_prompts: int = 100, seed: 
     for row in test.iter_rows(named=True):
         concepts = {c: tuple(row[c] or ()) for c in CATEGORIES}
         prompts.append(_make_prompt(row["track_id"], row["caption"], concepts, f"{p} (test split)"))
+    prompts = split_by_training_coverage(prompts, train)
+    log.info(
+        "built-in prompts: %d ranked, %d out of distribution (least covered by the %d training tracks' tags)",
+        sum(pr.split == RANKED for pr in prompts),
+        sum(pr.split == OOD for pr in prompts),
+        len(train),
+    )
     return prompts
 
 
@@ -198,10 +275,40 @@ def _prompt_from_record(rec: Any, p: Path, n: int) -> Prompt:
     if pid is None or str(pid).strip() == "":
         raise PromptSetError(f"{where}: no prompt id (a '{ID_KEYS[0]}' or '{ID_KEYS[1]}' field)")
     caption = _pick(rec, CAPTION_KEYS)
-    return _make_prompt(str(pid).strip(), caption, _concepts_from_record(rec, f"{p}, prompt {pid}"), str(p))
+    where = f"{p}, prompt {pid}"
+    origin = rec.get("concepts_from") or GIVEN
+    if origin not in (GIVEN, FROM_CAPTION):
+        raise PromptSetError(f"{where}: concepts_from {origin!r} is neither {GIVEN!r} nor {FROM_CAPTION!r}")
+    concepts = _concepts_from_record(rec, where)
+    return _make_prompt(str(pid).strip(), caption, concepts, str(p), _split_of(rec, where), origin)
 
 
-def _make_prompt(pid: str, caption: Any, concepts: Mapping[str, tuple[str, ...]], source: str) -> Prompt:
+def _split_of(rec: Mapping[str, Any], where: str) -> str:
+    """``split`` (ranked / ood and their aliases) or ``in_distribution`` (true / false); ranked by default."""
+    value = rec.get("split")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        flag = rec.get("in_distribution")
+        if flag is None or (isinstance(flag, str) and not flag.strip()):
+            return RANKED
+        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        parsed = flag if isinstance(flag, bool) else truth.get(str(flag).strip().lower())
+        if parsed is None:
+            raise PromptSetError(f"{where}: in_distribution {flag!r} is not true or false")
+        return RANKED if parsed else OOD
+    split = _SPLIT_NAMES.get(str(value).strip().lower())
+    if split is None:
+        raise PromptSetError(f"{where}: split {value!r} is not one of {RANKED!r} or {OOD!r}")
+    return split
+
+
+def _make_prompt(
+    pid: str,
+    caption: Any,
+    concepts: Mapping[str, tuple[str, ...]],
+    source: str,
+    split: str = RANKED,
+    concepts_from: str = GIVEN,
+) -> Prompt:
     if not _ID_PATTERN.match(pid):
         raise PromptSetError(
             f"{source}: prompt id {pid!r} cannot name a file; use letters, digits, '.', '_', '-'"
@@ -211,7 +318,7 @@ def _make_prompt(pid: str, caption: Any, concepts: Mapping[str, tuple[str, ...]]
             f"{source}: prompt {pid!r} has an empty caption ({'/'.join(CAPTION_KEYS)}); "
             "every prompt needs text"
         )
-    return Prompt(prompt_id=pid, caption=" ".join(caption.split()), concepts=dict(concepts))
+    return Prompt(pid, " ".join(caption.split()), dict(concepts), split, concepts_from)
 
 
 def _concepts_from_record(rec: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:

@@ -1,10 +1,17 @@
-"""The challenge submission: build ``submission/`` from the best seed per prompt, and check it against the rules.
+"""The challenge submission: package the best seed per prompt as ``{team}_{track}_{n}.zip`` and check it.
 
-Layout: ``<prompt_id>.wav`` per prompt (the best seed of ``reports/best_seeds.json``), ``manifest.csv`` (prompt_id,
-file, seed, seconds, sample_rate, caption), ``metrics.json`` (a copy of the evaluation metrics) and
-``provenance.json``. Rules checked (``validate_submission``): every expected prompt id has exactly one WAV and
-there is no other audio or unknown file; each file is a RIFF WAV at 44.1 kHz, at least 10 s long, all samples
-finite, and not silent (RMS of the scored first 10 s above ``rms_floor``); the manifest lists exactly the files.
+``submission/`` holds:
+
+- ``{team}_{track}_{attempt}.zip`` — what is sent: ``{prompt_id}.wav`` per prompt, flat, 16-bit PCM at
+  ``submit.sample_rate`` with ``submit.channels``, exactly ``submit.seconds`` (:mod:`evaluation.challenge.package`);
+- ``parameter_count.json`` — the parameter count of the exported model and the track's limit
+  (:mod:`evaluation.challenge.parameters`), the proof an efficiency-track entry adds;
+- ``manifest.csv`` (prompt_id, file, seed, seconds, sample_rate, split, caption), ``metrics.json`` (a copy of the
+  evaluation metrics) and ``provenance.json``.
+
+``build_submission`` assembles it beside the target, checks it by re-opening the zip (``validate_submission``),
+and only then swaps it into place, so a failed build leaves the previous submission untouched. With the scored
+fingerprints of the evaluate stage it also refuses a package whose audio is not the audio that was scored.
 
     python -m pipelines.check_submission submission/ --prompts generated/prompts.jsonl
 """
@@ -15,33 +22,36 @@ import csv
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
-
+from evaluation.challenge.package import (
+    ZIP_NAME,
+    PackageFormat,
+    check_package,
+    packaged_pcm,
+    pcm_sha256,
+    wav_bytes,
+    write_package,
+)
+from evaluation.challenge.parameters import TRACK_LIMITS, parameter_problems
 from evaluation.challenge.prompts import Prompt
 from model.runtime.atomic_io import atomic_dir, atomic_path, write_json_atomic
 from model.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ("prompt_id", "file", "seed", "seconds", "sample_rate", "caption")
-KNOWN_FILES = ("manifest.csv", "metrics.json", "provenance.json")
+MANIFEST_COLUMNS = ("prompt_id", "file", "seed", "seconds", "sample_rate", "split", "caption")
+PARAMETER_FILE = "parameter_count.json"
+REQUIRED_FILES = ("manifest.csv", "metrics.json", PARAMETER_FILE)
+KNOWN_FILES = (*REQUIRED_FILES, "provenance.json")
+FINAL_ATTEMPTS = 2  # reported: at most two final submissions per team
 
 
-@dataclass(frozen=True)
-class SubmissionRules:
-    """The challenge's audio rules; only ``rms_floor`` (our silence threshold, ``submit.rms_floor``) is a choice."""
-
-    rms_floor: float
-    sample_rate: int = 44100  # the challenge's, not params
-    min_seconds: float = 10.0
-    scored_seconds: float = 10.0
+class SubmitParamsError(InputError, ValueError):
+    """A ``submit.*`` value the package cannot be made with."""
 
 
 class SubmissionError(InputError, RuntimeError):
@@ -51,6 +61,43 @@ class SubmissionError(InputError, RuntimeError):
         self.violations = list(violations)
         lines = "\n  - ".join(self.violations)
         super().__init__(f"{where}: {len(self.violations)} rule violation(s):\n  - {lines}")
+
+
+@dataclass(frozen=True)
+class SubmissionRules:
+    """``submit.*``: who submits (team, track, attempt), the packaged audio (rate, channels, seconds) and our
+    silence threshold ``rms_floor``."""
+
+    team: str
+    track: str
+    attempt: int
+    sample_rate: int
+    channels: int
+    seconds: float
+    rms_floor: float
+
+    def __post_init__(self) -> None:
+        if not ZIP_NAME.match(f"{self.team}_{self.track}_{self.attempt}.zip") or not self.team:
+            raise SubmitParamsError(
+                f"params.yaml: submit.team = {self.team!r}: use letters, digits and '-' only "
+                "(it names the zip {team}_{track}_{n}.zip, whose parts are split at '_')"
+            )
+        if self.track not in TRACK_LIMITS:
+            raise SubmitParamsError(
+                f"params.yaml: submit.track = {self.track!r}: must be one of {', '.join(TRACK_LIMITS)}"
+            )
+        try:
+            self.format  # noqa: B018 (validates rate, channels and seconds)
+        except ValueError as exc:
+            raise SubmitParamsError(f"params.yaml: {exc}") from None
+
+    @property
+    def format(self) -> PackageFormat:
+        return PackageFormat(self.sample_rate, self.channels, self.seconds)
+
+    @property
+    def zip_name(self) -> str:
+        return f"{self.team}_{self.track}_{self.attempt}.zip"
 
 
 def read_best_seeds(path: str | os.PathLike, prompt_ids: Sequence[str]) -> dict[str, int]:
@@ -95,13 +142,21 @@ def build_submission(
     out_dir: str | os.PathLike,
     metrics_path: str | os.PathLike | None,
     rules: SubmissionRules,
+    parameter_count: Mapping[str, Any],
+    scored_sha256: Mapping[tuple[str, int], str] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Assemble, validate and only then publish ``out_dir`` (a failed build leaves any old one untouched).
+    """Package, check and only then publish ``out_dir`` (a failed build leaves any old one untouched).
 
-    ``generated`` maps (prompt_id, seed index) to the generated WAV. Raises SubmissionError on any violation.
+    ``generated`` maps (prompt_id, seed index) to the generated WAV; ``scored_sha256`` the same keys to the
+    fingerprint of the packaged clip the evaluate stage scored (checked when given). Raises SubmissionError.
     """
     out = Path(out_dir)
+    fmt = rules.format
+    if rules.attempt > FINAL_ATTEMPTS:
+        log.warning(
+            "submit.attempt = %d: teams reportedly send at most %d final submissions", rules.attempt, 2
+        )
     with atomic_dir(out) as staging:
         missing = [
             f"prompt {p.prompt_id}: no generated file for seed {best_seeds.get(p.prompt_id)}"
@@ -110,29 +165,41 @@ def build_submission(
         ]
         if missing:
             raise SubmissionError(str(out), missing)
-        rows = []
+        members, rows, unscored = {}, [], []
         for p in prompts:
-            seed = best_seeds[p.prompt_id]
-            target = staging / f"{p.prompt_id}.wav"
-            shutil.copyfile(generated[(p.prompt_id, seed)], target)
-            info = sf.info(str(target))
+            key = (p.prompt_id, best_seeds[p.prompt_id])
+            pcm = packaged_pcm(generated[key], fmt)
+            name = f"{p.prompt_id}.wav"
+            if scored_sha256 is not None and scored_sha256.get(key) != pcm_sha256(pcm):
+                unscored.append(
+                    f"member {name}: not the clip the evaluate stage scored for seed {key[1]} "
+                    f"(packaged {pcm_sha256(pcm)[:12]}, scored {str(scored_sha256.get(key))[:12]}); "
+                    "rerun evaluate (dvc repro evaluate)"
+                )
+            members[name] = wav_bytes(pcm, fmt.sample_rate)
             rows.append(
                 {
                     "prompt_id": p.prompt_id,
-                    "file": target.name,
-                    "seed": seed,
-                    "seconds": round(info.frames / info.samplerate, 6),
-                    "sample_rate": info.samplerate,
+                    "file": name,
+                    "seed": key[1],
+                    "seconds": round(pcm.shape[0] / fmt.sample_rate, 6),
+                    "sample_rate": fmt.sample_rate,
+                    "split": p.split,
                     "caption": p.caption,
                 }
             )
+        if unscored:
+            raise SubmissionError(str(out), unscored)
+        write_package(staging / rules.zip_name, members)
         write_manifest(staging / "manifest.csv", rows)
+        limit = TRACK_LIMITS[rules.track]
+        write_json_atomic(staging / PARAMETER_FILE, {"track": rules.track, "limit": limit, **parameter_count})
         if metrics_path is not None:
-            shutil.copyfile(metrics_path, staging / "metrics.json")
+            (staging / "metrics.json").write_bytes(Path(metrics_path).read_bytes())
         if provenance is not None:
             write_json_atomic(staging / "provenance.json", dict(provenance))
         check_submission(staging, [p.prompt_id for p in prompts], rules, where=str(out))
-    log.info("submission %s: %d files, all rules met", out, len(prompts))
+    log.info("submission %s: %s with %d clips, all rules met", out, rules.zip_name, len(prompts))
     return out
 
 
@@ -143,63 +210,65 @@ def write_manifest(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -
         writer.writerows(rows)
 
 
-def check_audio_file(path: Path, rules: SubmissionRules) -> list[str]:
-    """The rule violations of one submission audio file (empty when it is fine)."""
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types for bad headers
-        return [f"{path.name}: not a readable audio file ({exc})"]
-    problems = []
-    if info.format not in ("WAV", "WAVEX"):
-        problems.append(f"{path.name}: format {info.format}, expected WAV")
-    if info.samplerate != rules.sample_rate:
-        problems.append(f"{path.name}: sample rate {info.samplerate} Hz, expected {rules.sample_rate} Hz")
-    seconds = info.frames / info.samplerate if info.samplerate else 0.0
-    if seconds < rules.min_seconds:
-        problems.append(f"{path.name}: {seconds:.3f} s long, shorter than the required {rules.min_seconds} s")
-    if info.frames == 0:
-        return problems
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    if not np.isfinite(audio).all():
-        problems.append(f"{path.name}: {int((~np.isfinite(audio)).sum())} non-finite (NaN/inf) samples")
-        return problems
-    scored = audio[: int(round(rules.scored_seconds * sr))]
-    rms = float(np.sqrt(np.mean(np.square(scored, dtype=np.float64))))
-    if rms <= rules.rms_floor:
-        problems.append(
-            f"{path.name}: silent (RMS {rms:.2e} of the first {rules.scored_seconds:g} s "
-            f"<= floor {rules.rms_floor:.0e})"
-        )
-    return problems
+def zip_name_problems(name: str) -> list[str]:
+    """What is wrong with a package's file name (``{team}_{track}_{n}.zip``)."""
+    match = ZIP_NAME.match(name)
+    if match is None:
+        return [f"{name}: not named {{team}}_{{track}}_{{n}}.zip (team: letters, digits, '-'; n: a number)"]
+    if match["track"] not in TRACK_LIMITS:
+        return [f"{name}: track {match['track']!r} is not one of {', '.join(TRACK_LIMITS)}"]
+    return []
+
+
+def validate_package_file(
+    zip_path: str | os.PathLike, expected_ids: Sequence[str], fmt: PackageFormat, rms_floor: float
+) -> list[str]:
+    """Every problem of one zip: its name, then each member (each line names the zip and the member)."""
+    p = Path(zip_path)
+    return zip_name_problems(p.name) + [
+        f"{p.name}: {x}" for x in check_package(p, expected_ids, fmt, rms_floor)
+    ]
 
 
 def validate_submission(
     sub_dir: str | os.PathLike, expected_ids: Sequence[str], rules: SubmissionRules
 ) -> list[str]:
     """Every rule violation of the submission in ``sub_dir`` against the expected prompt ids (empty = valid)."""
-    rules = rules
     d = Path(sub_dir)
     if not d.is_dir():
         return [f"{d}: submission directory not found"]
-    expected = set(expected_ids)
-    problems = [
-        f"missing prompt {pid}: no {pid}.wav" for pid in sorted(expected) if not (d / f"{pid}.wav").is_file()
-    ]
+    problems = []
     for f in sorted(d.iterdir()):
-        if f.suffix.lower() == ".wav":
-            if f.suffix == ".wav" and f.stem in expected:
-                problems += check_audio_file(f, rules)
-            else:
-                problems.append(f"extra file {f.name}: not <prompt_id>.wav for a prompt of the set")
-        elif f.name not in KNOWN_FILES:
+        if f.name != rules.zip_name and f.name not in KNOWN_FILES:
+            what = "another package" if f.suffix == ".zip" else "unexpected file"
             problems.append(
-                f"unexpected file {f.name} (a submission holds <prompt_id>.wav, {', '.join(KNOWN_FILES)})"
+                f"{what} {f.name} (a submission holds {rules.zip_name}, {', '.join(KNOWN_FILES)})"
             )
-    for name in ("manifest.csv", "metrics.json"):
-        if not (d / name).is_file():
-            problems.append(f"{name} is missing")
+    if (d / rules.zip_name).is_file():
+        problems += validate_package_file(d / rules.zip_name, expected_ids, rules.format, rules.rms_floor)
+    else:
+        problems.append(f"{rules.zip_name} is missing (submit.team, submit.track and submit.attempt name it)")
+    problems += [f"{name} is missing" for name in REQUIRED_FILES if not (d / name).is_file()]
+    if (d / PARAMETER_FILE).is_file():
+        problems += parameter_file_problems(d / PARAMETER_FILE, rules.track)
     if (d / "manifest.csv").is_file():
-        problems += _check_manifest(d / "manifest.csv", expected)
+        problems += _check_manifest(d / "manifest.csv", set(expected_ids))
+    return problems
+
+
+def parameter_file_problems(path: Path, track: str) -> list[str]:
+    """The parameter-count file must be for ``track`` and within its limit."""
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        return [f"{path.name}: not valid JSON ({exc.msg})"]
+    if not isinstance(record, dict):
+        return [f"{path.name}: expected a JSON object"]
+    problems = [f"{path.name}: {x}" for x in parameter_problems(record, track)]
+    if record.get("track") != track:
+        problems.append(
+            f"{path.name}: written for track {record.get('track')!r}, the package is for {track!r}"
+        )
     return problems
 
 

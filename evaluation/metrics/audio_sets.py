@@ -135,9 +135,11 @@ def embed_paths(
     seconds: float,
     desc: str,
     transform: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+    reader: Callable[[str], tuple[np.ndarray, int]] | None = None,
 ) -> tuple[dict[str, list[np.ndarray | None]], list[dict[str, str]]]:
-    """Decode the first ``seconds`` of each path once, apply ``transform(audio, sr) -> (audio, sr)`` if given
-    (e.g. a codec round trip), and run every embedder on the result.
+    """Decode the first ``seconds`` of each path once (or ``reader(path) -> (audio, sr)``, e.g. the packaged
+    clip), apply ``transform(audio, sr) -> (audio, sr)`` if given (e.g. a codec round trip), and run every
+    embedder on the result.
 
     Returns ``{embedder key: [per path (W, E) or None when rejected]}`` and the rejects (path, reason).
     """
@@ -145,7 +147,7 @@ def embed_paths(
     rejects = []
     for path in tqdm(paths, desc=desc, unit="clip", leave=False):
         try:
-            audio, sr = load_audio(path, duration_s=seconds)
+            audio, sr = reader(path) if reader is not None else load_audio(path, duration_s=seconds)
         except AudioDecodeError as exc:
             log.warning("skipping %s: %s", path, exc.reason)
             rejects.append({"path": str(path), "reason": exc.reason})

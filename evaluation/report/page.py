@@ -38,9 +38,10 @@ from model.runtime.atomic_io import atomic_path
 log = logging.getLogger(__name__)
 
 SETS = (
-    ("", "chosen seed per prompt (headline, submitted)"),
-    ("first_seed", "first seed"),
-    ("all_seeds", "all seeds pooled"),
+    ("", "chosen seed per ranked prompt (headline, submitted)"),
+    ("first_seed", "first seed (ranked prompts)"),
+    ("all_seeds", "all seeds pooled (ranked prompts)"),
+    ("ood", "out-of-distribution prompts (chosen seed; observed, not ranked)"),
     ("ceiling", "codec ceiling (reference audio through the model's codec)"),
 )
 ROWS = (
@@ -136,12 +137,19 @@ def _figure(src: str | None, alt: str, caption: str) -> str:
     return f"<figure>{_spec_img(src, alt)}<figcaption>{caption}</figcaption></figure>"
 
 
+def _split_note(clip: dict[str, Any]) -> str:
+    """A marker for an out-of-distribution prompt (scored in ``ood.*``, not in the headline)."""
+    return (
+        ' <span class="standin">out of distribution (not ranked)</span>' if clip.get("split") == "ood" else ""
+    )
+
+
 def _prompt_cell(pid: str, clip: dict[str, Any], rowspan: int = 1) -> str:
     """Prompt id, caption and concepts (from any of its clips' rows)."""
     concepts = sorted({*clip["concepts_present"], *clip["concepts_missing"]})
     span = f' rowspan="{rowspan}"' if rowspan > 1 else ""
     return (
-        f'<td class="promptcell"{span}><b>{html.escape(pid)}</b><br><span class="caption">'
+        f'<td class="promptcell"{span}><b>{html.escape(pid)}</b>{_split_note(clip)}<br><span class="caption">'
         f"{html.escape(clip['caption'])}</span><br>concepts: {html.escape(', '.join(concepts) or 'none')}</td>"
     )
 

@@ -20,6 +20,7 @@ from evaluation.metrics.spectral_features import judge_features
 from evaluation.scoring.settings import EvaluateSettings
 
 Transform = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
+Reader = Callable[[str], tuple[np.ndarray, int]]
 
 
 @dataclass(frozen=True)
@@ -92,16 +93,21 @@ class EmbeddedSet:
 
 
 def embed_set(
-    paths: Sequence[str], embedders: Embedders, label: str, transform: Transform | None = None
+    paths: Sequence[str],
+    embedders: Embedders,
+    label: str,
+    transform: Transform | None = None,
+    reader: Reader | None = None,
 ) -> tuple[EmbeddedSet, list[dict[str, str]]]:
-    """Decode each path once, optionally ``transform`` it (a codec round trip), and run the embedders."""
+    """Decode each path once (the first 10 s, or ``reader(path)``: the packaged clip), optionally ``transform`` it
+    (a codec round trip), and run the embedders."""
     fad, descriptor, clap = embedders.all()
     fns = {"fad": fad.embed}
     if descriptor is not None and descriptor is not fad:
         fns["descriptor"] = descriptor.embed
     if clap is not None and clap is not fad:
         fns["clap"] = clap.embed
-    embedded, rejects = embed_paths(list(paths), fns, SCORED_SECONDS, label, transform)
+    embedded, rejects = embed_paths(list(paths), fns, SCORED_SECONDS, label, transform, reader)
     embedded.setdefault("descriptor", embedded["fad"] if descriptor is fad else [None] * len(paths))
     embedded.setdefault("clap", embedded["fad"] if clap is fad else [None] * len(paths))
     keep = [i for i, e in enumerate(embedded["fad"]) if e is not None]

@@ -5,16 +5,20 @@ below and returns :class:`~evaluation.scoring.results.EvaluationOutputs`: the me
 only), the details (``details.json``: which embedder, text–audio model and judge, the reference set, set sizes,
 validation of the offline models), the per-clip table (``per_prompt.parquet``) and ``best_seeds``.
 
-1. embed the generated clips (:func:`~evaluation.scoring.embedded.embed_set`);
+1. embed the generated clips (:func:`~evaluation.scoring.embedded.embed_set`) — with ``package`` (the stage
+   always passes ``submit.*``), each clip as it is packaged for the challenge
+   (:func:`~evaluation.challenge.package.packaged_pcm`: exactly 10 s, 16-bit), fingerprinted so the submit stage
+   can check it packages the clips that were scored;
 2. the reference set and its FAD statistics (cached);
 3. train the offline tagger / local-clap on the train split when the settings use them;
 4. score every clip: CLAP score with its caption, CCS of its prompt's concepts, distance to the reference;
-5. choose the best seed per prompt; score the sets (chosen, first seed, all seeds) and the codec ceiling;
+5. choose the best seed per prompt; score the sets (:mod:`~evaluation.scoring.subsets`) and the codec ceiling;
 6. assemble metrics, details and the per-clip table (each clip with its prompt's reference clip for the report).
 
-The headline fad / clap / ccs / ccs_margin score one clip per prompt, the chosen seed — what is submitted and
-what the challenge scores. ``first_seed.*`` (seed 0 only: the no-selection baseline) and ``all_seeds.*`` (every
-clip pooled) are secondary.
+The headline fad / clap / ccs / ccs_margin score one clip per *ranked* prompt, the chosen seed — what is submitted
+and what the challenge ranks. ``first_seed.*`` (seed 0 only: the no-selection baseline) and ``all_seeds.*`` (every
+clip pooled) are secondary, on the ranked prompts too; ``ood.*`` scores the chosen clips of the out-of-distribution
+prompts (when the set has any).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from evaluation.challenge.prompts import Prompt
+from evaluation.challenge.ood_split import OOD, RANKED
+from evaluation.challenge.package import PackagedClipReader, PackageFormat
+from evaluation.challenge.prompts import FROM_CAPTION, Prompt, without_concepts
 from evaluation.metrics.alm_judge import AlmJudge, load_alm
 from evaluation.metrics.audio_sets import (
     DatasetClip,
@@ -45,28 +50,36 @@ from evaluation.metrics.excerpt import SCORED_SECONDS
 from evaluation.metrics.fad import EmbeddingStats, fad_between, mahalanobis_to_reference
 from evaluation.metrics.offline_models import clip_descriptors, fit_local_clap, fit_tagger
 from evaluation.metrics.reference_stats import load_or_compute_reference_stats
-from evaluation.scoring.best_of import BestOfN, choose_best_seeds
+from evaluation.scoring.best_of import choose_best_seeds
 from evaluation.scoring.ceiling import RoundTrip, ceiling_embeddings, ceiling_scores
+from evaluation.scoring.clip_table import ClipRows, per_clip_table, reference_matches
 from evaluation.scoring.embedded import EmbeddedSet, Embedders, embed_set
-from evaluation.scoring.reference_match import ReferenceMatch, match_reference
 from evaluation.scoring.results import EvaluationOutputs, SetScores, assemble_metrics, metric_sources
 from evaluation.scoring.settings import EvaluateSettings
+from evaluation.scoring.subsets import set_rows
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Generated:
-    """The prompt set and its readable clips (clip i has the embeddings of row i of ``embedded``)."""
+    """The prompt set and its readable clips (clip i has the embeddings of row i of ``embedded``); per clip the
+    sha256 of the packaged clip that was embedded (None without a package format)."""
 
     prompts: list[Prompt]
     clips: list[GeneratedClip]
     embedded: EmbeddedSet
+    package_sha256: list[str | None]
 
     def prompt_index(self) -> np.ndarray:
         """(B,) the index in ``prompts`` of each clip's prompt."""
         index = {p.prompt_id: i for i, p in enumerate(self.prompts)}
         return np.array([index[c.prompt_id] for c in self.clips], np.int64)
+
+    def clip_splits(self) -> list[str]:
+        """(B,) the split (ranked / ood) of each clip's prompt."""
+        split = {p.prompt_id: p.split for p in self.prompts}
+        return [split[c.prompt_id] for c in self.clips]
 
 
 @dataclass(frozen=True)
@@ -100,13 +113,22 @@ class ClipScores:
     ccs: CcsReport
 
 
-def embed_generated(generated_dir: str, embedders: Embedders, rejects: list[dict[str, str]]) -> Generated:
+def embed_generated(
+    generated_dir: str,
+    embedders: Embedders,
+    rejects: list[dict[str, str]],
+    package: PackageFormat | None = None,
+) -> Generated:
+    """Read and embed the generated clips; with ``package``, each clip as it is packaged for the challenge."""
     prompts, clips = read_generated(generated_dir)
-    embedded, skipped = embed_set([c.path for c in clips], embedders, "generated")
+    reader = PackagedClipReader(package) if package is not None else None
+    embedded, skipped = embed_set([c.path for c in clips], embedders, "generated", reader=reader)
     rejects.extend(skipped)
     if len(embedded) < 2:
         raise ValueError(f"{generated_dir}: only {len(embedded)} readable generated clip(s); FAD needs >= 2")
-    return Generated(prompts, [clips[i] for i in embedded.keep], embedded)
+    kept = [clips[i] for i in embedded.keep]
+    sha = [reader.sha256[c.path] if reader is not None else None for c in kept]
+    return Generated(prompts, kept, embedded, sha)
 
 
 def load_reference(
@@ -212,70 +234,41 @@ def score_clips(
 
 
 def set_scores(
-    rows: np.ndarray, windows: list[np.ndarray], ref: EmbeddingStats, scores: ClipScores, label: str
+    rows: np.ndarray,
+    windows: list[np.ndarray],
+    ref: EmbeddingStats,
+    scores: ClipScores,
+    label: str,
+    fad_optional: bool = False,
 ) -> SetScores:
-    """The scores of the clips ``rows`` as one set."""
+    """The scores of the clips ``rows`` as one set; with ``fad_optional``, a set too small for FAD (< 2 windows)
+    gets the other scores and no ``fad`` (logged) instead of an error."""
     emb = np.concatenate([windows[i] for i in rows])
-    if emb.shape[0] < 2:
+    fad = None
+    if emb.shape[0] >= 2:
+        fad = fad_between(EmbeddingStats.from_embeddings(emb), ref)
+    elif fad_optional:
+        log.warning("%s: %d embedding window(s), too few for FAD; scored without it", label, emb.shape[0])
+    else:
         raise ValueError(
             f"{label}: FAD needs >= 2 embedding windows, the set has {emb.shape[0]}; "
             "generate more prompts (generate.prompts) or seeds"
         )
+    judged = rows[~np.isnan(scores.ccs.coverage[rows])]  # prompts without concepts have no CCS
     return SetScores(
-        fad=fad_between(EmbeddingStats.from_embeddings(emb), ref),
+        fad=fad,
         n_clips=int(len(rows)),
         n_windows=int(emb.shape[0]),
         clap=float(np.mean(scores.text_audio[rows])),
-        ccs=float(np.nanmean(scores.ccs.coverage[rows])),
-        ccs_shuffled=float(np.nanmean(scores.ccs.coverage_shuffled[rows])),
+        ccs=_mean_or_none(scores.ccs.coverage[judged]),
+        ccs_shuffled=_mean_or_none(scores.ccs.coverage_shuffled[judged]),
     )
 
 
-def reference_matches(
-    prompts: Sequence[Prompt], ref_clips: list[DatasetClip]
-) -> dict[str, ReferenceMatch | None]:
-    """Per prompt id its reference clip for the report (same track, else best tag overlap, else None); logged."""
-    matches = {p.prompt_id: match_reference(p.prompt_id, p.concepts, ref_clips) for p in prompts}
-    same = sum(1 for m in matches.values() if m and m.same_track)
-    none = sorted(pid for pid, m in matches.items() if m is None)
-    log.info(
-        "reference clips beside the prompts: %d same track, %d by tag overlap, %d none%s",
-        same,
-        len(matches) - same - len(none),
-        len(none),
-        f" (e.g. {none[0]}: no reference clip shares a tag)" if none else "",
-    )
-    return matches
-
-
-def per_clip_table(
-    generated: Generated, scores: ClipScores, best: BestOfN, references: dict[str, ReferenceMatch | None]
-) -> pa.Table:
-    """``per_prompt.parquet``: one row per clip with its scores, the judge's verdicts and its reference clip."""
-    clips, judged = generated.clips, scores.ccs.judgements
-    matched = [references[c.prompt_id] for c in clips]
-    return pa.table(
-        {
-            "prompt_id": [c.prompt_id for c in clips],
-            "seed": pa.array([c.seed for c in clips], pa.int32()),
-            "path": [c.path for c in clips],
-            "caption": scores.captions,
-            "fad_distance": scores.fad_distance,
-            "text_audio": scores.text_audio,
-            "ccs": scores.ccs.coverage,
-            "ccs_shuffled": scores.ccs.coverage_shuffled,
-            "n_concepts": pa.array([len(j) for j in judged], pa.int32()),
-            "concepts_present": [[f"{c}:{n}" for c, n, ok in j if ok] for j in judged],
-            "concepts_missing": [[f"{c}:{n}" for c, n, ok in j if not ok] for j in judged],
-            "rank_fad": best.rank_fad,
-            "rank_clap": best.rank_clap,
-            "mean_rank": best.mean_rank,
-            "chosen": best.chosen,
-            "reference_id": pa.array([m.track_id if m else None for m in matched], pa.string()),
-            "reference_path": pa.array([m.path if m else None for m in matched], pa.string()),
-            "reference_overlap": pa.array([m.overlap if m else None for m in matched], pa.float64()),
-        }
-    )
+def _mean_or_none(values: np.ndarray) -> float | None:
+    """The mean of the defined (non-NaN) values, None when there is none."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else None
 
 
 def run_evaluation(
@@ -284,12 +277,14 @@ def run_evaluation(
     tracks_path: str,
     instrumental_manifest: str,
     roundtrip: RoundTrip | None = None,
+    package: PackageFormat | None = None,
 ) -> EvaluationOutputs:
     """Score the generated clips (see the module docstring); with ``roundtrip`` (audio, sr) -> (audio, sr), the
-    model's codec, also the codec ceiling: the reference audio through that codec, scored the same way."""
+    model's codec, also the codec ceiling: the reference audio through that codec, scored the same way; with
+    ``package`` (``submit.*``) every generated clip is scored as it is packaged."""
     rejects: list[dict[str, str]] = []
     embedders = Embedders.for_settings(settings)
-    generated = embed_generated(generated_dir, embedders, rejects)
+    generated = embed_generated(generated_dir, embedders, rejects, package)
     reference = load_reference(settings, tracks_path, instrumental_manifest, embedders.fad, rejects)
     offline = fit_offline_models(settings, tracks_path, instrumental_manifest, embedders.descriptor, rejects)
     scorer: TextAudioScorer = (
@@ -304,14 +299,12 @@ def run_evaluation(
         settings.best_seed_rule,
     )  # fmt: skip
     seeds = sorted({c.seed for c in clips})
-    rows = {
-        "chosen": np.flatnonzero(best.chosen),
-        "first_seed": np.array([i for i, c in enumerate(clips) if c.seed == seeds[0]]),
-        "all_seeds": np.arange(len(clips)),
-    }
+    rows = set_rows(generated.clip_splits(), [c.seed for c in clips], best.chosen)
     windows = generated.embedded.windows
+    # a handful of out-of-distribution prompts may be too few for FAD: they are observed, not ranked
     sets = {
-        name: set_scores(r, windows, reference.stats, scores, f"{name} clips") for name, r in rows.items()
+        name: set_scores(r, windows, reference.stats, scores, f"{name} clips", fad_optional=name == "ood")
+        for name, r in rows.items()
     }
     if roundtrip is not None:
         embedded, hit = ceiling_embeddings(
@@ -323,8 +316,24 @@ def run_evaluation(
         )
     metrics, counts = assemble_metrics(sets)
     details: dict[str, Any] = {
-        "headline": "one clip per prompt: the seed chosen by evaluate.best_seed_rule, the clip that is submitted",
+        "headline": (
+            "one clip per ranked prompt: the seed chosen by evaluate.best_seed_rule, the clip that is submitted; "
+            "first_seed and all_seeds on the ranked prompts too, ood on the others"
+        ),
         "best_seed_rule": settings.best_seed_rule,
+        "prompt_split": {
+            RANKED: sum(p.split == RANKED for p in generated.prompts),
+            OOD: sum(p.split == OOD for p in generated.prompts),
+        },
+        "prompts_without_concepts": without_concepts(generated.prompts),
+        "concepts_from_caption": sorted(
+            p.prompt_id for p in generated.prompts if p.concepts_from == FROM_CAPTION
+        ),
+        "scored_audio": (
+            f"the packaged clips: {package.seconds:g} s, {package.sample_rate} Hz, {package.channels} ch, 16-bit"
+            if package is not None
+            else "the first 10 s of each generated file"
+        ),
         "first_seed": int(seeds[0]),
         "seeds": [int(s) for s in seeds],
         "n_prompts": len(generated.prompts),
@@ -348,13 +357,23 @@ def run_evaluation(
     }
     if isinstance(judge, TaggerJudge) and judge.unknown_concepts:
         details["unknown_concepts"] = sorted(f"{c}:{n}" for c, n in judge.unknown_concepts)
-    per_prompt = per_clip_table(
-        generated, scores, best, reference_matches(generated.prompts, reference.clips)
-    )
-    log.info(
-        "chosen seeds: FAD %.4f  CLAP %.4f  CCS %.3f (margin %.3f); all seeds: FAD %.4f  CLAP %.4f  CCS %.3f"
-        "  [%s | %s | %s]",
-        metrics["fad"], metrics["clap"], metrics["ccs"], metrics["ccs_margin"], metrics["all_seeds"]["fad"],
-        metrics["all_seeds"]["clap"], metrics["all_seeds"]["ccs"], embedders.fad.name, scorer.name, judge.name,
+    rows_of_clips = ClipRows(
+        generated.clips, scores.captions, generated.clip_splits(), generated.package_sha256,
+        scores.text_audio, scores.fad_distance, scores.ccs,
     )  # fmt: skip
+    per_prompt = per_clip_table(rows_of_clips, best, reference_matches(generated.prompts, reference.clips))
+    nan = float("nan")  # a set without concepts has no CCS: logged as nan, absent from metrics.json
+    log.info(
+        "ranked prompts, chosen seeds: FAD %.4f  CLAP %.4f  CCS %.3f (margin %.3f); all seeds: FAD %.4f  "
+        "CLAP %.4f  CCS %.3f  [%s | %s | %s]",
+        metrics["fad"], metrics["clap"], metrics.get("ccs", nan), metrics.get("ccs_margin", nan),
+        metrics["all_seeds"]["fad"], metrics["all_seeds"]["clap"], metrics["all_seeds"].get("ccs", nan),
+        embedders.fad.name, scorer.name, judge.name,
+    )  # fmt: skip
+    if "ood" in metrics:
+        ood = metrics["ood"]
+        log.info(
+            "out-of-distribution prompts (observed, not ranked): FAD %.4f  CLAP %.4f  CCS %.3f",
+            ood.get("fad", nan), ood["clap"], ood.get("ccs", nan),
+        )  # fmt: skip
     return EvaluationOutputs(metrics, details, per_prompt, best.best_seeds, rejects)

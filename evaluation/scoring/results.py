@@ -14,16 +14,17 @@ from typing import Any
 import pyarrow as pa
 
 HEADLINE = ("fad", "clap", "ccs", "ccs_margin")
-SECONDARY_SETS = ("first_seed", "all_seeds", "ceiling")
+SECONDARY_SETS = ("first_seed", "all_seeds", "ood", "ceiling")
 
 
 @dataclass(frozen=True)
 class SetScores:
     """One set of clips scored: FAD against the reference, mean CLAP score, CCS (own and shuffled prompts).
 
-    The codec ceiling of a reference set without captions has ``fad`` only (the others are None)."""
+    The codec ceiling of a reference set without captions has ``fad`` only (the others are None); an ``ood`` set
+    too small for FAD has no ``fad``; a set whose prompts have no concepts has no ``ccs``."""
 
-    fad: float
+    fad: float | None
     n_clips: int
     n_windows: int
     clap: float | None = None
@@ -57,8 +58,9 @@ class EvaluationOutputs:
 def assemble_metrics(sets: dict[str, SetScores]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics.json, the sets' counts for details.json) from per-set scores.
 
-    ``sets`` has ``chosen`` (one clip per prompt, the submitted seed: the headline), ``first_seed`` and
-    ``all_seeds``, optionally ``ceiling``. metrics.json holds numbers only: the headline at the top level, each
+    ``sets`` has ``chosen`` (one clip per ranked prompt, the submitted seed: the headline), ``first_seed`` and
+    ``all_seeds`` (ranked prompts), optionally ``ood`` (the chosen clips of the out-of-distribution prompts) and
+    ``ceiling``. metrics.json holds numbers only: the headline at the top level, each
     other set as a block of the numbers it has; ``ccs_shuffled`` and the counts go to details.
     """
     metrics: dict[str, Any] = sets["chosen"].headline()

@@ -63,7 +63,7 @@ class EvaluateSettings:
                 "set it to music_audioset_epoch_15_esc_90.14.pt or a laion/larger_clap_music snapshot directory"
             )
         if self.judge == "alm":
-            from evaluation.metrics.alm_judge import AlmWeightsError, check_alm_dir
+            from evaluation.metrics.alm_models import AlmWeightsError, check_alm_dir
 
             try:
                 check_alm_dir(self.alm_path)

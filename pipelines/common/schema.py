@@ -234,6 +234,12 @@ class EvaluateSection(Section):
 
 
 class SubmitSection(Section):
+    team: str = "flowjam"  # names the zip {team}_{track}_{attempt}.zip: letters, digits and '-'
+    track: str = "efficiency"  # efficiency (<= 500M parameters) or performance
+    attempt: Integer = Field(1, ge=1, description="the n of {team}_{track}_{n}.zip")
+    sample_rate: Integer = Field(44100, ge=8000, description="Hz of the packaged WAVs")
+    channels: Integer = Field(2, ge=1, le=2, description="channels of the packaged WAVs")
+    seconds: Real = Field(10.0, gt=0, description="exact length of every packaged WAV")
     rms_floor: Real = Field(1.0e-04, ge=0)
     out_dir: str = "submission"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -192,3 +193,52 @@ def test_alm_judge_keys_agreed_for_the_judge_are_known(tmp_path):
 def _leaves(tree):
     for value in tree.values():
         yield from (_leaves(value) if isinstance(value, dict) else [value])
+
+
+@pytest.mark.slow
+def test_headline_scores_the_ranked_prompts_and_ood_the_others(world, tmp_path):
+    """Two of the four prompts marked ood: the headline, first_seed and all_seeds are the ranked prompts' clips,
+    ``ood`` the chosen clips of the others; every clip is scored as packaged (fingerprinted)."""
+    import shutil
+
+    from evaluation.challenge.package import PackageFormat, packaged_pcm, pcm_sha256
+    from evaluation.challenge.prompts import load_prompts, save_prompts
+
+    gen = tmp_path / "generated"
+    shutil.copytree(world / "generated", gen)
+    prompts = load_prompts(gen / "prompts.jsonl")
+    ood_ids = {prompts[1].prompt_id, prompts[3].prompt_id}
+    save_prompts(
+        gen / "prompts.jsonl",
+        [replace(p, split="ood" if p.prompt_id in ood_ids else "ranked") for p in prompts],
+    )
+    settings = config(
+        EvaluateSettings,
+        "evaluate",
+        tagger_steps=40,
+        local_clap_steps=30,
+        ceiling=False,
+        out_dir=str(tmp_path / "reports"),
+        cache_dir=str(tmp_path / "cache"),
+    )
+    fmt = PackageFormat(44100, 2, 10.0)
+    out = run_evaluation(
+        settings,
+        str(gen),
+        str(world / "data/prepared/tracks.parquet"),
+        str(world / "data/instrumental/manifest.parquet"),
+        package=fmt,
+    )
+    metrics, table = out.metrics, pl.from_arrow(out.per_prompt)
+    assert set(metrics) == {"fad", "clap", "ccs", "ccs_margin", "first_seed", "all_seeds", "ood"}
+    assert set(metrics["ood"]) == {"fad", "clap", "ccs", "ccs_margin"}
+    ranked, ood = table.filter(pl.col("split") == "ranked"), table.filter(pl.col("split") == "ood")
+    assert set(ood["prompt_id"]) == ood_ids and out.details["prompt_split"] == {"ranked": 2, "ood": 2}
+    assert metrics["clap"] == pytest.approx(ranked.filter(pl.col("chosen"))["text_audio"].mean())
+    assert metrics["all_seeds"]["clap"] == pytest.approx(ranked["text_audio"].mean())
+    assert metrics["first_seed"]["ccs"] == pytest.approx(ranked.filter(pl.col("seed") == 0)["ccs"].mean())
+    assert metrics["ood"]["clap"] == pytest.approx(ood.filter(pl.col("chosen"))["text_audio"].mean())
+    assert out.details["sets"]["chosen"]["n_clips"] == 2 and out.details["sets"]["ood"]["n_clips"] == 2
+    assert set(out.best_seeds) == {p.prompt_id for p in prompts}  # every prompt is still submitted
+    for row in table.iter_rows(named=True):
+        assert row["package_sha256"] == pcm_sha256(packaged_pcm(row["path"], fmt))

@@ -92,7 +92,7 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
         (p, k) for p in ("p1", "p2", "p3") for k in (0, 1)
     ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
-    assert load_prompts(out / "prompts.jsonl") == prompts
+    assert load_prompts(out / "prompts.jsonl") == load_prompts(tmp_path / "prompts.jsonl")
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["precision"] == "fp32" and prov["scan_backend"]["backend"] == "torch"
     assert (

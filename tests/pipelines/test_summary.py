@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 from pipelines.summary import main, summary_lines
 from tests import defaults
@@ -30,8 +31,10 @@ def test_summary_names_outputs_and_the_report(tmp_path, capsys):
     )
     (tmp_path / "reports/index.html").write_text("<html></html>")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub/p1.wav").write_bytes(b"RIFF")
+    with zipfile.ZipFile(tmp_path / "sub/flowjam_efficiency_1.zip", "w") as zf:
+        zf.writestr("p1.wav", b"RIFF")
     text = "\n".join(summary_lines(defaults.params(params)))
+    assert "flowjam_efficiency_1.zip: 1 WAV files" in text
     assert "2 clips for 2 prompts" in text and "FAD 12.5" in text and "offline stand-ins" in text
     assert (tmp_path / "reports/index.html").resolve().as_uri() in text and "missing" not in text
 

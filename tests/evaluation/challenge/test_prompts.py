@@ -91,9 +91,13 @@ def test_missing_file_and_unknown_type(tmp_path):
 
 
 def test_save_then_load_round_trips(tmp_path):
-    prompts = [Prompt("a", "one", {"genre": ("rock",)}), Prompt("b", "two", {})]
+    prompts = [Prompt("a", "one", {"genre": ("rock",)}, split="ood"), Prompt("b", "two", {})]
     save_prompts(tmp_path / "out.jsonl", prompts)
-    assert load_prompts(tmp_path / "out.jsonl") == prompts
+    loaded = load_prompts(tmp_path / "out.jsonl")
+    # a prompt without concepts is looked up in its caption once, and says so; after that the set is stable
+    assert loaded == [prompts[0], Prompt("b", "two", {}, concepts_from="caption")]
+    save_prompts(tmp_path / "again.jsonl", loaded)
+    assert load_prompts(tmp_path / "again.jsonl") == loaded
 
 
 def _tracks(tmp_path, n_test: int):
@@ -153,3 +157,35 @@ def test_resolve_file_cuts_to_n_prompts(tmp_path):
     save_prompts(tmp_path / "p.jsonl", [Prompt(f"p{i}", f"c{i}") for i in range(4)])
     assert [p.prompt_id for p in resolve_prompts(str(tmp_path / "p.jsonl"), "unused", 2)] == ["p0", "p1"]
     assert len(resolve_prompts(str(tmp_path / "p.jsonl"), "unused", 0)) == 4
+
+
+def test_split_column_marks_the_ranked_and_ood_prompts(tmp_path):
+    (tmp_path / "p.csv").write_text(
+        "id,prompt,split\na,calm piano,ranked\nb,loud rock,ood\nc,sad strings,\nd,jazz,out-of-distribution\n"
+    )
+    assert [p.split for p in load_prompts(tmp_path / "p.csv")] == ["ranked", "ood", "ranked", "ood"]
+    (tmp_path / "q.jsonl").write_text(
+        '{"id": "a", "prompt": "x", "in_distribution": false}\n{"id": "b", "prompt": "y", "in_distribution": "true"}\n'
+    )
+    assert [p.split for p in load_prompts(tmp_path / "q.jsonl")] == ["ood", "ranked"]
+    (tmp_path / "bad.csv").write_text("id,prompt,split\na,x,maybe\n")
+    with pytest.raises(
+        PromptSetError, match=r"bad\.csv, prompt a: split 'maybe' is not one of 'ranked' or 'ood'"
+    ):
+        load_prompts(tmp_path / "bad.csv")
+
+
+def test_the_official_id_prompt_csv_gets_concepts_from_its_captions(tmp_path, caplog):
+    (tmp_path / "test.csv").write_text(
+        'id,prompt\n001,"An upbeat hip-hop track with a groovy bass line"\n002,"Waves on a beach"\n'
+    )
+    with caplog.at_level("INFO"):
+        one, two = load_prompts(tmp_path / "test.csv")
+    assert one.concepts == {"genre": ("hiphop",), "instrument": ("bass",), "mood": ("upbeat", "groovy")}
+    assert (one.concepts_from, two.concepts, two.concepts_from) == ("caption", {}, "caption")
+    assert "001: genre: hiphop; instrument: bass; mood: upbeat, groovy" in caplog.text
+    assert "1 prompt(s) name no genre, instrument or mood (002)" in caplog.text
+    # concepts that come with the prompt are kept as given
+    (tmp_path / "given.csv").write_text('id,prompt,genre\n003,"An upbeat hip-hop track",jazz\n')
+    (given,) = load_prompts(tmp_path / "given.csv")
+    assert given.concepts == {"genre": ("jazz",)} and given.concepts_from == "given"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.metrics.alm_judge import AlmJudge, AlmWeightsError, answer_token_ids, load_alm, question
+from evaluation.metrics.alm_judge import AlmJudge, load_alm, question
+from evaluation.metrics.alm_models import AlmWeightsError, answer_token_ids
 from model.audio.io import write_audio
 from tests.defaults import config
 from tests.evaluation.tiny_alm import save_tiny_alm

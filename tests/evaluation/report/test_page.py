@@ -212,3 +212,17 @@ def test_reference_rows_beside_the_generated_clips_and_the_showcase(tmp_path):
     assert text.index("<b>p1</b>", text.index('id="showcase"')) < text.index(
         "<b>p2</b>", text.index('id="showcase"')
     )
+
+
+def test_out_of_distribution_prompts_are_marked_and_their_set_shown(tmp_path):
+    table = _world(tmp_path).to_pylist()
+    for row in table:
+        row["split"] = "ood" if row["prompt_id"] == "p2" else "ranked"
+    metrics = {"fad": 3.0, "clap": 0.2, "ccs": 0.5, "ccs_margin": 0.1, "ood": {"clap": 0.3, "ccs": 0.25}}
+    text = write_report(tmp_path / "reports", metrics, {}, pa.Table.from_pylist(table), {}).read_text()
+    parsed = _Page()
+    parsed.feed(text)
+    assert parsed.cells["ood.clap"] == "0.3000" and "ood.fad" not in parsed.cells  # too few windows: no FAD
+    assert "out-of-distribution prompts" in text.split('<table id="metrics">', 1)[1].split("</table>", 1)[0]
+    p1, p2 = (text.split(f'data-prompt="{p}"', 1)[1].split("</tbody>", 1)[0] for p in ("p1", "p2"))
+    assert "out of distribution" in p2 and "out of distribution" not in p1

@@ -118,7 +118,16 @@ def test_a_stage_refuses_a_typo_before_doing_work(tmp_path, monkeypatch):
 
 
 def test_section_keys():
-    assert section_keys("submit") == ["submit.rms_floor", "submit.out_dir"]
+    assert section_keys("submit") == [
+        "submit.team",
+        "submit.track",
+        "submit.attempt",
+        "submit.sample_rate",
+        "submit.channels",
+        "submit.seconds",
+        "submit.rms_floor",
+        "submit.out_dir",
+    ]
     assert section_keys("data.jamendo.strict") == ["data.jamendo.strict"]
     assert "codec.mel.n_mels" in section_keys("codec")
     with pytest.raises(KeyError):
