@@ -16,6 +16,7 @@ otherwise the old WAVs are removed first.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -248,7 +249,8 @@ def run_single(args: Any, params: ParamsSchema) -> Path:
     return Path(args.output)
 
 
-def main(argv: list[str] | None = None) -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line: the stage without a prompt, one prompt (and its edits) with one."""
     parser = stage_arg_parser("Generate audio: the generate stage, or one prompt when a prompt is given.")
     parser.add_argument("prompt", nargs="?", help="a caption: render just this prompt to --output")
     parser.add_argument("-o", "--output", default="out.wav", help="single-prompt mode: the WAV to write")
@@ -282,7 +284,11 @@ def main(argv: list[str] | None = None) -> None:
         default=0.25,
         help="editing: seconds over which the input fades into the generated span",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arg_parser().parse_args(argv)
     setup_logging()
     if args.prompt is None:
         run_stage(load_params(args.params))

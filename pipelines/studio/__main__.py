@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     settings = with_overrides(params.generate, device=args.device)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise StudioError("the studio needs gradio: pip install -e '.[studio]' (make env installs it)") from None
     import torch
 
     from pipelines.studio.app import build_app

@@ -159,9 +159,11 @@ class Studio:
                 f"{seconds:g} s is longer than this studio renders per clip ({self.limits.max_seconds:g} s, "
                 "--max-seconds); ask for less or restart the studio with a larger --max-seconds"
             )
-        return with_overrides(
+        settings = with_overrides(
             self.base, seconds=seconds, steps=int(steps), cfg_scale=float(cfg), method=method
         )
+        sampler_of(settings)  # refuses an unknown method
+        return settings
 
     def render(
         self,
