@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise StudioError("the studio needs gradio: pip install -e '.[studio]' (make env installs it)") from None
+        raise StudioError(
+            "the studio needs gradio: pip install -e '.[studio]' (make env installs it)"
+        ) from None
     import torch
 
     from pipelines.studio.app import build_app
