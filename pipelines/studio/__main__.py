@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from model.network.scan_cuda import CudaScanUnavailableError
+from model.runtime.devices import resolve_device
 from model.runtime.ray_session import available_cpus
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
@@ -98,13 +99,16 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.studio.app import build_app
     from pipelines.studio.models import list_models
 
+    on_cpu = resolve_device(settings.device, "generate.device").type == "cpu"
+    limits = limits_of(args, on_gpu=not on_cpu)
+    threads = None  # the process's default
+    if on_cpu and limits.concurrency > 1:  # the renders at once share the cores
+        threads = max(1, available_cpus() // limits.concurrency)
+        torch.set_num_threads(threads)
     choices = list_models(model_dir, Path.cwd(), f"{params.evaluate.out_dir}/metrics.json")
     out_dir = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="flowjam-studio-"))
-    studio = Studio(settings, choices, limits_of(args, settings.device.startswith("cuda")), out_dir)
-    engine = studio.engine(choices[0].key)  # load now: a broken model stops here, not at the first request
-    limits = studio.limits
-    if engine.device.type == "cpu" and limits.concurrency > 1:  # the renders at once share the cores
-        torch.set_num_threads(max(1, available_cpus() // limits.concurrency))
+    studio = Studio(settings, choices, limits, out_dir, threads)
+    studio.engine(choices[0].key)  # load now: a broken model stops here, not at the first request
     log.info(
         "%d model(s); %d render(s) at once, %d waiting at most, clips up to %g s; takes in %s",
         len(choices),

@@ -83,10 +83,15 @@ class Take:
         )
 
 
-def cli_command(request: RenderRequest, model_dir: Path, device: str, output: str) -> str:
-    """The ``python -m pipelines.generate`` line that renders ``request`` to the same audio."""
+def cli_command(
+    request: RenderRequest, model_dir: Path, device: str, output: str, threads: int | None = None
+) -> str:
+    """The ``python -m pipelines.generate`` line that renders ``request`` to the same audio; with ``threads`` (the
+    studio's CPU threads per render, when it set them) prefixed by ``OMP_NUM_THREADS``: float rounding depends on
+    the thread count."""
     s, edit = request.sampler, request.edit
-    argv = ["python", "-m", "pipelines.generate", request.caption]
+    argv = [] if threads is None else [f"OMP_NUM_THREADS={threads}"]
+    argv += ["python", "-m", "pipelines.generate", request.caption]
     if edit is not None:
         argv += [f"--{edit.kind}", edit.source]
         if edit.region is not None:
@@ -117,7 +122,8 @@ def spectrogram_rgb(audio: np.ndarray, generated: np.ndarray) -> np.ndarray:
 
 
 class Studio:
-    """The render service behind the page: models, limits, output folder and the take counter."""
+    """The render service behind the page: models, limits, output folder and the take counter; ``threads`` is
+    the CPU threads per render when the studio set them (shown in the command lines)."""
 
     def __init__(
         self,
@@ -125,8 +131,10 @@ class Studio:
         choices: list[ModelChoice],
         limits: Limits,
         out_dir: Path,
+        threads: int | None = None,
     ):
         self.base = base
+        self.threads = threads
         self.choices = {c.key: c for c in choices}
         self.limits = limits
         self.out_dir = Path(out_dir)
@@ -204,7 +212,7 @@ class Studio:
             png = wav.with_suffix(".png")
             with atomic_path(png) as tmp:
                 tmp.write_bytes(png_bytes(spectrogram_rgb(result.audio, result.generated)))
-            command = cli_command(request, model_dir, str(engine.device), wav.name)
+            command = cli_command(request, model_dir, str(engine.device), wav.name, self.threads)
             takes.append(Take(number, wav, png, request, label, command, result.seconds))
             log.info("take %d: %s", number, command)
         return takes

@@ -53,7 +53,13 @@ def _round(client, first_seed: int) -> list[tuple]:
     started = time.monotonic()
     jobs, ahead = _submit_in_order(client, first_seed)
     joined = time.monotonic() - started
+    progress = set()  # the progress bar's updates of the long render, as the page gets them
+    while not jobs[0].done():
+        for update in jobs[0].status().progress_data or []:
+            progress.add((update.desc, update.unit, update.length))
+        time.sleep(0.05)
     results = [j.result(timeout=600) for j in jobs]
+    assert ("take 1 of 1: sampling", "steps", LONG_STEPS) in progress, progress
     assert ahead[1:] == list(range(N_REQUESTS - 1)), (
         f"queue positions when joining: {ahead} (in {joined:.1f} s)"
     )

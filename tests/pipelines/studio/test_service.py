@@ -61,6 +61,8 @@ def test_the_shown_command_parses_back_to_the_same_request(kind, tmp_path):
         else RenderRequest(**{**request.__dict__, "edit": Edit(**{**edit.__dict__, "label": label})})
     )
     assert parsed == expected
+    threaded = shlex.split(cli_command(request, tmp_path / "model", "cpu", "take.wav", threads=1))
+    assert threaded == ["OMP_NUM_THREADS=1", *argv]
 
 
 def test_spectrogram_marks_the_kept_span_only_for_edits():
