@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: env repro test lint bench gpu-env gpu-check gpu-check-dry solver-study oracle-study rank
+.PHONY: env repro test lint bench gpu-env gpu-check gpu-check-dry solver-study oracle-study rank studio
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -69,3 +69,8 @@ solver-study: env
 # what a perfect generator would score with this run's own metrics (README "Results"); ~3 CPU-minutes after make repro
 oracle-study: env
 	PYTHONPATH=$(CURDIR) $(PY) bench/oracle_study.py --root .
+
+# the studio page on http://127.0.0.1:7860 with models/final (docs/studio.md); STUDIO_ARGS="--port 8000 ..." for more
+STUDIO_ARGS ?=
+studio: env
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) -m pipelines.studio $(STUDIO_ARGS)

@@ -16,6 +16,7 @@ otherwise the old WAVs are removed first.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -24,16 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import torch
 from tqdm import tqdm
 
 from evaluation.challenge.prompts import Prompt, resolve_prompts, save_prompts
-from model.audio.io import AudioDecodeError, audio_info, load_audio, write_audio
+from model.audio.io import AudioDecodeError, audio_info, write_audio
 from model.flow.precision import PRECISIONS
+from model.flow.render import Edit, RenderRequest, RequestError, check_request, parse_region, render
 from model.flow.sampling import METHODS, SamplerConfig, noise_generator, stable_seed
 from model.flow.text_to_music import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, TextToMusic
 from model.network.scan_cuda import CudaScanUnavailableError
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.runtime.errors import InputError
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsError, ParamsSchema, load_params, stage_arg_parser
@@ -156,7 +158,7 @@ def run_stage(params: ParamsSchema) -> None:
         settings.steps,
         settings.cfg_scale,
     )
-    engine = TextToMusic.from_dir(model_dir, settings.device, settings.precision)
+    engine = load_engine(model_dir, settings)
     out = Path(settings.out_dir)
     key = resume_key(settings, model_dir)
     resume = can_resume(out, key)
@@ -187,71 +189,35 @@ def run_stage(params: ParamsSchema) -> None:
     log.info("wrote %d files and %s", manifest.num_rows, out / "manifest.parquet")
 
 
-def parse_region(text: str) -> tuple[float, float]:
-    """``"4.0:6.5"`` -> (4.0, 6.5) seconds; SystemExit with the expected form otherwise."""
-    try:
-        start, end = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise SystemExit(
-            f"generate: --region {text!r} is not START:END in seconds, e.g. --region 4.0:6.5"
-        ) from None
-    return start, end
+class ModelMissingError(InputError, FileNotFoundError):
+    """No trained model where one is expected; says which directory and what to run first."""
 
 
-def read_input(path: str, flag: str) -> tuple[Any, int]:
-    """Decode the audio given to ``--continue``/``--inpaint`` at its own rate; SystemExit naming the file."""
-    try:
-        audio, sr = load_audio(path)
-    except AudioDecodeError as exc:
-        raise SystemExit(f"generate: cannot read {flag} {path}: {exc.reason}") from None
-    if sr != OUTPUT_SAMPLE_RATE:
-        log.info("%s: %d Hz input; resampled to the codec's and the output's rates", path, sr)
-    return audio, sr
+def load_engine(model_dir: str | Path, settings: GenerateSection) -> TextToMusic:
+    """The one place an engine is built (stage, command line, studio) from ``generate.*`` settings."""
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ModelMissingError(
+            f"no trained model in {model_dir} (config.json missing); pass --model-dir, set train.out_dir in "
+            "the params file, or train one with `dvc repro train` (`make repro` runs the whole pipeline)"
+        )
+    return TextToMusic.from_dir(model_dir, settings.device, settings.precision)
 
 
-def run_edit(
-    args: Any, engine: TextToMusic, settings: GenerateSection, gen: torch.Generator, bar: Any
-) -> Any:
-    """``--continue`` / ``--inpaint``: the edited (2, N) audio at 44.1 kHz."""
-    from model.flow.editing import EditError, MusicEditor
+def request_of(args: Any, base: GenerateSection) -> tuple[RenderRequest, GenerateSection]:
+    """The render request of the single-prompt command line; unset options fall back to ``base`` (generate.*).
 
-    editor = MusicEditor(engine)
-    options = {"repeats": args.repeats, "crossfade_s": args.crossfade, "progress": bar.update}
-    try:
-        if args.continue_from:
-            audio, sr = read_input(args.continue_from, "--continue")
-            return editor.continue_audio(
-                args.prompt, audio, sr, settings.seconds, sampler_of(settings), gen, **options
-            ).audio
-        audio, sr = read_input(args.inpaint, "--inpaint")
-        start, end = parse_region(args.region)
-        return editor.inpaint(args.prompt, audio, sr, start, end, sampler_of(settings), gen, **options).audio
-    except EditError as exc:
-        raise SystemExit(f"generate: {exc}") from None
-
-
-def run_single(args: Any, params: ParamsSchema) -> Path:
-    """One caption → one WAV at ``args.output``; unset options fall back to ``generate.*`` or the defaults.
-
-    With ``--continue`` the output keeps the input and runs to ``--seconds`` in total (default: input + 10 s);
-    with ``--inpaint`` it has the input's length and only ``--region`` is regenerated.
+    With ``--continue`` the output runs to ``--seconds`` in total (default: input + 10 s); with ``--inpaint`` it
+    has the input's length and only ``--region`` is regenerated.
     """
-    started = time.perf_counter()
-    base = params.generate
-    if (args.continue_from or args.inpaint) and args.repeats < 1:
-        raise SystemExit(f"generate: --repeats must be >= 1, got {args.repeats}")
-    if args.inpaint and not args.region:
-        raise SystemExit("generate: --inpaint needs --region START:END (seconds), e.g. --region 4.0:6.5")
     if args.region and not args.inpaint:
-        raise SystemExit("generate: --region only applies with --inpaint in.wav")
+        raise RequestError("--region only applies with --inpaint in.wav")
     seconds = base.seconds if args.seconds is None else args.seconds
     if args.continue_from and args.seconds is None:
         try:
-            seconds = (
-                audio_info(args.continue_from).frames / audio_info(args.continue_from).sample_rate + 10.0
-            )
+            info = audio_info(args.continue_from)
         except AudioDecodeError as exc:
-            raise SystemExit(f"generate: cannot read --continue {args.continue_from}: {exc.reason}") from None
+            raise RequestError(f"cannot read --continue {args.continue_from}: {exc.reason}") from None
+        seconds = info.frames / info.sample_rate + 10.0
     settings = with_overrides(
         base,
         seconds=max(seconds, MIN_SECONDS) if args.inpaint else seconds,
@@ -260,22 +226,28 @@ def run_single(args: Any, params: ParamsSchema) -> Path:
         method=args.method,
         device=args.device,
     )
-    sampler = sampler_of(settings)
-    if not args.prompt.strip():
-        raise SystemExit('generate: the prompt is empty; give the text to render, e.g. "calm piano ballad"')
-    model_dir = args.model_dir or params.train.out_dir
-    if not (Path(model_dir) / "config.json").is_file():
-        raise SystemExit(
-            f"generate: no trained model in {model_dir} (config.json missing); pass --model-dir, "
-            "set train.out_dir in the params file, or train one with `dvc repro train`"
+    edit = None
+    if args.continue_from or args.inpaint:
+        edit = Edit(
+            kind="continue" if args.continue_from else "inpaint",
+            source=args.continue_from or args.inpaint,
+            region=parse_region(args.region) if args.region else None,
+            repeats=args.repeats,
+            crossfade_s=args.crossfade,
+            label="--continue" if args.continue_from else "--inpaint",
         )
-    engine = TextToMusic.from_dir(model_dir, settings.device, settings.precision)
-    gen = torch.Generator().manual_seed(args.seed)
-    with tqdm(total=sampler.steps, desc="sample", unit="step") as bar:
-        if args.continue_from or args.inpaint:
-            wav = run_edit(args, engine, settings, gen, bar)
-        else:
-            (wav,) = engine.generate([args.prompt], [gen], settings.seconds, sampler, progress=bar.update)
+    request = RenderRequest(args.prompt, settings.seconds, sampler_of(settings), args.seed, edit)
+    check_request(request)
+    return request, settings
+
+
+def run_single(args: Any, params: ParamsSchema) -> Path:
+    """One caption → one WAV at ``args.output`` (``model.flow.render``: the same path as the studio's)."""
+    started = time.perf_counter()
+    request, settings = request_of(args, params.generate)
+    engine = load_engine(args.model_dir or params.train.out_dir, settings)
+    with tqdm(total=request.sampler.steps, desc="sample", unit="step") as bar:
+        wav = render(engine, request, progress=bar.update).audio
     write_audio(args.output, wav, OUTPUT_SAMPLE_RATE)
     took = time.perf_counter() - started
     print(
@@ -285,7 +257,8 @@ def run_single(args: Any, params: ParamsSchema) -> Path:
     return Path(args.output)
 
 
-def main(argv: list[str] | None = None) -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line: the stage without a prompt, one prompt (and its edits) with one."""
     parser = stage_arg_parser("Generate audio: the generate stage, or one prompt when a prompt is given.")
     parser.add_argument("prompt", nargs="?", help="a caption: render just this prompt to --output")
     parser.add_argument("-o", "--output", default="out.wav", help="single-prompt mode: the WAV to write")
@@ -319,7 +292,11 @@ def main(argv: list[str] | None = None) -> None:
         default=0.25,
         help="editing: seconds over which the input fades into the generated span",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arg_parser().parse_args(argv)
     setup_logging()
     if args.prompt is None:
         run_stage(load_params(args.params))

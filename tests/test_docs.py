@@ -162,7 +162,7 @@ def _part_folders() -> dict[str, set[str]]:
     folders = [
         p.parent for pkg in ("model", "evaluation") for p in sorted((ROOT / pkg).glob("*/__init__.py"))
     ]
-    folders += [ROOT / "pipelines", ROOT / "pipelines" / "common"]
+    folders += [ROOT / "pipelines", ROOT / "pipelines" / "common", ROOT / "pipelines" / "studio"]
     return {
         f.relative_to(ROOT).as_posix(): {p.stem for p in f.glob("*.py") if p.name != "__init__.py"}
         for f in folders

@@ -26,9 +26,8 @@ CODEC = section(
 TEXT = section("text", encoder="minilm", max_length=16)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny randomly initialised VelocityNet saved in the models/final format."""
+def build_tiny_model(out):
+    """Write a tiny randomly initialised VelocityNet (seeded) in the models/final format to ``out``."""
     torch.manual_seed(0)
     cfg = net_config(
         latent_dim=N_MELS,
@@ -45,6 +44,11 @@ def model_dir(tmp_path_factory):
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     stats = Standardiser(tuple([-3.0] * N_MELS), tuple([1.0] * N_MELS))
-    out = tmp_path_factory.mktemp("final")
     export_trained(out, net.state_dict(), cfg.to_dict(), CODEC, TEXT, stats, steps=1)
     return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny randomly initialised VelocityNet saved in the models/final format."""
+    return build_tiny_model(tmp_path_factory.mktemp("final"))

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ from evaluation.challenge.prompts import Prompt, load_prompts, save_prompts
 from model.flow.text_to_music import GenerationError, to_output
 from pipelines.common.params import ParamsError
 from pipelines.generate import main, resume_key, run_stage, sampler_of
+from tests.cli import user_error
 from tests.defaults import params
 
 
@@ -138,21 +140,22 @@ def test_settings_reject_unknown_keys_and_bad_values():
     assert sampler_of(params({"generate": {"steps": 100}}).generate).steps == 100
 
 
-def test_cli_empty_prompt_is_refused_before_loading_anything(tmp_path, monkeypatch):
+def test_cli_empty_prompt_is_refused_before_loading_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no models/final here: the prompt check must come first
     for prompt in ("", "   "):
-        with pytest.raises(SystemExit, match="prompt is empty"):
-            main([prompt, "-o", str(tmp_path / "o.wav"), "--params", str(tmp_path / "absent.yaml")])
+        argv = [prompt, "-o", str(tmp_path / "o.wav"), "--params", str(tmp_path / "absent.yaml")]
+        assert "prompt is empty" in user_error(capsys, main, argv)
     assert not (tmp_path / "o.wav").exists()
 
 
-def test_cli_without_a_model_names_the_option_to_set(tmp_path, monkeypatch):
+def test_cli_without_a_model_names_the_option_to_set(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match=r"models/final.*--model-dir.*train\.out_dir"):
-        main(["calm piano", "-o", str(tmp_path / "o.wav"), "--params", str(tmp_path / "absent.yaml")])
+    err = user_error(capsys, main, ["calm piano", "-o", str(tmp_path / "o.wav"), "--params", "absent.yaml"])
+    assert re.search(r"models/final.*--model-dir.*train\.out_dir.*dvc repro train", err)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"out_dir": "elsewhere"}}))
-    with pytest.raises(SystemExit, match="no trained model in elsewhere"):
-        main(["calm piano", "-o", str(tmp_path / "o.wav")])
+    assert "no trained model in elsewhere" in user_error(
+        capsys, main, ["calm piano", "-o", str(tmp_path / "o.wav")]
+    )
     assert not (tmp_path / "o.wav").exists()
 
 

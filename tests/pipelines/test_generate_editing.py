@@ -1,11 +1,13 @@
 """The single-prompt CLI's editing modes: --continue and --inpaint (docs/generation.md)."""
 
+import re
+
 import numpy as np
-import pytest
 import soundfile as sf
 
 from model.audio.io import resample, to_channels
 from pipelines.generate import main
+from tests.cli import user_error
 
 
 def _write_tone(path, seconds, sr, channels=2):
@@ -60,29 +62,61 @@ def test_inpaint_regenerates_only_the_region_and_resamples_other_rates(model_dir
     assert not np.allclose(data[inside].T, expected[:, inside], atol=1e-2)
 
 
-def test_region_outside_the_audio_is_refused_with_the_length(model_dir, tmp_path):
+def test_region_outside_the_audio_is_refused_with_the_length(model_dir, tmp_path, capsys):
     src = tmp_path / "in.wav"
     _write_tone(src, 8.0, 44100)
-    with pytest.raises(SystemExit, match=r"ends after the input, which is 8\.000 s long"):
-        main(_args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(src), "--region", "7:9"))
-    with pytest.raises(SystemExit, match="START:END"):
-        main(_args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(src), "--region", "seven"))
-    with pytest.raises(SystemExit, match="needs --region"):
-        main(_args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(src)))
+    assert re.search(
+        r"ends after the input, which is 8\.000 s long",
+        user_error(
+            capsys,
+            main,
+            _args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(src), "--region", "7:9"),
+        ),
+    )
+    assert re.search(
+        "START:END",
+        user_error(
+            capsys,
+            main,
+            _args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(src), "--region", "seven"),
+        ),
+    )
+    assert re.search(
+        "needs --region",
+        user_error(capsys, main, _args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(src))),
+    )
     assert not (tmp_path / "o.wav").exists()
 
 
-def test_unreadable_input_names_the_file(model_dir, tmp_path):
+def test_unreadable_input_names_the_file(model_dir, tmp_path, capsys):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    with pytest.raises(SystemExit, match=r"cannot read --inpaint .*broken\.wav"):
-        main(_args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(bad), "--region", "0:1"))
-    with pytest.raises(SystemExit, match=r"cannot read --continue .*missing\.wav"):
-        main(_args(model_dir, tmp_path, tmp_path / "o.wav", "--continue", str(tmp_path / "missing.wav")))
+    assert re.search(
+        r"cannot read --inpaint .*broken\.wav",
+        user_error(
+            capsys,
+            main,
+            _args(model_dir, tmp_path, tmp_path / "o.wav", "--inpaint", str(bad), "--region", "0:1"),
+        ),
+    )
+    assert re.search(
+        r"cannot read --continue .*missing\.wav",
+        user_error(
+            capsys,
+            main,
+            _args(model_dir, tmp_path, tmp_path / "o.wav", "--continue", str(tmp_path / "missing.wav")),
+        ),
+    )
 
 
-def test_continue_needs_a_longer_total(model_dir, tmp_path):
+def test_continue_needs_a_longer_total(model_dir, tmp_path, capsys):
     src = tmp_path / "in.wav"
     _write_tone(src, 12.0, 44100)
-    with pytest.raises(SystemExit, match="not longer than the input"):
-        main(_args(model_dir, tmp_path, tmp_path / "o.wav", "--continue", str(src), "--seconds", "11"))
+    assert re.search(
+        "not longer than the input",
+        user_error(
+            capsys,
+            main,
+            _args(model_dir, tmp_path, tmp_path / "o.wav", "--continue", str(src), "--seconds", "11"),
+        ),
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ import yaml
 
 from pipelines.evaluate import run_stage
 from tests import defaults
+from tests.browser import chromium as _driver
 from tests.evaluation.synthetic_fixture import build_world
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 LOAD_MEDIA = """
 const done = arguments[arguments.length - 1];
 const media = Array.from(document.querySelectorAll('audio'));
@@ -35,33 +34,6 @@ Promise.all(media.map(a => new Promise(resolve => {
 """
 IMAGES = """return Array.from(document.images).map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0,
                                                        showcase: i.closest('#showcase') !== null}));"""
-
-
-def _driver():
-    webdriver = pytest.importorskip(
-        "selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')"
-    )
-    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
-    driver_bin = shutil.which("chromedriver")
-    if browser is None or driver_bin is None:
-        pytest.skip(
-            "no headless browser: install Debian's chromium and chromium-driver "
-            "(apt-get install -y chromium chromium-driver; .ci/run does it when missing)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--mute-audio",
-        "--window-size=1400,1800",
-    ):
-        options.add_argument(arg)
-    from selenium.webdriver.chrome.service import Service
-
-    return webdriver.Chrome(service=Service(driver_bin), options=options)
 
 
 @pytest.fixture(scope="module")
