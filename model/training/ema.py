@@ -2,7 +2,8 @@
 
 shadow <- d * shadow + (1 - d) * param after every optimiser step, with the warm-up
 d = min(decay, (1 + n) / (10 + n)) over n updates so that early averages are not dominated by the
-random initialisation. Buffers are copied, not averaged.
+random initialisation. Buffers are copied, not averaged. Frozen parameters (``requires_grad`` False, e.g. the base
+weights under LoRA) never change, so their shadow, a copy made at construction, is left alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class EMA:
         d = self.current_decay()
         shadow = dict(self.module.named_parameters())
         for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
             shadow[name].lerp_(param.detach().to(shadow[name].dtype), 1.0 - d)
         shadow_buffers = dict(self.module.named_buffers())
         for name, buf in model.named_buffers():
