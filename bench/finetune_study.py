@@ -64,14 +64,9 @@ def deep_update(base: dict, over: dict) -> dict:
 
 
 class Study:
-    def __init__(self, root: Path, genre: str, base_steps: int, ft_steps: int, clips: int):
-        self.root, self.genre, self.base_steps, self.ft_steps, self.clips = (
-            root,
-            genre,
-            base_steps,
-            ft_steps,
-            clips,
-        )
+    def __init__(self, root: Path, genre: str, base_steps: int, ft_steps: int, clips: int, threads: int):
+        self.root, self.genre, self.clips, self.threads = root, genre, clips, threads
+        self.base_steps, self.ft_steps = base_steps, ft_steps
         self.dir = root / "study"
         self.dir.mkdir(exist_ok=True)
         self.defaults = yaml.safe_load((root / "params.yaml").read_text())
@@ -88,6 +83,8 @@ class Study:
 
     def run(self, label: str, stage: str, params: Path, *extra: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(self.root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        # one thread per process: on a busy shared machine two OpenMP threads wait on each other at every op
+        env.update({"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)})
         started = time.monotonic()
         print(f"== {label}: {stage}", flush=True)
         cmd = [sys.executable, "-m", f"pipelines.{stage}", "--params", str(params), *extra]
@@ -305,8 +302,9 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=2000)
     parser.add_argument("--ft-steps", type=int, default=400)
     parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per stage process")
     args = parser.parse_args()
-    Study(args.root.resolve(), args.genre, args.base_steps, args.ft_steps, args.clips).main()
+    Study(args.root.resolve(), args.genre, args.base_steps, args.ft_steps, args.clips, args.threads).main()
 
 
 if __name__ == "__main__":

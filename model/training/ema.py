@@ -3,7 +3,7 @@
 shadow <- d * shadow + (1 - d) * param after every optimiser step, with the warm-up
 d = min(decay, (1 + n) / (10 + n)) over n updates so that early averages are not dominated by the
 random initialisation. Buffers are copied, not averaged. Frozen parameters (``requires_grad`` False, e.g. the base
-weights under LoRA) never change, so their shadow, a copy made at construction, is left alone.
+weights under LoRA) never change, so the shadow shares them with the model instead of copying and averaging them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class EMA:
             raise ValueError(f"params.yaml: train.ema_decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.num_updates = 0
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}  # deepcopy reuses memo entries
+        self.module = copy.deepcopy(model, memo=frozen).eval().requires_grad_(False)
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
