@@ -251,6 +251,22 @@ class Study:
         others = clips.filter(pl.col("genre") != self.genre)
         return {"held_out": group(held), "others": group(others), "fad_all": metrics["all_seeds"]["fad"]}
 
+    def latent_shift(self) -> dict[str, float]:
+        """How the folder's latents sit in the base's standardised space: per channel (mean_f - mean_b) / std_b
+        and std_f / std_b (medians and extremes over channels) — what train.init_stats: base hands the network."""
+        folder = json.loads((self.root / "data/ft/latents/stats.json").read_text())
+        base = json.loads((self.root / "models/base/config.json").read_text())["stats"]
+        mean_f, var_f = np.array(folder["mean"]), np.array(folder["var"])
+        mean_b, var_b = np.array(base["mean"]), np.array(base["var"])
+        shift, ratio = (mean_f - mean_b) / np.sqrt(var_b), np.sqrt(var_f / var_b)
+        return {
+            "median_abs_shift": float(np.median(np.abs(shift))),
+            "max_abs_shift": float(np.abs(shift).max()),
+            "median_std_ratio": float(np.median(ratio)),
+            "min_std_ratio": float(ratio.min()),
+            "max_std_ratio": float(ratio.max()),
+        }
+
     def main(self) -> dict[str, Any]:
         world = self.eval_world()
         self.base()
@@ -272,6 +288,7 @@ class Study:
             "ft_steps": self.ft_steps,
             "clips": self.clips,
             "modes": MODES,
+            "folder_latents_in_base_space": self.latent_shift(),
             "results": results,
             "seconds": self.timings,
         }
