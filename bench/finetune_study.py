@@ -240,10 +240,16 @@ class Study:
         assert abs(clips["ccs"].mean() - metrics["all_seeds"]["ccs"]) < 1e-9, "per-clip CCS != all_seeds"
 
         def group(frame: Any) -> dict[str, float]:
+            # the judge's verdict on the clip's own genre concept (CCS also counts instruments and mood)
+            genre_heard = [
+                f"genre:{g}" in present
+                for g, present in zip(frame["genre"], frame["concepts_present"], strict=True)
+            ]
             return {
                 "clap": float(frame["text_audio"].mean()),
                 "ccs": float(frame["ccs"].mean()),
                 "ccs_margin": float((frame["ccs"] - frame["ccs_shuffled"]).mean()),
+                "genre_heard": float(np.mean(genre_heard)),
                 "clips": frame.height,
             }
 

@@ -8,6 +8,7 @@ caller passes every value.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from model.flow.lora import LoraSettings
@@ -82,6 +83,11 @@ class TrainConfig:
             raise ValueError(f"params.yaml: train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.init_stats not in INIT_STATS:
             raise ValueError(f"params.yaml: train.init_stats must be base or data, got {self.init_stats!r}")
+        if self.init_from and Path(self.init_from).resolve() == Path(self.out_dir).resolve():
+            raise ValueError(
+                f"params.yaml: train.init_from and train.out_dir are the same directory ({self.out_dir}); the run "
+                "would overwrite its base: copy the base aside first (cp -r models/final models/base)"
+            )
         if self.lora.enabled and not self.init_from:
             raise ValueError(
                 "params.yaml: train.lora.rank > 0 adapts a trained model: set train.init_from to its directory "

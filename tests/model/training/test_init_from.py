@@ -148,3 +148,5 @@ def test_missing_base_and_lora_without_base_are_refused(tmp_path):
         load_init(str(tmp_path / "nowhere"))
     with pytest.raises(ParamsError, match="train.lora.rank > 0 adapts a trained model: set train.init_from"):
         tiny_job(tmp_path, lora={"rank": 4})
+    with pytest.raises(ParamsError, match="train.init_from and train.out_dir are the same directory"):
+        tiny_job(tmp_path, init_from=str(tmp_path / "final"))
