@@ -49,12 +49,19 @@ from model.datasets.voices import SAMPLE_RATE  # noqa: E402
 
 FOLDER_SEED = 12345  # the built-in set uses data.synthetic.seed 0: these clips are new audio
 SEEDS = (0, 1)
-MODES = {
-    # full fine-tune: every weight, a lower learning rate than the base's 2e-3
-    "full": {"lr": 5e-4, "warmup": 20},
-    # LoRA rank 8 on the default targets; adapters tolerate the base's learning rate
-    "lora": {"lr": 2e-3, "warmup": 20, "lora": {"rank": 8, "alpha": 16.0, "merge": True}},
-}
+MODES = ("full", "lora")
+
+
+def mode_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The train keys of each fine-tuning mode: full (every weight) and LoRA (rank ``--lora-rank`` adapters on the
+    default targets, merged into the exported model)."""
+    lora = {"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank, "merge": True}
+    if args.lora_targets:
+        lora["targets"] = args.lora_targets
+    return {
+        "full": {"lr": args.full_lr, "warmup": 20, "steps": args.ft_steps},
+        "lora": {"lr": args.lora_lr, "warmup": 20, "steps": args.ft_steps, "lora": lora},
+    }
 
 
 def deep_update(base: dict, over: dict) -> dict:
@@ -64,16 +71,16 @@ def deep_update(base: dict, over: dict) -> dict:
 
 
 class Study:
-    def __init__(self, root: Path, genre: str, base_steps: int, ft_steps: int, clips: int, threads: int):
-        self.root, self.genre, self.clips, self.threads = root, genre, clips, threads
-        self.base_steps, self.ft_steps = base_steps, ft_steps
+    def __init__(self, root: Path, args: argparse.Namespace):
+        self.root, self.genre, self.clips, self.threads = root, args.genre, args.clips, args.threads
+        self.base_steps, self.tag, self.modes = args.base_steps, args.tag, mode_settings(args)
         self.dir = root / "study"
         self.dir.mkdir(exist_ok=True)
         self.defaults = yaml.safe_load((root / "params.yaml").read_text())
         self.timings: dict[str, float] = {}
-        results = self.dir / "finetune_study.json"
-        self.previous = json.loads(results.read_text()) if results.exists() else {}
-        self.timings.update(self.previous.get("seconds", {}))
+        results = self.dir / f"finetune_study{self.tag}.json"
+        if results.exists():
+            self.timings.update(json.loads(results.read_text()).get("seconds", {}))
 
     def params(self, name: str, over: dict[str, Any]) -> Path:
         path = self.dir / f"params-{name}.yaml"
@@ -192,16 +199,11 @@ class Study:
         return over
 
     def fine_tune(self, data: dict[str, Any], mode: str, seed: int) -> Path:
-        name = f"ft-{mode}-s{seed}"
+        name = f"ft{self.tag}-{mode}-s{seed}"
         out = self.root / "models" / name
         if not (out / "config.json").exists():
-            train = {
-                "init_from": "models/base",
-                "seed": seed,
-                "steps": self.ft_steps,
-                "out_dir": f"models/{name}",
-            }
-            train.update({"val_every": 50, "ckpt_every": 100, **json.loads(json.dumps(MODES[mode]))})
+            train = {"init_from": "models/base", "seed": seed, "out_dir": f"models/{name}"}
+            train.update({"val_every": 50, "ckpt_every": 100, **json.loads(json.dumps(self.modes[mode]))})
             params = self.params(name, deep_update(json.loads(json.dumps(data)), {"train": train}))
             self.run(name, "train", params, "--live-dir", f"dvclive-{name}")
         return out
@@ -273,13 +275,13 @@ class Study:
             "max_std_ratio": float(ratio.max()),
         }
 
-    def main(self) -> dict[str, Any]:
+    def main(self, modes: list[str], seeds: list[int]) -> dict[str, Any]:
         world = self.eval_world()
         self.base()
         data = self.folder_data(self.write_folder())
-        models = {"base": [("base", s) for s in SEEDS]}
-        for mode in MODES:
-            models[mode] = [(self.fine_tune(data, mode, s).name, s) for s in SEEDS]
+        models = {"base": [("base", s) for s in seeds]}
+        for mode in modes:
+            models[mode] = [(self.fine_tune(data, mode, s).name, s) for s in seeds]
         results: dict[str, Any] = {}
         for label, runs in models.items():
             results[label] = {}
@@ -291,30 +293,29 @@ class Study:
         summary = {
             "genre": self.genre,
             "base_steps": self.base_steps,
-            "ft_steps": self.ft_steps,
             "clips": self.clips,
-            "modes": MODES,
+            "modes": self.modes,
             "folder_latents_in_base_space": self.latent_shift(),
             "results": results,
             "seconds": self.timings,
         }
-        (self.dir / "finetune_study.json").write_text(json.dumps(summary, indent=2))
+        (self.dir / f"finetune_study{self.tag}.json").write_text(json.dumps(summary, indent=2))
         print_table(summary)
         return summary
 
 
 def print_table(summary: dict[str, Any]) -> None:
     genre = summary["genre"]
-    print(
-        f"| model | {genre} CLAP (s0 / s1) | {genre} CCS (s0 / s1) | others CLAP (s0 / s1) | others CCS (s0 / s1) |"
-    )
-    print("|---|---|---|---|---|")
+    heads = [f"{part} {metric}" for part in (genre, "others") for metric in ("CLAP", "CCS", "genre heard")]
+    print("| model | " + " | ".join(heads) + " |")
+    print("|---" * (len(heads) + 1) + "|")
     for label, seeds in summary["results"].items():
         cells = []
         for part in ("held_out", "others"):
-            for metric in ("clap", "ccs"):
-                a, b = (seeds[f"seed{s}"][part][metric] for s in SEEDS)
-                cells.append(f"{(a + b) / 2:.3f} ({a:.3f} / {b:.3f}, noise {abs(a - b):.3f})")
+            for metric in ("clap", "ccs", "genre_heard"):
+                values = [r[part][metric] for r in seeds.values()]
+                spread = f", noise {max(values) - min(values):.3f}" if len(values) > 1 else ""
+                cells.append(f"{np.mean(values):.3f} ({' / '.join(f'{v:.3f}' for v in values)}{spread})")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
@@ -324,10 +325,19 @@ def main() -> None:
     parser.add_argument("--genre", default="jazz", choices=GENRE_TAGS)
     parser.add_argument("--base-steps", type=int, default=2000)
     parser.add_argument("--ft-steps", type=int, default=400)
+    parser.add_argument("--full-lr", type=float, default=5e-4)
+    parser.add_argument("--lora-lr", type=float, default=2e-3)
+    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-targets", nargs="+", help="train.lora.targets (default: the params default)")
+    parser.add_argument(
+        "--tag", default="", help="names this set of fine-tunes: models/ft<tag>-<mode>-s<seed>"
+    )
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per stage process")
     args = parser.parse_args()
-    Study(args.root.resolve(), args.genre, args.base_steps, args.ft_steps, args.clips, args.threads).main()
+    Study(args.root.resolve(), args).main(args.modes, args.seeds)
 
 
 if __name__ == "__main__":
