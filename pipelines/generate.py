@@ -89,6 +89,8 @@ def is_complete(path: Path, seconds: float) -> bool:
 def resume_key(settings: GenerateSection, model_dir: str | Path) -> dict[str, Any]:
     """What an existing file must have been made with to be reused: sampler, seeds, length and model identity."""
     weights = Path(model_dir) / "model.safetensors"
+    if not weights.is_file():  # an unmerged LoRA fine-tune (its config.json records the base's sha256)
+        weights = Path(model_dir) / "adapter.safetensors"
     config = Path(model_dir) / "config.json"
     stat = weights.stat() if weights.is_file() else None
     return {

@@ -1,8 +1,9 @@
-"""Stage `prepare`: a Jamendo-format dataset -> data/prepared/tracks.parquet (+ rejects, provenance).
+"""Stage `prepare`: a dataset -> data/prepared/tracks.parquet (+ rejects, provenance).
 
 ``data.source: synthetic`` generates the built-in dataset into ``<prepared_dir>/synthetic/`` first;
 ``data.source: jamendo`` reads a local MTG-Jamendo download (``data.jamendo.*``). Both go through the same
-reader (model.datasets.jamendo) and table builder (model.datasets.catalog).
+reader (model.datasets.jamendo) and table builder (model.datasets.catalog). ``data.source: folder`` reads a folder
+of your own audio with captions (``data.folder.*``, model.datasets.folder) into the same tables.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from model.datasets.catalog import JamendoSource, build_tables
+from model.datasets.catalog import JamendoSource, PreparedTables, build_tables
+from model.datasets.folder import FolderConfig, build_folder_tables
 from model.datasets.synthetic import SyntheticConfig, generate_dataset
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from model.runtime.errors import InputError
@@ -24,13 +26,19 @@ from pipelines.common.schema import JamendoSection
 
 log = logging.getLogger("pipelines.prepare")
 
-SOURCES = ("synthetic", "jamendo")
+SOURCES = ("synthetic", "jamendo", "folder")
 _JAMENDO_HELP = {
     "audio_root": "the folder holding the NN/ audio folders unpacked by the dataset's "
     "scripts/download/download.py --dataset raw_30s --type audio (or audio-low) <dir> --unpack",
     "metadata_tsv": "the tag file of the mtg-jamendo-dataset repository, e.g. data/autotagging.tsv "
     "(= raw_30s_cleantags_50artists.tsv)",
     "split_dir": "a split folder of the mtg-jamendo-dataset repository, e.g. data/splits/split-0",
+}
+
+_EMPTY_SPLIT = {
+    "validation": "training logs no validation loss",
+    "test": "the built-in prompt set (generate.prompts: builtin) needs test tracks; raise "
+    "data.folder.test_share or give generate.prompts a prompt file",
 }
 
 
@@ -58,18 +66,22 @@ def prepare(params: ParamsSchema) -> dict[str, Any]:
     started = time.monotonic()
     data = params.data
     prepared_dir = Path(data.prepared_dir)
-    strict = True
     extra: dict[str, Any] = {}
+    source: Any
+    tables: PreparedTables
     if data.source == "synthetic":
         cfg = config_of(SyntheticConfig, data.synthetic)
         layout = generate_dataset(prepared_dir / "synthetic", cfg)
         source = JamendoSource(layout.audio_root, layout.metadata_tsv, layout.split_dir, layout.subset)
+        tables = build_tables(source, caption_seed=data.caption_seed)
     elif data.source == "jamendo":
         source = jamendo_source(data.jamendo)
-        strict = data.jamendo.strict
+        tables = build_tables(source, caption_seed=data.caption_seed, strict=data.jamendo.strict)
+    elif data.source == "folder":
+        source = config_of(FolderConfig, data.folder)
+        tables = build_folder_tables(source, caption_seed=data.caption_seed)
     else:
         raise ParamsError(f"params.yaml: data.source must be one of {list(SOURCES)}, got {data.source!r}")
-    tables = build_tables(source, caption_seed=data.caption_seed, strict=strict)
     if tables.tracks.num_rows == 0:
         reasons = tables.rejects.to_pylist()[:5]
         raise InputError(
@@ -78,6 +90,9 @@ def prepare(params: ParamsSchema) -> dict[str, Any]:
     write_parquet_atomic(prepared_dir / "tracks.parquet", tables.tracks)
     write_parquet_atomic(prepared_dir / "rejects.parquet", tables.rejects)
     splits = tables.tracks.column("split").to_pylist()
+    for split in ("validation", "test"):
+        if split not in splits:
+            log.warning("no %s tracks: %s", split, _EMPTY_SPLIT[split])
     extra["counts"] = {
         "tracks": tables.tracks.num_rows,
         "rejects": tables.rejects.num_rows,
@@ -92,7 +107,9 @@ def prepare(params: ParamsSchema) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arg_parser("Prepare the track table from synthetic or MTG-Jamendo data.").parse_args(argv)
+    args = stage_arg_parser("Prepare the track table from synthetic, MTG-Jamendo or folder data.").parse_args(
+        argv
+    )
     setup_logging()
     prepare(load_params(args.params))
 

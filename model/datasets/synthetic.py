@@ -9,7 +9,8 @@ Layout under ``out_dir`` (read back by ``model.datasets.jamendo``, exactly like 
 
 Each track has one genre, one to three instruments and one mood (Jamendo tag names, see
 ``model.datasets.music_styles``). Track ``i`` depends only on (seed, i): adding tracks never changes
-earlier ones, and two runs are byte-identical. Splits follow a fixed 10-track pattern (7 train,
+earlier ones, and two runs are byte-identical. ``exclude_genres`` leaves the tracks of those genres out (of every
+split; the others keep their ids, audio and split), e.g. to hold a genre out of a base model's training data. Splits follow a fixed 10-track pattern (7 train,
 1 validation, 2 test). A rerun with the same config skips audio files whose sha256 matches.
 """
 
@@ -53,8 +54,18 @@ class SyntheticConfig:
     seed: int
     audio_format: str
     workers: int
+    exclude_genres: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude_genres", tuple(self.exclude_genres))
+        unknown = sorted(set(self.exclude_genres) - set(GENRE_TAGS))
+        if unknown:
+            raise ValueError(
+                f"params.yaml: data.synthetic.exclude_genres names unknown genres {unknown} "
+                f"(the built-in set has {list(GENRE_TAGS)})"
+            )
+        if set(self.exclude_genres) >= set(GENRE_TAGS):
+            raise ValueError("params.yaml: data.synthetic.exclude_genres leaves no genre to generate")
         if self.n_tracks < 1:
             raise ValueError(f"data.synthetic.n_tracks must be >= 1, got {self.n_tracks}")
         if not 1.0 <= self.seconds <= 600.0:
@@ -158,11 +169,13 @@ def generate_dataset(out_dir: str | Path, cfg: SyntheticConfig) -> SyntheticLayo
     layout = SyntheticLayout(out / "audio", out / f"{SUBSET}.tsv", out / "splits" / "split-0", SUBSET)
     manifest_path = out / "generator.json"
     identity = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+        # exclusion only filters tracks, each of which stays byte-identical, so it keeps the finished files
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("workers", "exclude_genres")},
         "code_sha256": code_hash(),
     }
     done: dict[str, str] = {}
     specs = [track_spec(i, cfg.seed) for i in range(cfg.n_tracks)]
+    specs = [spec for spec in specs if spec.genre not in cfg.exclude_genres]
     wanted = {audio_relpath(spec.track_id, cfg.audio_format) for spec in specs}
     if manifest_path.is_file():
         previous = json.loads(manifest_path.read_text())

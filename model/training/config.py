@@ -8,11 +8,19 @@ caller passes every value.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
+from model.flow.lora import LoraSettings
 from model.flow.objective import FlowConfig
 
 FLOW_KEYS = ("t_mean", "t_std", "cond_drop")
+# fingerprinted by model.training.setup instead: the base model by the sha256 of its weights (not its path), and
+# these keys only when a base is used / LoRA is on, so runs from scratch keep their run directory
+INIT_KEYS = ("init_from", "init_strict", "init_stats", "lora")
+INIT_STATS = ("base", "data")
+# settings that select how, not what, is computed: a checkpoint moves freely between them
+PLACEMENT_KEYS = ("device", "scan_backend")
 
 # keys that may change between a run and its resume; `steps` may grow (the run is extended: the cosine
 # schedule is stretched to the new length), which the trainer checks on its own
@@ -49,8 +57,19 @@ class TrainConfig:
     resume: bool
     ckpt_dir: str
     out_dir: str
+    init_from: str
+    init_strict: bool
+    init_stats: str
+    lora: LoraSettings
 
     def __post_init__(self) -> None:
+        if not isinstance(self.lora, LoraSettings):  # the typed ``train.lora`` section (or a dict of it)
+            lora = self.lora
+            values = {
+                f.name: lora[f.name] if isinstance(lora, dict) else getattr(lora, f.name)
+                for f in fields(LoraSettings)
+            }
+            object.__setattr__(self, "lora", LoraSettings(**values))
         positive = (
             "steps", "batch_size", "accum_steps", "frames", "val_every", "val_batch_size", "ckpt_every", "keep",
             "log_every", "workers",
@@ -62,6 +81,18 @@ class TrainConfig:
             raise ValueError("params.yaml: train.warmup and train.val_clips must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"params.yaml: train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.init_stats not in INIT_STATS:
+            raise ValueError(f"params.yaml: train.init_stats must be base or data, got {self.init_stats!r}")
+        if self.init_from and Path(self.init_from).resolve() == Path(self.out_dir).resolve():
+            raise ValueError(
+                f"params.yaml: train.init_from and train.out_dir are the same directory ({self.out_dir}); the run "
+                "would overwrite its base: copy the base aside first (cp -r models/final models/base)"
+            )
+        if self.lora.enabled and not self.init_from:
+            raise ValueError(
+                "params.yaml: train.lora.rank > 0 adapts a trained model: set train.init_from to its directory "
+                "(or train.lora.rank: 0 to train every weight)"
+            )
 
     @property
     def flow(self) -> FlowConfig:
@@ -70,7 +101,7 @@ class TrainConfig:
 
     def resume_fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint's run."""
-        skip = set(RESUME_SAFE_KEYS) | set(FLOW_KEYS)
+        skip = set(RESUME_SAFE_KEYS) | set(FLOW_KEYS) | set(INIT_KEYS)
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         if self.accum_steps == 1:
             # absent at its default, so runs checkpointed before the key existed keep their run directory

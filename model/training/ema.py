@@ -2,7 +2,8 @@
 
 shadow <- d * shadow + (1 - d) * param after every optimiser step, with the warm-up
 d = min(decay, (1 + n) / (10 + n)) over n updates so that early averages are not dominated by the
-random initialisation. Buffers are copied, not averaged.
+random initialisation. Buffers are copied, not averaged. Frozen parameters (``requires_grad`` False, e.g. the base
+weights under LoRA) never change, so the shadow shares them with the model instead of copying and averaging them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class EMA:
             raise ValueError(f"params.yaml: train.ema_decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.num_updates = 0
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}  # deepcopy reuses memo entries
+        self.module = copy.deepcopy(model, memo=frozen).eval().requires_grad_(False)
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
@@ -33,6 +35,8 @@ class EMA:
         d = self.current_decay()
         shadow = dict(self.module.named_parameters())
         for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
             shadow[name].lerp_(param.detach().to(shadow[name].dtype), 1.0 - d)
         shadow_buffers = dict(self.module.named_buffers())
         for name, buf in model.named_buffers():

@@ -4,6 +4,11 @@ and in each Ray worker.
 Opens the packed latent store (``job.store_dir``, memory-mapped; checked against the shards in ``job.shards_dir``)
 and the statistics (``job.stats_path``). Text embeddings are cached under ``train.ckpt_dir``/text-cache. Rank 0
 writes checkpoints, DVCLive files and, at the end, the final artefact in ``train.out_dir``.
+
+Fine-tuning (docs/finetune.md): with ``train.init_from`` the network starts from that model's EMA weights
+(``model.training.init_from``; a new optimiser and schedule) and, with ``train.init_stats: base``, standardises the
+data with the base's latent statistics; with ``train.lora.rank > 0`` only LoRA adapters are trained
+(``model.flow.lora``) and the export holds them merged or as ``adapter.safetensors`` beside a reference to the base.
 """
 
 from __future__ import annotations
@@ -24,17 +29,24 @@ from torch import nn
 
 from model.data.stats import Standardiser
 from model.data.store import PackedClips, check_current
+from model.flow.lora import adapter_state, add_lora, merged
 from model.flow.trained import export_trained
-from model.training.config import TrainConfig, TrainJob
+from model.training.config import PLACEMENT_KEYS, TrainConfig, TrainJob
 from model.training.context import SINGLE, DistContext, no_wrap
 from model.training.data import Clips, TrainBatches
+from model.training.init_from import (
+    InitMismatchError,
+    InitReport,
+    InitSource,
+    apply_init,
+    check_conditioning,
+    check_dimensions,
+    load_init,
+)
 from model.training.loop import Trainer, TrainResult
 from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
-
-# settings that select how, not what, is computed: a checkpoint moves freely between them
-PLACEMENT_KEYS = ("device", "scan_backend")
 
 
 def seed_everything(seed: int) -> None:
@@ -54,17 +66,31 @@ TEXT_CACHE = "text-cache"
 
 
 def run_fingerprint(
-    job: TrainJob, config: TrainConfig, clips: Clips, standardiser: Standardiser
+    job: TrainJob,
+    config: TrainConfig,
+    clips: Clips,
+    standardiser: Standardiser,
+    init: InitSource | None = None,
 ) -> dict[str, Any]:
-    """Everything a resumed run must share with the run that wrote the checkpoint."""
+    """Everything a resumed run must share with the run that wrote the checkpoint; a base model (``init``) by the
+    sha256 of its weights, so a changed base starts a new run directory (keys absent when not fine-tuning)."""
     stats_digest = hashlib.sha256(json.dumps([standardiser.mean, standardiser.var]).encode()).hexdigest()[:16]
-    return {
+    fingerprint = {
         "train": config.resume_fingerprint(),
         "model": _without_placement(job.network),
         "text": _without_placement(job.text),
         "codec": _without_placement(job.codec),
         "data": {"train_clips": len(clips), "latent_dim": clips.dim, "stats": stats_digest},
     }
+    if init is not None:
+        fingerprint["init"] = {
+            "sha256": init.sha256,
+            "strict": config.init_strict,
+            "stats": config.init_stats,
+        }
+    if config.lora.enabled:
+        fingerprint["lora"] = config.lora.identity()
+    return fingerprint
 
 
 def run_dir(ckpt_root: str | Path, fingerprint: dict[str, Any]) -> Path:
@@ -107,6 +133,9 @@ def run_training(
     device = torch.device(device)
     store_dir = job.store_dir
     standardiser = Standardiser.from_json(job.stats_path)
+    init = load_init(config.init_from) if config.init_from else None
+    if init is not None:
+        check_conditioning(init, job.codec, job.text)
     if check_store:
         check_current(store_dir, job.shards_dir)
     train_clips = PackedClips.open(store_dir, "train")
@@ -126,6 +155,10 @@ def run_training(
         Path(config.ckpt_dir) / TEXT_CACHE,
         _without_placement(job.text),
     )
+    if init is not None:
+        check_dimensions(init, train_clips.dim, texts.dim, text_encoder.name)
+        if config.init_stats == "base":
+            standardiser = init.stats  # the network learned in the base's standardised latent space
     batches = TrainBatches(
         train_clips,
         texts,
@@ -140,16 +173,20 @@ def run_training(
     )
     seed_everything(config.seed)
     net, net_config = build_net(job.network, train_clips.dim, texts.dim)
-    n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    n_params = sum(p.numel() for p in net.parameters())
+    report = apply_init(net, init, config.init_strict) if init is not None else None
+    lora_modules = _add_lora(net, config, report) if config.lora.enabled else []
+    n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     logger.info(
-        "VelocityNet: %.2fM trainable parameters; %d train clips; device %s; worker %d/%d",
+        "VelocityNet: %.2fM trainable parameters (of %.2fM); %d train clips; device %s; worker %d/%d",
+        n_trainable / 1e6,
         n_params / 1e6,
         len(train_clips),
         device,
         dist.rank + 1,
         dist.world_size,
     )
-    fingerprint = run_fingerprint(job, config, train_clips, standardiser)
+    fingerprint = run_fingerprint(job, config, train_clips, standardiser, init)
     config = dataclasses.replace(config, ckpt_dir=str(run_dir(config.ckpt_dir, fingerprint)))
     logger.info("checkpoints: %s", config.ckpt_dir)
     trainer = trainer_cls(
@@ -170,9 +207,10 @@ def run_training(
             1e3 * (time.perf_counter() - started) / batches.served,
         )
     if dist.is_main:
+        state, fine_tune = _export_state(trainer.ema.module, config, init, report, lora_modules, n_trainable)
         export_trained(
             config.out_dir,
-            trainer.ema.module.state_dict(),
+            state,
             net_config.to_dict(),
             job.codec,
             job.text,
@@ -186,6 +224,7 @@ def run_training(
             nan_skipped=result.nan_skipped,
             val_loss_first=result.first_val_loss,
             val_loss_last=result.last_val_loss,
+            **fine_tune,
         )
     logger.info(
         "training done at step %d: val loss %s -> %s, %d non-finite steps skipped",
@@ -195,6 +234,56 @@ def run_training(
         result.nan_skipped,
     )
     return result
+
+
+def _add_lora(net: nn.Module, config: TrainConfig, report: InitReport | None) -> list[str]:
+    """Wrap ``config.lora.targets`` in adapters; only a fully loaded base can be adapted (its frozen weights are
+    what an unmerged export refers to)."""
+    if report is not None and report.not_loaded:
+        raise InitMismatchError(
+            f"params.yaml: train.lora needs every weight from train.init_from, but {len(report.not_loaded)} "
+            "tensors did not load (train.init_strict: false); use the base's model: sizes or train.lora.rank: 0"
+        )
+    return add_lora(net, config.lora)
+
+
+def _export_state(
+    ema_net: nn.Module,
+    config: TrainConfig,
+    init: InitSource | None,
+    report: InitReport | None,
+    lora_modules: list[str],
+    n_trainable: int,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors to export (plain weights, LoRA merged, or adapters only) and the artefact's fine-tune record."""
+    info: dict[str, Any] = {}
+    if init is not None:
+        info["init_from"] = {
+            "path": init.path,
+            "sha256": init.sha256,
+            "stats": config.init_stats,
+            "not_loaded": report.not_loaded if report is not None else [],
+        }
+    if not config.lora.enabled:
+        return ema_net.state_dict(), info
+    lora = config.lora
+    info["lora"] = {
+        **lora.identity(),
+        "modules": lora_modules,
+        "trainable": n_trainable,
+        "merged": lora.merge,
+    }
+    if lora.merge:
+        return merged(ema_net).state_dict(), info
+    assert init is not None  # TrainConfig refuses LoRA without a base
+    info["adapter"] = {
+        "base": init.path,
+        "base_sha256": init.sha256,
+        "rank": lora.rank,
+        "alpha": lora.alpha,
+        "modules": lora_modules,
+    }
+    return adapter_state(ema_net), info
 
 
 def _fmt(value: float | None) -> str:

@@ -49,6 +49,18 @@ Integer = Annotated[int, BeforeValidator(_yaml_int)]
 Flag = Annotated[bool, BeforeValidator(_yaml_bool)]
 
 
+# the default LoRA targets: the mixer projections that run as modules, cross-attention and the blocks' MLPs
+LORA_TARGETS = (
+    "blocks.*.mixer.mamba_*.in_proj",
+    "blocks.*.mixer.mamba_*.x_proj",
+    "blocks.*.mixer.mamba_*.out_proj",
+    "blocks.*.mixer.out_proj",
+    "blocks.*.cross_attn.to_*",
+    "blocks.*.mlp.0",
+    "blocks.*.mlp.2",
+)
+
+
 class Section(BaseModel):
     """A params.yaml section: unknown keys are an error; YAML's int for a float is fine, a string for a number not."""
 
@@ -74,6 +86,9 @@ class SyntheticSection(Section):
     seed: Integer = 0
     audio_format: str = "flac"
     workers: Integer = Field(2, ge=1)
+    exclude_genres: list[str] = Field(
+        default_factory=list, description="genres left out of the built-in set (a held-out genre)"
+    )
 
 
 class JamendoSection(Section):
@@ -84,12 +99,25 @@ class JamendoSection(Section):
     strict: Flag = True
 
 
+class FolderSection(Section):
+    root: str = "music"  # a folder of your audio; also the prepare stage's dvc.yaml dependency
+    captions: str = (
+        ""  # a CSV/JSONL file inside root; "" = captions.csv/.jsonl there if present, else sidecar .txt
+    )
+    caption_from_tags: Flag = False
+    validation_share: Real = Field(0.1, ge=0, lt=1, description="share of files in the validation split")
+    test_share: Real = Field(0.1, ge=0, lt=1, description="share of files in the test split")
+    min_seconds: Real = Field(1.0, ge=0, description="shorter files are rejected")
+    silence_dbfs: Real = Field(-60.0, le=0, description="files whose RMS level is below it are rejected")
+
+
 class DataSection(Section):
     source: str = "synthetic"
     prepared_dir: str = "data/prepared"
     caption_seed: Integer = 0
     synthetic: SyntheticSection = SyntheticSection()
     jamendo: JamendoSection = JamendoSection()
+    folder: FolderSection = FolderSection()
 
 
 class SeparateSection(Section):
@@ -163,6 +191,16 @@ class ModelSection(Section):
     scan_backend: str = "auto"
 
 
+class LoraSection(Section):
+    rank: Integer = Field(0, ge=0, description="0 = no LoRA (every weight is trained)")
+    alpha: Real = Field(16.0, gt=0)
+    dropout: Real = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(
+        default_factory=lambda: list(LORA_TARGETS), description="module path patterns (fnmatch) to adapt"
+    )
+    merge: Flag = True
+
+
 class TrainSection(Section):
     steps: Integer = Field(4200, ge=1)
     batch_size: Integer = Field(8, ge=1)
@@ -193,6 +231,10 @@ class TrainSection(Section):
     resume: Flag = True
     ckpt_dir: str = "checkpoints"
     out_dir: str = "models/final"
+    init_from: str = ""  # a trained model directory to start from ("" = random initialisation)
+    init_strict: Flag = True
+    init_stats: str = "base"  # base | data: whose latent statistics standardise the data
+    lora: LoraSection = LoraSection()
 
 
 class GenerateSection(Section):

@@ -162,3 +162,42 @@ def test_malformed_metadata_names_file_and_line(tmp_path, capsys):
     main(["--params", params])
     rejects = pl.read_parquet(tmp_path / "p" / "rejects.parquet")
     assert "track_0000900" in rejects["track_id"].to_list()
+
+
+def _folder(tmp_path):
+    root = tmp_path / "my music"
+    (root / "live").mkdir(parents=True)
+    t = np.arange(22050 * 2) / 22050
+    for i, name in enumerate(("live/a.wav", "b.flac", "c.wav")):
+        sf.write(str(root / name), 0.2 * np.sin(2 * np.pi * (200 + 50 * i) * t), 22050)
+    (root / "broken.wav").write_bytes(b"not audio at all")
+    (root / "captions.csv").write_text(
+        "path,caption,tags\nlive/a.wav,A live take.,genre---rock\nb.flac,A flac.,\nc.wav,C.,\nbroken.wav,Broken.,\n"
+    )
+    return root
+
+
+def test_folder_source_writes_tables_and_rejects(tmp_path):
+    root, prepared = _folder(tmp_path), tmp_path / "prepared"
+    folder = {"root": str(root), "validation_share": 0.0, "test_share": 0.0}
+    main(
+        [
+            "--params",
+            write_params(tmp_path, {"source": "folder", "prepared_dir": str(prepared), "folder": folder}),
+        ]
+    )
+    tracks = pl.read_parquet(prepared / "tracks.parquet")
+    assert tracks.columns == COLUMNS and tracks.height == 3 and set(tracks["split"]) == {"train"}
+    rejects = pl.read_parquet(prepared / "rejects.parquet").to_dicts()
+    assert [r["audio_path"] for r in rejects] == [str(root / "broken.wav")]
+    assert rejects[0]["reason"].startswith("unreadable:")
+    prov = json.loads((prepared / "provenance.json").read_text())
+    assert prov["counts"] == {"tracks": 3, "rejects": 1, "train": 3, "validation": 0, "test": 0}
+
+
+def test_folder_source_refuses_a_caption_less_file_in_one_line(tmp_path, capsys):
+    root = _folder(tmp_path)
+    sf.write(str(root / "live" / "new.wav"), np.full(22050, 0.1), 22050)
+    params = write_params(tmp_path, {"source": "folder", "folder": {"root": str(root)}})
+    err = user_error(capsys, main, ["--params", params])
+    assert "live/new.wav" in err and "no caption" in err and "caption_from_tags" in err

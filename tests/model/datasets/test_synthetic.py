@@ -221,3 +221,34 @@ def test_parallel_workers_write_the_same_files(tmp_path):
     generate_dataset(tmp_path / "serial", serial)
     generate_dataset(tmp_path / "parallel", parallel)
     assert tree_digest(tmp_path / "serial") == tree_digest(tmp_path / "parallel")
+
+
+def test_exclude_genres_leaves_a_genre_out_and_keeps_the_other_tracks(tmp_path):
+    full_cfg = config(SyntheticConfig, "data.synthetic", n_tracks=12, seconds=1.0, seed=5, workers=1)
+    layout = generate_dataset(tmp_path, full_cfg)
+    full, _ = read_tsv(layout.metadata_tsv)
+    held_out = full[0].genre[0]
+    before = tree_digest(layout.audio_root)
+    mtimes = {p: p.stat().st_mtime_ns for p in layout.audio_root.rglob("*.flac")}
+    cfg = config(
+        SyntheticConfig,
+        "data.synthetic",
+        n_tracks=12,
+        seconds=1.0,
+        seed=5,
+        workers=1,
+        exclude_genres=[held_out],
+    )
+    generate_dataset(tmp_path, cfg)
+    kept, _ = read_tsv(layout.metadata_tsv)
+    assert kept == [t for t in full if t.genre != (held_out,)] and len(kept) < len(full)
+    splits, _ = read_splits(layout.split_dir)
+    assert all(t.genre != (held_out,) for split in splits.values() for t in split)
+    after = tree_digest(layout.audio_root)
+    assert after == {k: v for k, v in before.items() if k in after} and len(after) == len(kept)
+    # the kept files were not synthesised again
+    assert all(p.stat().st_mtime_ns == mtimes[p] for p in layout.audio_root.rglob("*.flac"))
+    with pytest.raises(ValueError, match=r"unknown genres \['polka'\]"):
+        config(SyntheticConfig, "data.synthetic", exclude_genres=["polka"])
+    with pytest.raises(ValueError, match="leaves no genre"):
+        config(SyntheticConfig, "data.synthetic", exclude_genres=list(GENRE_TAGS))
