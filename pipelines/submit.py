@@ -17,7 +17,7 @@ from evaluation.challenge.submission import SubmissionRules, build_submission, r
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 
 log = logging.getLogger("pipelines.submit")
 
@@ -41,7 +41,8 @@ def run_stage(params: ParamsSchema) -> Path:
     metrics = reports_dir / "metrics.json"
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics}: evaluation metrics not found; run the evaluate stage first")
-    record = provenance(
+    built = build_submission(prompts, best, generated_files(generated_dir), out_dir, metrics, rules)
+    write_run_record(
         "submit",
         {
             "submit": params.submit.model_dump(),
@@ -50,15 +51,7 @@ def run_stage(params: ParamsSchema) -> Path:
         },
         n_prompts=len(prompts),
     )
-    return build_submission(
-        prompts,
-        best,
-        generated_files(generated_dir),
-        out_dir,
-        metrics,
-        rules,
-        provenance=record,
-    )
+    return built
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from model.data.stats import Standardiser
-from model.runtime.atomic_io import atomic_path, write_json_atomic
+from model.runtime.atomic_io import write_json_atomic, write_safetensors_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ def export_trained(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in ema_state.items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "flowjam-velocitynet", "steps": str(steps)})
+    write_safetensors_atomic(
+        out / "model.safetensors", tensors, metadata={"format": "flowjam-velocitynet", "steps": str(steps)}
+    )
     config = {
         "format": ARTEFACT_FORMAT,
         "backbone": backbone_config,

@@ -52,12 +52,17 @@ VAL_SEED_OFFSET = 1_000_003
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished (or already finished) run reports."""
+    """What a finished (or already finished) run reports. ``resumed_from``: the checkpoint step it started at
+    (0: fresh); ``steps_per_s``: median over this process's log windows (a run fact, kept out of DVCLive so
+    that the logged metrics are a function of inputs, code and params); ``ckpt_dir``: its run directory."""
 
     step: int
     nan_skipped: int
     first_val_loss: float | None
     last_val_loss: float | None
+    resumed_from: int
+    steps_per_s: float | None
+    ckpt_dir: str
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -127,6 +132,7 @@ class Trainer:
         self.consecutive_skips = 0
         self.loss_window: list[float] = []
         self.val_losses: list[float] = []
+        self.window_rates: list[float] = []  # steps/s per log window of this process (not checkpointed)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type in AUTOCAST_DEVICE_TYPES:
@@ -295,6 +301,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``cfg.steps`` (resuming from last.pt when allowed); returns the run's summary."""
         log_state = self.restore()
+        resumed_from = self.step
         if self.log is not None:
             self.log.start(log_state)
         if self.step == 0:
@@ -334,13 +341,15 @@ class Trainer:
             self.log.end()
         first = self.val_losses[0] if self.val_losses else None
         last = self.val_losses[-1] if self.val_losses else None
-        return TrainResult(self.step, self.nan_skipped, first, last)
+        rate = float(np.median(self.window_rates)) if self.window_rates else None
+        return TrainResult(self.step, self.nan_skipped, first, last, resumed_from, rate, str(self.ckpt.dir))
 
     def _log_train(self, lr: float, grad_norms: list[float], steps_per_s: float, bar: tqdm) -> None:
+        self.window_rates.append(steps_per_s)
         if self.log is None:
             self.loss_window = []
             return
-        metrics = {"train/lr": lr, "train/steps_per_s": steps_per_s}
+        metrics = {"train/lr": lr}
         if self.loss_window:
             metrics["train/loss"] = sum(self.loss_window) / len(self.loss_window)
         if grad_norms:

@@ -1,3 +1,6 @@
+import json
+import os
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -7,7 +10,7 @@ import yaml
 from evaluation.challenge.prompts import Prompt, load_prompts, save_prompts
 from model.flow.text_to_music import GenerationError, to_output
 from pipelines.common.params import ParamsError
-from pipelines.generate import main, run_stage, sampler_of
+from pipelines.generate import main, resume_key, run_stage, sampler_of
 from tests.defaults import params
 
 
@@ -59,7 +62,9 @@ def test_cli_refuses_clips_shorter_than_10_seconds(model_dir, tmp_path):
         )
 
 
-def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(model_dir, tmp_path):
+def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(
+    model_dir, tmp_path, run_records
+):
     prompts = [
         Prompt("p1", "calm piano ballad"),
         Prompt("p2", "fast loud rock with distorted guitar and drums"),
@@ -90,7 +95,8 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
     ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
     assert load_prompts(out / "prompts.jsonl") == prompts
-    assert (out / "provenance.json").is_file()
+    assert json.loads((run_records / "generate.json").read_text())["n_files"] == 6
+    assert not (out / "provenance.json").exists()
     first = {(r["prompt_id"], r["seed"]): _read(r["path"])[0] for r in manifest}
     assert all(a.shape == (441000, 2) for a in first.values())
     assert not np.allclose(first[("p1", 0)], first[("p1", 1)])
@@ -108,6 +114,18 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
     assert not (out / "p2" / "seed-0.wav").exists()
     assert all(p.stat().st_mtime_ns != t for p, t in before.items() if "p2" not in p.parts)
     assert not np.allclose(_read(target)[0], first[("p3", 1)], atol=1e-3)
+
+
+def test_resume_key_names_the_weights_by_content_not_by_file_time(tmp_path):
+    """The key is a stage output: identical weights written again (a rerun, a DVC checkout) give the same key."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    settings = params({}).generate
+    key = resume_key(settings, tmp_path)
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))
+    assert resume_key(settings, tmp_path) == key
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert resume_key(settings, tmp_path)["weights_sha256"] != key["weights_sha256"]
 
 
 def test_short_or_non_finite_decodes_fail_loudly():

@@ -27,7 +27,7 @@ def write_params(tmp_path, data: dict) -> str:
     return str(path)
 
 
-def test_synthetic_source(tmp_path):
+def test_synthetic_source(tmp_path, run_records):
     prepared = tmp_path / "prepared"
     params = write_params(
         tmp_path,
@@ -59,7 +59,8 @@ def test_synthetic_source(tmp_path):
         assert len(row["genre"]) == 1 and len(row["mood"]) == 1 and 1 <= len(row["instrument"]) <= 3
         assert humanise(row["genre"][0]) in row["caption"] and row["mood"][0] in row["caption"].lower()
     assert pq.read_table(prepared / "rejects.parquet").num_rows == 0
-    record = json.loads((prepared / "provenance.json").read_text())
+    assert not (prepared / "provenance.json").exists()  # run facts stay out of the (hashed) output
+    record = json.loads((run_records / "prepare.json").read_text())
     assert record["stage"] == "prepare" and record["counts"]["tracks"] == 10
     assert record["params"]["data"]["synthetic"]["seed"] == 3
 
