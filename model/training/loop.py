@@ -190,11 +190,25 @@ class Trainer:
         if state is None:
             return None
         check_resumable(state, self.fingerprint, self.ckpt.last)
+        source = self.ckpt.last
         if int(state["step"]) > self.cfg.steps:
-            raise CheckpointMismatchError(
-                f"{self.ckpt.last} is at step {state['step']}, beyond train.steps={self.cfg.steps}; raise "
-                f"train.steps, or start fresh with train.resume: false (or rm -r {self.ckpt.dir})"
+            earlier = self.ckpt.load_within(self.cfg.steps, map_location="cpu")
+            if earlier is None:
+                raise CheckpointMismatchError(
+                    f"{self.ckpt.last} is at step {state['step']}, beyond train.steps={self.cfg.steps}, and no "
+                    f"periodic checkpoint is at or before it; raise train.steps, or start fresh with "
+                    f"train.resume: false (or rm -r {self.ckpt.dir})"
+                )
+            logger.warning(
+                "%s is at step %d, beyond train.steps=%d (a longer run shares this run directory): resuming "
+                "from %s",
+                self.ckpt.last,
+                state["step"],
+                self.cfg.steps,
+                earlier[0],
             )
+            source, state = earlier
+            check_resumable(state, self.fingerprint, source)
         if int(state["total_steps"]) != self.cfg.steps:
             logger.warning(
                 "extending the run in %s from %d to %d steps: the cosine schedule is stretched to the "
@@ -219,7 +233,7 @@ class Trainer:
         self.step, self.nan_skipped = int(state["step"]), int(state["nan_skipped"])
         self.consecutive_skips = int(state["consecutive_skips"])
         self.loss_window, self.val_losses = list(state["loss_window"]), list(state["val_losses"])
-        logger.info("resumed from %s at step %d", self.ckpt.last, self.step)
+        logger.info("resumed from %s at step %d", source, self.step)
         return state["log"]
 
     # ---- validation --------------------------------------------------------------------------------------
