@@ -4,8 +4,9 @@ Each Ray Data row is one fixed batch of the plan (``model.data.clips.EncodePlan`
 codec (one per GPU when present, else ``encode.workers`` CPU actors), encodes batches; the driver collects the
 results per shard and writes a shard as soon as all its clips are in. A shard file exists only when complete
 (atomic write) and is then entered in the resume ledger beside the folder (``model.runtime.resume_ledger``), so a
-killed run redoes only the shards it had not written; the folder itself holds only shards and rejects. Clips that fail to decode or whose
-latents are not finite (in float32 or after the float16 cast) go to rejects, never into a shard.
+killed run redoes only the shards it had not written; the folder itself holds only shards and rejects. Clips that
+fail to decode or whose latents are not finite (in float32 or after the float16 cast) go to rejects, never into a
+shard.
 """
 
 from __future__ import annotations
