@@ -35,6 +35,7 @@ from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import write_run_record
+from pipelines.common.workspace import in_dvc_root
 
 log = logging.getLogger("pipelines.evaluate")
 
@@ -66,7 +67,9 @@ class CodecRoundTrip:
 
 
 def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutputs:
-    settings = config_of(EvaluateSettings, params.evaluate)
+    # the reference-statistics cache is shared by the experiments of a checkout (queued ones included)
+    cache_dir = str(in_dvc_root(params.evaluate.cache_dir))
+    settings = config_of(EvaluateSettings, params.evaluate, cache_dir=cache_dir)
     if not settings.needs_clap:
         torch.set_num_threads(1)  # offline path: small matrices, extra threads only contend on shared cores
     generated_dir = params.generate.out_dir
@@ -104,6 +107,7 @@ def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutpu
         text_audio_model=outputs.details["text_audio_model"],
         judge=outputs.details["judge"],
         report_seconds=round(time.perf_counter() - started, 2),
+        **outputs.run_facts,
     )
     log.info(
         "wrote %s, %s, %s and %s; listening report %s (%.1f s)",

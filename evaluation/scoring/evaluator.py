@@ -341,8 +341,6 @@ def run_evaluation(
             "n_files": len(reference.clips),
             "n_windows": reference.stats.count,
             "file_list_hash": reference.meta["file_list_hash"],
-            "stats_cache": reference.meta["cache_path"],
-            "cache_hit": reference.meta["cache_hit"],
         },
         **offline.validation,
     }
@@ -357,4 +355,9 @@ def run_evaluation(
         metrics["fad"], metrics["clap"], metrics["ccs"], metrics["ccs_margin"], metrics["all_seeds"]["fad"],
         metrics["all_seeds"]["clap"], metrics["all_seeds"]["ccs"], embedders.fad.name, scorer.name, judge.name,
     )  # fmt: skip
-    return EvaluationOutputs(metrics, details, per_prompt, best.best_seeds, rejects)
+    run_facts = {
+        "reference_stats_cache": reference.meta["cache_path"],
+        "reference_cache_hit": reference.meta["cache_hit"],
+        **({"ceiling_cache_hit": sets["ceiling"].cache_hit} if "ceiling" in sets else {}),
+    }
+    return EvaluationOutputs(metrics, details, per_prompt, best.best_seeds, rejects, run_facts)
