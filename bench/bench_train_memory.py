@@ -92,14 +92,11 @@ def measure(root: Path, threads: int) -> dict:
     )
     if done.returncode:
         raise RuntimeError(done.stderr[-4000:])
-    rates = [
-        float(line.split("\t")[1])
-        for line in (live / "plots" / "metrics" / "train" / "steps_per_s.tsv").read_text().splitlines()[1:]
-    ]
     waited, assembled, step_ms = map(float, LOADING.findall(done.stderr)[-1])
     return {
         "peak_rss_bytes": int(done.stdout.strip().splitlines()[-1]),
-        "steps_per_s": statistics.median(rates),
+        # the median over log windows (TrainResult.steps_per_s; steps/s is not a DVCLive metric)
+        "steps_per_s": float(re.findall(r"^steps_per_s (\S+)$", done.stdout, re.M)[-1]),
         "wait_ms_per_step": waited,
         "assemble_ms_per_batch": assembled,
         "step_ms": step_ms,

@@ -123,9 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     root = Path(args.root)
     engine = TextToMusic.from_dir(root / args.model_dir, "cpu", "fp32")
-    crop = int(
-        json.loads((root / args.model_dir / "provenance.json").read_text())["params"]["train"]["frames"]
-    )
+    # the crop the model was trained on: the train stage's run record (pipelines/common/provenance.py)
+    crop = int(json.loads((root / "provenance" / "train.json").read_text())["params"]["train"]["frames"])
     frame_rate = engine.codec.frame_rate
     output_frames = round(crop / RATIO)
     crop_s, output_s = crop / frame_rate, output_frames / frame_rate

@@ -2,8 +2,9 @@
 
 Reads ``<separate.out_dir>/manifest.parquet`` and ``<data.prepared_dir>/tracks.parquet`` (captions, tags, split),
 the ``codec:`` and ``encode:`` params and ``ray.address`` (a Ray cluster to run on: docs/scaling-out.md);
-writes ``<encode.out_dir>/shard-NNNNN.parquet`` (format in docs/ARCHITECTURE.md), ``rejects.parquet``,
-``plan.json`` and ``provenance.json``. Rerunning after a kill encodes only the shards that are missing.
+writes ``<encode.out_dir>/shard-NNNNN.parquet`` (format in docs/ARCHITECTURE.md) and ``rejects.parquet``; the
+resume ledger ``<encode.out_dir>.resume.jsonl`` beside the folder and the run record ``provenance/encode.json``.
+Rerunning after a kill encodes only the shards that are missing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pyarrow.parquet as pq
 from model.codec import build_codec
 from model.codec.encoding import describe_codec, run_encode
 from model.data.clips import ClipPolicy, TrackSource, plan_clips
-from model.runtime.atomic_io import write_json_atomic
 from model.runtime.ray_session import (
     available_cpus,
     check_visible,
@@ -31,7 +31,7 @@ from model.runtime.ray_session import (
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import config_of, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 from pipelines.common.schema import EncodeSection
 
 log = logging.getLogger("pipelines.encode")
@@ -133,20 +133,19 @@ def main(argv: list[str] | None = None) -> None:
         summary = run_encode(
             plan, cfg.out_dir, codec_factory, meta, cfg.policy.clip_seconds, workers, use_gpu=bool(gpus)
         )
-    write_json_atomic(
-        Path(cfg.out_dir) / "provenance.json",
-        provenance(
-            "encode",
-            # the keys this stage reads (encode.stats_path belongs to the stats stage; see dvc.yaml)
-            {"codec": codec_params, "encode": cfg.used()},
-            codec_settings=meta.settings,
-            latent_shape=list(meta.latent_shape),
-            tracks=len(sources),
-            shards=summary.shards_total,
-            shards_written_this_run=summary.shards_written,
-            clips_written_this_run=summary.clips_written,
-            rejects=summary.rejects,
-        ),
+    write_run_record(
+        "encode",
+        # the keys this stage reads (encode.stats_path belongs to the stats stage; see dvc.yaml)
+        {"codec": codec_params, "encode": cfg.used()},
+        codec_settings=meta.settings,
+        latent_shape=list(meta.latent_shape),
+        tracks=len(sources),
+        shards=summary.shards_total,
+        shards_written_this_run=summary.shards_written,
+        clips_written_this_run=summary.clips_written,
+        rejects=summary.rejects,
+        startup_seconds=round(summary.startup_s, 2),
+        encode_seconds=round(summary.wall_s, 2),
     )
     log.info(
         "encode done: %d shards (%d new), %d rejects",

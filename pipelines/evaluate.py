@@ -11,8 +11,8 @@ as the submit stage packages it (``submit.sample_rate``, ``submit.channels``, ``
 check. The headline scores the ranked prompts, ``ood.*`` the out-of-distribution ones.
 Writes in ``evaluate.out_dir``: ``metrics.json`` (numbers only: the DVC metric), ``details.json`` (what produced
 them), ``per_prompt.parquet`` (one row per clip), ``best_seeds.json``, ``index.html`` + ``spectrograms/`` (the
-listening report), ``models/`` (trained tagger / local-clap), ``evaluate_rejects.json`` and
-``evaluate_provenance.json``. Logic lives in ``evaluation/``.
+listening report), ``models/`` (trained tagger / local-clap) and ``evaluate_rejects.json``; the run record goes
+to ``provenance/evaluate.json``. Logic lives in ``evaluation/``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
+from pipelines.common.workspace import in_dvc_root
 
 log = logging.getLogger("pipelines.evaluate")
 
@@ -70,7 +71,9 @@ class CodecRoundTrip:
 
 
 def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutputs:
-    settings = config_of(EvaluateSettings, params.evaluate)
+    # the reference-statistics cache is shared by the experiments of a checkout (queued ones included)
+    cache_dir = str(in_dvc_root(params.evaluate.cache_dir))
+    settings = config_of(EvaluateSettings, params.evaluate, cache_dir=cache_dir)
     if not settings.needs_clap:
         torch.set_num_threads(1)  # offline path: small matrices, extra threads only contend on shared cores
     generated_dir = params.generate.out_dir
@@ -93,16 +96,6 @@ def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutpu
         "instrumental_manifest": instrumental,
         "codec": codec,
     }
-    write_json_atomic(
-        out / "evaluate_provenance.json",
-        provenance(
-            "evaluate",
-            used,
-            embedder=outputs.details["embedder"],
-            text_audio_model=outputs.details["text_audio_model"],
-            judge=outputs.details["judge"],
-        ),
-    )
     started = time.perf_counter()
     page = write_report(
         out,
@@ -112,6 +105,15 @@ def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutpu
         read_training_curves(live_dir),
         roundtrip=roundtrip,
     )  # the showcase's references through the codec (evaluate.ceiling)
+    write_run_record(
+        "evaluate",
+        used,
+        embedder=outputs.details["embedder"],
+        text_audio_model=outputs.details["text_audio_model"],
+        judge=outputs.details["judge"],
+        report_seconds=round(time.perf_counter() - started, 2),
+        **outputs.run_facts,
+    )
     log.info(
         "wrote %s, %s, %s and %s; listening report %s (%.1f s)",
         out / "metrics.json",

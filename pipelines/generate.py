@@ -9,9 +9,9 @@
 
 Stage outputs (in ``generate.out_dir``): the WAVs, ``prompts.jsonl`` (the exact prompt set, for evaluate and
 submit), ``manifest.parquet`` (prompt_id, seed, path, seconds, sample_rate, noise_seed, caption) and
-``provenance.json``, ``resume_key.json``. Resumable: when ``resume_key.json`` matches (same sampler settings,
-seed, length and model), a WAV that is already complete (44.1 kHz, stereo, exactly ``seconds``) is kept;
-otherwise the old WAVs are removed first.
+``resume_key.json``; the run record (device, timings) goes to ``provenance/generate.json``. Resumable: when
+``resume_key.json`` matches (same sampler settings, seed, length and model weights), a WAV that is already complete
+(44.1 kHz, stereo, exactly ``seconds``) is kept; otherwise the old WAVs are removed first.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from model.runtime.errors import InputError
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsError, ParamsSchema, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 from pipelines.common.schema import GenerateSection, validate_params
 
 log = logging.getLogger("pipelines.generate")
@@ -86,13 +86,25 @@ def is_complete(path: Path, seconds: float) -> bool:
     )
 
 
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (None when absent), read in 1 MiB blocks."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def resume_key(settings: GenerateSection, model_dir: str | Path) -> dict[str, Any]:
-    """What an existing file must have been made with to be reused: sampler, seeds, length and model identity."""
+    """What an existing file must have been made with to be reused: sampler, seeds, length and model identity.
+
+    The model is identified by content (no mtime: the key is a stage output, byte-identical for identical work)."""
     weights = Path(model_dir) / "model.safetensors"
     if not weights.is_file():  # an unmerged LoRA fine-tune (its config.json records the base's sha256)
         weights = Path(model_dir) / "adapter.safetensors"
     config = Path(model_dir) / "config.json"
-    stat = weights.stat() if weights.is_file() else None
     return {
         "seconds": settings.seconds,
         "steps": settings.steps,
@@ -100,8 +112,8 @@ def resume_key(settings: GenerateSection, model_dir: str | Path) -> dict[str, An
         "method": settings.method,
         "precision": settings.precision,
         "seed": settings.seed,
-        "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
-        "weights": None if stat is None else [stat.st_size, stat.st_mtime_ns],
+        "model_config_sha256": file_sha256(config),
+        "weights_sha256": file_sha256(weights),
     }
 
 
@@ -173,20 +185,17 @@ def run_stage(params: ParamsSchema) -> None:
     save_prompts(out / "prompts.jsonl", prompts)
     manifest = generate_prompt_set(engine, prompts, settings)
     write_parquet_atomic(out / "manifest.parquet", manifest)
-    write_json_atomic(
-        out / "provenance.json",
-        provenance(
-            "generate",
-            {"generate": settings.model_dump(), "train.out_dir": model_dir},
-            model_dir=model_dir,
-            n_prompts=len(prompts),
-            n_files=manifest.num_rows,
-            codec=engine.codec.settings(),
-            text_encoder=engine.text_encoder.name,
-            device=str(engine.device),
-            precision=settings.precision,
-            scan_backend=engine.scan.as_dict() if engine.scan else None,
-        ),
+    write_run_record(
+        "generate",
+        {"generate": settings.model_dump(), "train.out_dir": model_dir},
+        model_dir=model_dir,
+        n_prompts=len(prompts),
+        n_files=manifest.num_rows,
+        codec=engine.codec.settings(),
+        text_encoder=engine.text_encoder.name,
+        device=str(engine.device),
+        precision=settings.precision,
+        scan_backend=engine.scan.as_dict() if engine.scan else None,
     )
     log.info("wrote %d files and %s", manifest.num_rows, out / "manifest.parquet")
 

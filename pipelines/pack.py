@@ -2,7 +2,7 @@
 
 Reads the shards in ``encode.out_dir``; writes ``pack.out_dir`` (``store.json``, ``<split>/latents.npy``
 (frames, D) float16, ``<split>/clips.parquet``; layout in ``model.data.store``) for the train and validation
-splits, streaming shard by shard, and ``pack.provenance.json`` beside it. The store directory is replaced
+splits, streaming shard by shard (run record ``provenance/pack.json``). The store directory is replaced
 atomically.
 """
 
@@ -12,11 +12,10 @@ import logging
 from pathlib import Path
 
 from model.data.store import pack_store
-from model.runtime.atomic_io import write_json_atomic
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 
 log = logging.getLogger("pipelines.pack")
 
@@ -30,14 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     shards_dir = params.encode.out_dir
     out_dir = Path(params.pack.out_dir)
     description = pack_store(shards_dir, out_dir)
-    write_json_atomic(
-        out_dir.with_name(out_dir.name + ".provenance.json"),
-        provenance(
-            "pack",
-            {"encode": {"out_dir": shards_dir}, "pack": params.pack.model_dump()},
-            splits=description["splits"],
-            shards=len(description["shards"]),
-        ),
+    write_run_record(
+        "pack",
+        {"encode": {"out_dir": shards_dir}, "pack": params.pack.model_dump()},
+        splits=description["splits"],
+        shards=len(description["shards"]),
     )
     log.info("%s: %s", out_dir, description["splits"])
 

@@ -1,4 +1,4 @@
-"""Stage `prepare`: a dataset -> data/prepared/tracks.parquet (+ rejects, provenance).
+"""Stage `prepare`: a dataset -> data/prepared/tracks.parquet (+ rejects; run record in provenance/).
 
 ``data.source: synthetic`` generates the built-in dataset into ``<prepared_dir>/synthetic/`` first;
 ``data.source: jamendo`` reads a local MTG-Jamendo download (``data.jamendo.*``). Both go through the same
@@ -16,12 +16,12 @@ from typing import Any
 from model.datasets.catalog import JamendoSource, PreparedTables, build_tables
 from model.datasets.folder import FolderConfig, build_folder_tables
 from model.datasets.synthetic import SyntheticConfig, generate_dataset
-from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.runtime.atomic_io import write_parquet_atomic
 from model.runtime.errors import InputError
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsError, ParamsSchema, config_of, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 from pipelines.common.schema import JamendoSection
 
 log = logging.getLogger("pipelines.prepare")
@@ -61,8 +61,8 @@ def jamendo_source(section: JamendoSection) -> JamendoSource:
     return JamendoSource(subset=section.subset, **values)
 
 
-def prepare(params: ParamsSchema) -> dict[str, Any]:
-    """Run the stage on loaded params; returns the provenance record written beside the outputs."""
+def prepare(params: ParamsSchema) -> Path:
+    """Run the stage on loaded params; returns the path of its run record (``pipelines.common.provenance``)."""
     started = time.monotonic()
     data = params.data
     prepared_dir = Path(data.prepared_dir)
@@ -100,8 +100,7 @@ def prepare(params: ParamsSchema) -> dict[str, Any]:
     }
     extra["source"] = {k: str(v) for k, v in vars(source).items()}
     extra["seconds"] = round(time.monotonic() - started, 2)
-    record = provenance("prepare", {"data": data.model_dump()}, **extra)
-    write_json_atomic(prepared_dir / "provenance.json", record)
+    record = write_run_record("prepare", {"data": data.model_dump()}, **extra)
     log.info("prepared %s in %.1f s: %s", prepared_dir / "tracks.parquet", extra["seconds"], extra["counts"])
     return record
 

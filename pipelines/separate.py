@@ -3,7 +3,8 @@
 Reads ``data/prepared/tracks.parquet`` (under ``data.prepared_dir``), the ``separate:`` params and ``ray.address``
 (a Ray cluster to run on, see docs/scaling-out.md); writes
 ``<separate.out_dir>/audio/<track_id>.<audio_format>`` (htdemucs), ``manifest.parquet`` (track_id, path, seconds,
-status), ``rejects.parquet`` (track_id, audio_path, reason) and ``provenance.json``. Rerunning skips finished files.
+status) and ``rejects.parquet`` (track_id, audio_path, reason); the run record goes to ``provenance/separate.json``.
+Rerunning skips finished files.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.runtime.atomic_io import write_parquet_atomic
 from model.separation.instrumental import SeparationResult, TrackAudio, run_separation
 from model.separation.vocal_remover import SeparationConfig
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import config_of, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 
 log = logging.getLogger("pipelines.separate")
 
@@ -77,20 +78,19 @@ def main(argv: list[str] | None = None) -> None:
     log.info("%d tracks, model %s -> %s", len(tracks), cfg.model, out_dir)
     results = run_separation(tracks, cfg, address=params.ray.address)
     manifest, rejects = results_tables(results)
+    # written inside this persisted output by earlier versions: it would keep the folder's hash run-specific
+    (out_dir / "provenance.json").unlink(missing_ok=True)
     write_parquet_atomic(out_dir / "manifest.parquet", manifest)
     write_parquet_atomic(out_dir / "rejects.parquet", rejects)
     reused = sum(r.reused for r in results)
-    write_json_atomic(
-        out_dir / "provenance.json",
-        provenance(
-            "separate",
-            {"separate": params.separate.model_dump()},
-            tracks=len(tracks),
-            written=manifest.num_rows,
-            rejected=rejects.num_rows,
-            reused=reused,
-            total_seconds=float(sum(manifest["seconds"].to_pylist())),
-        ),
+    write_run_record(
+        "separate",
+        {"separate": params.separate.model_dump()},
+        tracks=len(tracks),
+        written=manifest.num_rows,
+        rejected=rejects.num_rows,
+        reused=reused,
+        total_seconds=float(sum(manifest["seconds"].to_pylist())),
     )
     log.info("%d instrumental tracks (%d reused), %d rejects", manifest.num_rows, reused, rejects.num_rows)
 

@@ -1,7 +1,7 @@
 """Stage ``stats``: per-channel latent mean/variance over the train split -> ``encode.stats_path`` (JSON).
 
 Reads the shards in ``encode.out_dir``; writes ``{"count": frames, "mean": [D], "var": [D], "split": "train",
-"codec": {...}}`` (float64, streaming Chan/Welford merge over valid frames only) and a provenance JSON beside it.
+"codec": {...}}`` (float64, streaming Chan/Welford merge over valid frames only); run record ``provenance/stats.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from model.runtime.atomic_io import write_json_atomic
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 
 log = logging.getLogger("pipelines.stats")
 
@@ -37,11 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         "frame_rate": meta.frame_rate,
     }
     write_json_atomic(stats_path, acc.to_dict(split=STATS_SPLIT, codec=codec))
-    write_json_atomic(
-        stats_path.with_name(stats_path.stem + ".provenance.json"),
-        provenance(
-            "stats", {"encode": {"out_dir": shard_dir, "stats_path": str(stats_path)}}, frames=acc.count
-        ),
+    write_run_record(
+        "stats", {"encode": {"out_dir": shard_dir, "stats_path": str(stats_path)}}, frames=acc.count
     )
     log.info(
         "%s: %d %s frames, mean of means %.4f, mean var %.4f",

@@ -25,7 +25,7 @@ from evaluation.challenge.submission import (
 from pipelines.common.cli import run_main
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
-from pipelines.common.provenance import provenance
+from pipelines.common.provenance import write_run_record
 
 log = logging.getLogger("pipelines.submit")
 
@@ -69,7 +69,10 @@ def run_stage(params: ParamsSchema) -> Path:
     if too_many:
         raise SubmissionError(f"{model_dir} (submit.track {rules.track})", too_many)
     log.info("%s: %s parameters (%s track)", model_dir, f"{count['parameters']:,}", rules.track)
-    record = provenance(
+    built = build_submission(
+        prompts, best, generated_files(generated_dir), out_dir, metrics, rules, count, scored_sha256=scored
+    )
+    write_run_record(
         "submit",
         {
             "submit": params.submit.model_dump(),
@@ -79,17 +82,7 @@ def run_stage(params: ParamsSchema) -> Path:
         },
         n_prompts=len(prompts),
     )
-    return build_submission(
-        prompts,
-        best,
-        generated_files(generated_dir),
-        out_dir,
-        metrics,
-        rules,
-        count,
-        scored_sha256=scored,
-        provenance=record,
-    )
+    return built
 
 
 def main(argv: list[str] | None = None) -> None:

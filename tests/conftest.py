@@ -19,6 +19,27 @@ if not torch.cuda.is_available():
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+RECORDS_ENV = "FLOWJAM_PROVENANCE_DIR"  # pipelines.common.provenance.RECORDS_ENV
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _records_outside_the_checkout(tmp_path_factory):
+    """Stages that tests run in-process write their run records into a session folder, not the checkout."""
+    old = os.environ.get(RECORDS_ENV)
+    os.environ[RECORDS_ENV] = str(tmp_path_factory.mktemp("provenance"))
+    yield
+    if old is None:
+        os.environ.pop(RECORDS_ENV, None)
+    else:
+        os.environ[RECORDS_ENV] = old
+
+
+@pytest.fixture
+def run_records(tmp_path, monkeypatch) -> Path:
+    """This test's own run-record folder (``pipelines.common.provenance``)."""
+    folder = tmp_path / "provenance"
+    monkeypatch.setenv(RECORDS_ENV, str(folder))
+    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,10 @@ Real stages, real offline components (synthetic data, mel codec, the packaged al
 spectral embedder, trained tagger), a few training steps. Checks what each stage hands to the next, that DVC sees
 the pipeline as up to date afterwards, and — through the params trace (``pipelines/common/params_trace.py``) —
 that every stage's ``params:`` in dvc.yaml lists exactly the keys the stage read, so ``dvc exp run -S`` reruns the
-right stages.
+right stages. Then what experiments rely on (docs/experiments.md): a second copy gives byte-identical outputs,
+a temporary experiment that changes a generate param restores the trained model instead of retraining (and the
+run cache serves a params set that already ran), an extended training resumes from the user's checkpoints, and
+a rerun of encode does not cascade.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,26 +79,55 @@ def _copy_repository(dst: Path) -> None:
             shutil.copy2(src, dst / rel)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    for key, value in (("user.name", "test"), ("user.email", "test@localhost")):  # DVC commits experiments
+        subprocess.run(["git", "config", key, value], cwd=dst, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=dst, check=True)
+
+
+def _tiny_copy(root: Path) -> dict:
+    """A copy of this checkout in ``root`` with the tiny params; returns them."""
+    _copy_repository(root)
+    params = _deep_update(yaml.safe_load((root / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def _env(root: Path, **extra: str) -> dict[str, str]:
+    """Stage subprocesses see the copy first; run records and checkpoints go where DVC says (no test overrides)."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(root),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **extra,
+    }
+    for name in ("RAY_ADDRESS", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "FLOWJAM_PROVENANCE_DIR"):
+        env.pop(name, None)
+    return env
+
+
+def _dvc(root: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``dvc <args>`` in ``root``; fails the test with DVC's output when it fails."""
+    env = _env(root)
+    run = subprocess.run(
+        [shutil.which("dvc", path=env["PATH"]) or "dvc", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, f"dvc {' '.join(args)} failed:\n{run.stdout[-4000:]}\n{run.stderr[-6000:]}"
+    return run
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("dag")
-    _copy_repository(root)
-    params = _deep_update(yaml.safe_load((root / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    venv_bin = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(root),
-        TRACE_ENV: str(root / "trace"),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    env.pop("RAY_ADDRESS", None)
+    params = _tiny_copy(root)
+    env = _env(root, **{TRACE_ENV: str(root / "trace")})
     run = subprocess.run(
         [shutil.which("dvc", path=env["PATH"]) or "dvc", "repro"],
         cwd=root,
@@ -185,7 +218,6 @@ def test_generation_evaluation_and_submission_hand_offs(pipeline):
             "manifest.csv",
             "metrics.json",
             "parameter_count.json",
-            "provenance.json",
         ]
     )
     scored = {r["prompt_id"]: r["package_sha256"] for r in per_clip if r["chosen"]}
@@ -241,3 +273,85 @@ def test_a_report_styling_edit_reruns_evaluate_only(pipeline):
         assert set(json.loads(status.stdout or "{}")) == {"evaluate"}, status.stdout
     finally:
         css.write_text(before)
+
+
+def _out_hashes(root: Path) -> dict[tuple[str, str], str | None]:
+    """(stage, output path) -> the content hash dvc.lock records (outs, metrics and plots alike)."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return {
+        (stage, out["path"]): out.get("md5") for stage, entry in lock.items() for out in entry.get("outs", [])
+    }
+
+
+def _ran(run: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", run.stdout + run.stderr))
+
+
+def _commit(root: Path, message: str) -> None:
+    """What a user does after `make repro`: commit dvc.lock, DVCLive and the metrics (data stays in DVC)."""
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", message, "--allow-empty"], cwd=root, check=True)
+
+
+@pytest.mark.slow
+def test_a_second_copy_gives_byte_identical_outputs_and_run_facts_stay_in_records(pipeline, tmp_path_factory):
+    root, _, _, _ = pipeline
+    other = tmp_path_factory.mktemp("dag-again")  # another path: no absolute path or time may reach an output
+    _tiny_copy(other)
+    _dvc(other, "repro")
+    first, second = _out_hashes(root), _out_hashes(other)
+    assert len(first) >= 15 and set(first) == set(second)
+    assert [out for out in first if first[out] != second[out]] == []
+    assert sorted(p.stem for p in (root / "provenance").glob("*.json")) == sorted((*STAGES, "pack"))
+    outputs = ("data", "models", "generated", "reports", "submission", "dvclive")
+    assert not [p for folder in outputs for p in (root / folder).rglob("*provenance*")]
+
+
+@pytest.mark.slow
+def test_a_generation_experiment_restores_the_model_and_the_run_cache_serves_a_repeat(pipeline):
+    root, params, _, _ = pipeline
+    _commit(root, "make repro")
+    assert list((root / "checkpoints").rglob("last.pt"))  # in the workspace only: git ignores them
+    run = _dvc(root, "exp", "run", "--temp", "-S", "generate.cfg_scale=2.0", "-n", "cfg2")
+    assert _ran(run) == {"generate", "evaluate", "submit"}, run.stdout[-3000:]
+    # the same params in the workspace: the run cache restores the three stages instead of running them
+    run = _dvc(root, "exp", "run", "-S", "generate.cfg_scale=2.0")
+    cached = set(re.findall(r"Stage '(\w+)' is cached - skipping run", run.stdout + run.stderr))
+    assert not _ran(run) and cached == {"generate", "evaluate", "submit"}, run.stdout[-3000:]
+    # and back to the committed params: restored again, the workspace equals the commit
+    run = _dvc(root, "exp", "run", "-S", f"generate.cfg_scale={params['generate']['cfg_scale']}")
+    assert not _ran(run), run.stdout[-3000:]
+    diff = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert diff.stdout == "", diff.stdout
+
+
+@pytest.mark.slow
+def test_an_extended_training_in_a_temporary_experiment_resumes_from_the_user_checkpoints(pipeline):
+    root, _, _, _ = pipeline
+    _commit(root, "before extending")
+    run = _dvc(root, "exp", "run", "--temp", "-S", f"train.steps={STEPS + 2}", "-n", "longer", "train")
+    assert "train" in _ran(run)
+    record = json.loads((root / "provenance/exps/longer/train.json").read_text())
+    assert record["resumed_from_step"] == STEPS and record["steps"] == STEPS + 2
+    assert Path(record["checkpoints"]).parent == root / "checkpoints"  # the user's, not the temporary copy's
+
+
+@pytest.mark.slow
+def test_an_encode_rerun_with_unchanged_code_does_not_cascade(pipeline):
+    root, _, _, _ = pipeline
+    base = root / "model/codec/base.py"
+    before = base.read_text()
+    try:
+        base.write_text(before + "# a comment: encode reruns, its shards stay the same\n")
+        run = _dvc(root, "repro")
+        # generate and evaluate run the codec too; their outputs come out the same, so submit does not rerun
+        assert _ran(run) == {"encode", "generate", "evaluate"}, run.stdout[-3000:]
+    finally:
+        base.write_text(before)
+    # a real re-encode of every shard (none kept from before), forced, with the code as committed
+    shutil.rmtree(root / "data/latents/shards")
+    _dvc(root, "repro", "-f", "-s", "encode")
+    status = _dvc(root, "status", "--json")
+    assert json.loads(status.stdout or "{}") == {}, status.stdout

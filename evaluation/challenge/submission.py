@@ -7,7 +7,8 @@
 - ``parameter_count.json`` — the parameter count of the exported model and the track's limit
   (:mod:`evaluation.challenge.parameters`), the proof an efficiency-track entry adds;
 - ``manifest.csv`` (prompt_id, file, seed, seconds, sample_rate, split, caption), ``metrics.json`` (a copy of the
-  evaluation metrics) and ``provenance.json``.
+  evaluation metrics); the stage's run facts go to its run record (``provenance/submit.json``), outside this
+  folder.
 
 ``build_submission`` assembles it beside the target, checks it by re-opening the zip (``validate_submission``),
 and only then swaps it into place, so a failed build leaves the previous submission untouched. With the scored
@@ -144,7 +145,6 @@ def build_submission(
     rules: SubmissionRules,
     parameter_count: Mapping[str, Any],
     scored_sha256: Mapping[tuple[str, int], str] | None = None,
-    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Package, check and only then publish ``out_dir`` (a failed build leaves any old one untouched).
 
@@ -196,8 +196,6 @@ def build_submission(
         write_json_atomic(staging / PARAMETER_FILE, {"track": rules.track, "limit": limit, **parameter_count})
         if metrics_path is not None:
             (staging / "metrics.json").write_bytes(Path(metrics_path).read_bytes())
-        if provenance is not None:
-            write_json_atomic(staging / "provenance.json", dict(provenance))
         check_submission(staging, [p.prompt_id for p in prompts], rules, where=str(out))
     log.info("submission %s: %s with %d clips, all rules met", out, rules.zip_name, len(prompts))
     return out

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from evaluation.metrics.portable_numerics import TRAIN_DTYPE, portable_kernels
-from model.runtime.atomic_io import atomic_path
+from model.runtime.atomic_io import write_torch_atomic
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class LocalClap:
             "audio_dim": int(self.mean.shape[0]),
             "text_dim": int(self.towers.text[0].in_features),
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        write_torch_atomic(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike, text_encoder: Any = None) -> LocalClap:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from evaluation.metrics.portable_numerics import TRAIN_DTYPE
-from model.runtime.atomic_io import atomic_path
+from model.runtime.atomic_io import write_torch_atomic
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,7 @@ class ConceptTagger:
             "thresholds": torch.from_numpy(self.thresholds),
             "info": self.info,
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        write_torch_atomic(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ConceptTagger:

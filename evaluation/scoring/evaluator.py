@@ -350,8 +350,6 @@ def run_evaluation(
             "n_files": len(reference.clips),
             "n_windows": reference.stats.count,
             "file_list_hash": reference.meta["file_list_hash"],
-            "stats_cache": reference.meta["cache_path"],
-            "cache_hit": reference.meta["cache_hit"],
         },
         **offline.validation,
     }
@@ -376,4 +374,9 @@ def run_evaluation(
             "out-of-distribution prompts (observed, not ranked): FAD %.4f  CLAP %.4f  CCS %.3f",
             ood.get("fad", nan), ood["clap"], ood.get("ccs", nan),
         )  # fmt: skip
-    return EvaluationOutputs(metrics, details, per_prompt, best.best_seeds, rejects)
+    run_facts = {
+        "reference_stats_cache": reference.meta["cache_path"],
+        "reference_cache_hit": reference.meta["cache_hit"],
+        **({"ceiling_cache_hit": sets["ceiling"].cache_hit} if "ceiling" in sets else {}),
+    }
+    return EvaluationOutputs(metrics, details, per_prompt, best.best_seeds, rejects, run_facts)

@@ -8,7 +8,7 @@ metric or an offline stand-in; :class:`EvaluationOutputs` is everything the stag
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -42,8 +42,10 @@ class SetScores:
         return {k: float(v) for k, v in values.items() if v is not None}
 
     def counts(self) -> dict[str, Any]:
-        """Everything but the headline (details.json)."""
-        return {k: v for k, v in asdict(self).items() if k not in HEADLINE and v is not None}
+        """Everything but the headline and the cache hit (details.json: a stage output, so no run facts)."""
+        return {
+            k: v for k, v in asdict(self).items() if k not in HEADLINE and k != "cache_hit" and v is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class EvaluationOutputs:
     per_prompt: pa.Table  # one row per clip (per_prompt.parquet)
     best_seeds: dict[str, int]
     rejects: list[dict[str, str]]
+    # facts of this run (which caches were hit, where): for the run record, never for an output
+    run_facts: dict[str, Any] = field(default_factory=dict)
 
 
 def assemble_metrics(sets: dict[str, SetScores]) -> tuple[dict[str, Any], dict[str, Any]]:

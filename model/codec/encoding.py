@@ -3,8 +3,10 @@
 Each Ray Data row is one fixed batch of the plan (``model.data.clips.EncodePlan``); a pool of actors, each holding one
 codec (one per GPU when present, else ``encode.workers`` CPU actors), encodes batches; the driver collects the
 results per shard and writes a shard as soon as all its clips are in. A shard file exists only when complete
-(atomic write), so a killed run redoes only the shards it had not written. Clips that fail to decode or whose
-latents are not finite (in float32 or after the float16 cast) go to rejects, never into a shard.
+(atomic write) and is then entered in the resume ledger beside the folder (``model.runtime.resume_ledger``), so a
+killed run redoes only the shards it had not written; the folder itself holds only shards and rejects. Clips that
+fail to decode or whose latents are not finite (in float32 or after the float16 cast) go to rejects, never into a
+shard.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from tqdm import tqdm
 from model.audio.io import AudioDecodeError, crop_or_pad, load_audio
 from model.data.clips import ClipTask, EncodePlan, valid_frames
 from model.data.shards import ClipRecord, ShardMetadata, shard_name, shard_paths, write_shard
-from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
+from model.runtime.atomic_io import write_parquet_atomic
+from model.runtime.resume_ledger import ResumeLedger
 
 log = logging.getLogger(__name__)
 
 REJECTS_SCHEMA = pa.schema([("track_id", pa.string()), ("path", pa.string()), ("reason", pa.string())])
 PARTIAL_REJECTS_DIR = "_rejects"  # per-shard rejects, merged into rejects.parquet at the end
-PLAN_FILE = "plan.json"
+# written inside the (hashed, persisted) shard folder by earlier versions; the ledger replaces them
+LEGACY_FILES = ("plan.json", "provenance.json")
 
 
 def describe_codec(codec: Any, clip_seconds: float) -> ShardMetadata:
@@ -136,26 +140,31 @@ class EncodeSummary:
     clips_after_startup: int = 0
 
 
-def pending_shards(plan: EncodePlan, out_dir: Path) -> list[int]:
-    return [s for s in range(len(plan.shards)) if not (out_dir / shard_name(s)).exists()]
-
-
-def prepare_out_dir(out_dir: Path, fingerprint: str) -> None:
-    """Keep finished shards only if they come from the same plan; otherwise clear them (stale run)."""
+def prepare_out_dir(out_dir: Path, fingerprint: str) -> ResumeLedger:
+    """Keep the shards a run of the same plan finished (per the resume ledger) and remove every other shard and
+    partial-rejects file; returns the opened ledger (``names``: the kept shards)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan_file = out_dir / PLAN_FILE
-    if plan_file.exists() and json.loads(plan_file.read_text()).get("fingerprint") == fingerprint:
-        return
-    stale = shard_paths(out_dir) + sorted((out_dir / PARTIAL_REJECTS_DIR).glob("*.parquet"))
+    for name in LEGACY_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    ledger = ResumeLedger(out_dir, {"plan": fingerprint})
+    kept = ledger.open()
+    stale = [p for p in shard_paths(out_dir) if p.name not in kept] + [
+        p for p in sorted((out_dir / PARTIAL_REJECTS_DIR).glob("*.parquet")) if p.name not in kept
+    ]
     if stale:
         log.warning(
-            "%s: %d files from a different plan (params, codec or manifest changed); removing them",
+            "%s: removing %d files not finished under this plan (params, codec or manifest changed, a killed "
+            "write, or files checked out by DVC)",
             out_dir,
             len(stale),
         )
         for p in stale:
             p.unlink()
-    write_json_atomic(plan_file, {"fingerprint": fingerprint})
+    return ledger
+
+
+def pending_shards(plan: EncodePlan, finished: set[str]) -> list[int]:
+    return [s for s in range(len(plan.shards)) if shard_name(s) not in finished]
 
 
 def run_encode(
@@ -179,8 +188,10 @@ def run_encode(
     first_result: float | None = None
     clips_after_startup = 0
     out = Path(out_dir)
-    prepare_out_dir(out, plan.fingerprint({"codec": meta.settings, "shape": list(meta.latent_shape)}))
-    todo = pending_shards(plan, out)
+    ledger = prepare_out_dir(
+        out, plan.fingerprint({"codec": meta.settings, "shape": list(meta.latent_shape)})
+    )
+    todo = pending_shards(plan, ledger.names)
     log.info(
         "%d of %d shards to encode (%d workers%s)",
         len(todo),
@@ -235,6 +246,7 @@ def run_encode(
                 bar.update()
                 if len(collected[int(s)]) == len(plan.shards[int(s)]):
                     clips_written += _write_shard(out, plan, int(s), collected.pop(int(s)), meta)
+                    ledger.finished(shard_name(int(s)))
                     written += 1
         bar.close()
         if collected:

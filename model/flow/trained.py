@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from model.data.stats import Standardiser
-from model.runtime.atomic_io import atomic_path, write_json_atomic
+from model.runtime.atomic_io import write_json_atomic, write_safetensors_atomic
 from model.runtime.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,9 @@ def export_trained(
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in ema_state.items()}
     name, stale = (ADAPTER_FILE, WEIGHTS_FILE) if adapter is not None else (WEIGHTS_FILE, ADAPTER_FILE)
-    with atomic_path(out / name) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "flowjam-velocitynet", "steps": str(steps)})
+    write_safetensors_atomic(
+        out / name, tensors, metadata={"format": "flowjam-velocitynet", "steps": str(steps)}
+    )
     (out / stale).unlink(missing_ok=True)  # left by an earlier export of the other kind
     if adapter is not None:
         info = {**info, "adapter": adapter}

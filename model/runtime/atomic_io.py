@@ -1,7 +1,8 @@
 """Atomic file and directory writes: write to a temporary sibling, then rename over the target.
 
 A killed process leaves either the old file or the new one, never half of one, so a rerun can trust
-every file it finds.
+every file it finds. The writers are also deterministic: the same content gives the same bytes (no temporary
+names, times or hash-map orders inside the files), so DVC sees identical work as unchanged.
 """
 
 from __future__ import annotations
@@ -103,6 +104,36 @@ def write_parquet_atomic(path: str | os.PathLike, table: Any, **kwargs: Any) -> 
         table = table.to_arrow()
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **kwargs)
+
+
+def write_torch_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` atomically. Saved through a file object: given a path, torch names the archive's inner
+    folder after the file (here a random temporary name), so identical objects would give different bytes."""
+    import torch
+
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        torch.save(obj, fh)
+
+
+def write_safetensors_atomic(
+    path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> None:
+    """A safetensors file of ``tensors`` (name -> contiguous CPU tensor) atomically, its JSON header in sorted key
+    order: safetensors writes ``metadata`` in hash-map order, which differs from process to process."""
+    import struct
+
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.dumps(
+        json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes so that tensors stay aligned
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(header)))
+        fh.write(header)
+        fh.write(memoryview(blob)[8 + n :])
 
 
 def _json_default(obj: Any) -> Any:

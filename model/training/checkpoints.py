@@ -71,7 +71,7 @@ class CheckpointDir:
             except OSError:
                 shutil.copyfile(path, tmp)
         for old in self.periodic()[: -self.keep]:
-            old.unlink()
+            old.unlink(missing_ok=True)  # another experiment training the same run may have pruned it
         logger.info("checkpoint step %d -> %s", step, path)
         return path
 
@@ -84,13 +84,25 @@ class CheckpointDir:
 
     def load_last(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
         """The state in last.pt, or None when there is none."""
-        if not self.last.exists():
-            return None
+        return self._load(self.last, map_location) if self.last.exists() else None
+
+    def load_within(
+        self, step: int, map_location: str | torch.device = "cpu"
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """The newest periodic checkpoint at or before ``step`` and its state, or None.
+
+        For a run shorter than the one that last wrote here (experiments share the run directory: an extended run
+        moves last.pt past the baseline's ``train.steps``); the final step of every run is saved, so a run that
+        reached ``step`` before finds its own end state as long as ``train.keep`` kept it."""
+        within = [p for p in self.periodic() if int(STEP_FILE.match(p.name).group(1)) <= step]
+        return (within[-1], self._load(within[-1], map_location)) if within else None
+
+    def _load(self, path: Path, map_location: str | torch.device) -> dict[str, Any]:
         # our own files, holding numpy/python RNG states that weights_only refuses
-        state = torch.load(self.last, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointMismatchError(
-                f"{self.last}: checkpoint format {state.get('format')!r}, this code writes {CHECKPOINT_FORMAT}; "
+                f"{path}: checkpoint format {state.get('format')!r}, this code writes {CHECKPOINT_FORMAT}; "
                 f"delete {self.dir} (or set train.resume: false) to start fresh"
             )
         return state

@@ -17,6 +17,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# run facts that older checkpoints carry in their history: not restored, DVCLive holds only reproducible values
+RUN_FACTS = ("train/steps_per_s",)
+
 
 class MetricsLog:
     """Rank-0 metric logger: ``log(step, {"train/loss": ...})`` -> DVCLive plots + metrics.json + history."""
@@ -32,8 +35,10 @@ class MetricsLog:
         from dvclive import Live
 
         if state is not None:
-            self.history = {k: [list(r) for r in v] for k, v in state["history"].items()}
-            self.summary = dict(state["summary"])
+            self.history = {
+                k: [list(r) for r in v] for k, v in state["history"].items() if k not in RUN_FACTS
+            }
+            self.summary = {k: v for k, v in state["summary"].items() if k not in RUN_FACTS}
             self._rewrite_files()
         # dvcyaml=False: dvc.yaml declares the metrics and plots itself; experiments are saved by `dvc exp run`
         self._live = Live(

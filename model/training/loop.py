@@ -56,12 +56,17 @@ VAL_SEED_OFFSET = 1_000_003
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished (or already finished) run reports."""
+    """What a finished (or already finished) run reports. ``resumed_from``: the checkpoint step it started at
+    (0: fresh); ``steps_per_s``: median over this process's log windows (a run fact, kept out of DVCLive so
+    that the logged metrics are a function of inputs, code and params); ``ckpt_dir``: its run directory."""
 
     step: int
     nan_skipped: int
     first_val_loss: float | None
     last_val_loss: float | None
+    resumed_from: int
+    steps_per_s: float | None
+    ckpt_dir: str
     scan: dict[str, str] | None = None  # ScanChoice.as_dict(): the scan backend that ran, and why
 
 
@@ -129,6 +134,7 @@ class Trainer:
         self.consecutive_skips = 0
         self.loss_window: list[float] = []
         self.val_losses: list[float] = []
+        self.window_rates: list[float] = []  # steps/s per log window of this process (not checkpointed)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type in AUTOCAST_DEVICE_TYPES:
@@ -186,11 +192,25 @@ class Trainer:
         if state is None:
             return None
         check_resumable(state, self.fingerprint, self.ckpt.last)
+        source = self.ckpt.last
         if int(state["step"]) > self.cfg.steps:
-            raise CheckpointMismatchError(
-                f"{self.ckpt.last} is at step {state['step']}, beyond train.steps={self.cfg.steps}; raise "
-                f"train.steps, or start fresh with train.resume: false (or rm -r {self.ckpt.dir})"
+            earlier = self.ckpt.load_within(self.cfg.steps, map_location="cpu")
+            if earlier is None:
+                raise CheckpointMismatchError(
+                    f"{self.ckpt.last} is at step {state['step']}, beyond train.steps={self.cfg.steps}, and no "
+                    f"periodic checkpoint is at or before it; raise train.steps, or start fresh with "
+                    f"train.resume: false (or rm -r {self.ckpt.dir})"
+                )
+            logger.warning(
+                "%s is at step %d, beyond train.steps=%d (a longer run shares this run directory): resuming "
+                "from %s",
+                self.ckpt.last,
+                state["step"],
+                self.cfg.steps,
+                earlier[0],
             )
+            source, state = earlier
+            check_resumable(state, self.fingerprint, source)
         if int(state["total_steps"]) != self.cfg.steps:
             logger.warning(
                 "extending the run in %s from %d to %d steps: the cosine schedule is stretched to the "
@@ -215,7 +235,7 @@ class Trainer:
         self.step, self.nan_skipped = int(state["step"]), int(state["nan_skipped"])
         self.consecutive_skips = int(state["consecutive_skips"])
         self.loss_window, self.val_losses = list(state["loss_window"]), list(state["val_losses"])
-        logger.info("resumed from %s at step %d", self.ckpt.last, self.step)
+        logger.info("resumed from %s at step %d", source, self.step)
         return state["log"]
 
     # ---- validation --------------------------------------------------------------------------------------
@@ -299,6 +319,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``cfg.steps`` (resuming from last.pt when allowed); returns the run's summary."""
         log_state = self.restore()
+        resumed_from = self.step
         if self.log is not None:
             self.log.start(log_state)
             if self.scan is not None:  # so a run on a slow path shows in `dvc exp show`
@@ -340,14 +361,18 @@ class Trainer:
             self.log.end()
         first = self.val_losses[0] if self.val_losses else None
         last = self.val_losses[-1] if self.val_losses else None
+        rate = float(np.median(self.window_rates)) if self.window_rates else None
         scan = self.scan.as_dict() if self.scan is not None else None
-        return TrainResult(self.step, self.nan_skipped, first, last, scan)
+        return TrainResult(
+            self.step, self.nan_skipped, first, last, resumed_from, rate, str(self.ckpt.dir), scan
+        )
 
     def _log_train(self, lr: float, grad_norms: list[float], steps_per_s: float, bar: tqdm) -> None:
+        self.window_rates.append(steps_per_s)
         if self.log is None:
             self.loss_window = []
             return
-        metrics = {"train/lr": lr, "train/steps_per_s": steps_per_s}
+        metrics = {"train/lr": lr}
         if self.loss_window:
             metrics["train/loss"] = sum(self.loss_window) / len(self.loss_window)
         if grad_norms:

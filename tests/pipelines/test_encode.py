@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -17,6 +18,7 @@ from model.codec.encoding import describe_codec, prepare_out_dir, run_encode
 from model.codec.mel import MelCodec, MelCodecConfig
 from model.data.clips import ClipPolicy, TrackSource, plan_clips
 from model.data.shards import read_shards, shard_paths
+from model.runtime.resume_ledger import ledger_path
 from pipelines import encode, stats
 from tests.defaults import section
 
@@ -195,15 +197,32 @@ def test_nan_latents_are_rejected_and_resume_redoes_only_missing_shards(dataset,
         assert (p.stat().st_mtime_ns == mtime) == (p.name != paths[1].name)
 
 
-def test_shards_of_a_different_plan_are_cleared(tmp_path):
+def test_shards_of_a_different_plan_or_changed_since_are_cleared_and_the_folder_holds_no_bookkeeping(
+    tmp_path,
+):
     out = tmp_path / "shards"
-    prepare_out_dir(out, "plan-a")
-    (out / "shard-00000.parquet").write_bytes(b"x")
-    (out / "_rejects").mkdir()
-    (out / "_rejects" / "shard-00000.parquet").write_bytes(b"x")
-    prepare_out_dir(out, "plan-a")
-    assert (out / "shard-00000.parquet").exists()
-    prepare_out_dir(out, "plan-b")
+
+    def finish(name):
+        (out / "_rejects").mkdir(parents=True, exist_ok=True)
+        (out / "_rejects" / name).write_bytes(b"r")
+        (out / name).write_bytes(b"x")
+        ledger.finished(name)
+
+    ledger = prepare_out_dir(out, "plan-a")
+    finish("shard-00000.parquet")
+    finish("shard-00001.parquet")
+    (out / "shard-00002.parquet").write_bytes(b"unrecorded")  # a write the kill cut before the ledger entry
+    (out / "plan.json").write_text("{}")  # bookkeeping that earlier versions kept inside the output
+    assert prepare_out_dir(out, "plan-a").names == {"shard-00000.parquet", "shard-00001.parquet"}
+    assert sorted(p.name for p in out.iterdir()) == ["_rejects", "shard-00000.parquet", "shard-00001.parquet"]
+    (out / "shard-00001.parquet").write_bytes(b"y")  # e.g. checked out by DVC from another experiment
+    os.utime(out / "shard-00001.parquet", ns=(1, 1))
+    assert prepare_out_dir(out, "plan-a").names == {"shard-00000.parquet"}
+    assert (
+        not (out / "shard-00001.parquet").exists() and not (out / "_rejects" / "shard-00001.parquet").exists()
+    )
+    assert prepare_out_dir(out, "plan-b").names == set()
     assert (
         not (out / "shard-00000.parquet").exists() and not (out / "_rejects" / "shard-00000.parquet").exists()
     )
+    assert ledger_path(out).is_file() and ledger_path(out).parent == tmp_path

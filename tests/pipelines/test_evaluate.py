@@ -44,19 +44,23 @@ def world(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_stage_writes_metrics_table_and_best_seeds(world):
+def test_stage_writes_metrics_table_and_best_seeds(world, run_records):
     main(["--params", str(world / "params.yaml")])
     reports = world / "reports"
-    metrics = json.loads((reports / "metrics.json").read_text())
-    details = json.loads((reports / "details.json").read_text())
+    metrics_bytes = (reports / "metrics.json").read_bytes()
+    metrics = json.loads(metrics_bytes)
+    details_bytes = (reports / "details.json").read_bytes()
+    details = json.loads(details_bytes)
     assert set(metrics) == {"fad", "clap", "ccs", "ccs_margin", "first_seed", "all_seeds", "ceiling"}
     assert all(
         set(metrics[k]) == {"fad", "clap", "ccs", "ccs_margin"}
         for k in ("first_seed", "all_seeds", "ceiling")
     )
     assert (
-        details["sets"]["ceiling"]["cache_hit"] is False and details["sets"]["ceiling"]["n_clips"] == 4
+        details["sets"]["ceiling"]["n_clips"] == 4
     )  # the 4 reference (test split) files through the mel codec
+    record = json.loads((run_records / "evaluate.json").read_text())
+    assert record["reference_cache_hit"] is False and record["ceiling_cache_hit"] is False
     assert all(isinstance(v, float) and np.isfinite(v) for v in _leaves(metrics)), metrics  # numbers only
     chosen_set = details["sets"]["chosen"]
     assert metrics["ccs_margin"] == pytest.approx(metrics["ccs"] - chosen_set["ccs_shuffled"])
@@ -69,7 +73,7 @@ def test_stage_writes_metrics_table_and_best_seeds(world):
     assert "not CLAP" in details["embedder"] and "not LAION-CLAP" in details["text_audio_model"]
     assert details["judge"].startswith("tagger")
     assert not any(s["challenge_metric"] for s in details["metric_sources"].values())  # all offline stand-ins
-    assert details["reference"]["n_files"] == 4 and details["reference"]["cache_hit"] is False
+    assert details["reference"]["n_files"] == 4 and "cache_hit" not in details["reference"]
     assert {"tagger_validation", "local_clap_validation"} <= set(details)
 
     table = pl.read_parquet(reports / "per_prompt.parquet")
@@ -96,13 +100,17 @@ def test_stage_writes_metrics_table_and_best_seeds(world):
     assert (reports / "index.html").read_text().count('<tr class="reference">') == 4
     assert len(list((reports / "spectrograms").glob("*/reference-codec.png"))) == 4
     assert (reports / "models" / "tagger.pt").is_file() and (reports / "models" / "local_clap.pt").is_file()
-    assert json.loads((reports / "evaluate_provenance.json").read_text())["stage"] == "evaluate"
+    assert json.loads((run_records / "evaluate.json").read_text())["stage"] == "evaluate"
+    assert not (reports / "evaluate_provenance.json").exists()
 
     main(["--params", str(world / "params.yaml")])  # rerun: reference statistics come from the cache
     again = json.loads((reports / "metrics.json").read_text())
-    assert json.loads((reports / "details.json").read_text())["reference"]["cache_hit"] is True
+    record = json.loads((run_records / "evaluate.json").read_text())
+    assert record["reference_cache_hit"] is True and record["ceiling_cache_hit"] is True
     assert again["fad"] == pytest.approx(metrics["fad"], rel=1e-12)
-    assert json.loads((reports / "details.json").read_text())["sets"]["ceiling"]["cache_hit"] is True
+    # identical work, identical outputs: a cache hit leaves no trace in them
+    assert (reports / "details.json").read_bytes() == details_bytes
+    assert (reports / "metrics.json").read_bytes() == metrics_bytes
     assert again["ceiling"] == pytest.approx(
         metrics["ceiling"], rel=1e-12
     )  # the round trip came from the cache

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -64,7 +65,9 @@ def test_cli_refuses_clips_shorter_than_10_seconds(model_dir, tmp_path):
         )
 
 
-def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(model_dir, tmp_path):
+def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(
+    model_dir, tmp_path, run_records
+):
     prompts = [
         Prompt("p1", "calm piano ballad"),
         Prompt("p2", "fast loud rock with distorted guitar and drums"),
@@ -94,11 +97,13 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
         (p, k) for p in ("p1", "p2", "p3") for k in (0, 1)
     ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
-    assert load_prompts(out / "prompts.jsonl") == load_prompts(tmp_path / "prompts.jsonl")
-    prov = json.loads((out / "provenance.json").read_text())
-    assert prov["precision"] == "fp32" and prov["scan_backend"]["backend"] == "torch"
+    assert load_prompts(out / "prompts.jsonl") == prompts
+    assert json.loads((run_records / "generate.json").read_text())["n_files"] == 6
+    assert not (out / "provenance.json").exists()
+    record = json.loads((run_records / "generate.json").read_text())
+    assert record["precision"] == "fp32" and record["scan_backend"]["backend"] == "torch"
     assert (
-        prov["scan_backend"]["requested"] == "auto"
+        record["scan_backend"]["requested"] == "auto"
     )  # generation picks for its device, whatever training ran
     first = {(r["prompt_id"], r["seed"]): _read(r["path"])[0] for r in manifest}
     assert all(a.shape == (441000, 2) for a in first.values())
@@ -117,6 +122,18 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(mod
     assert not (out / "p2" / "seed-0.wav").exists()
     assert all(p.stat().st_mtime_ns != t for p, t in before.items() if "p2" not in p.parts)
     assert not np.allclose(_read(target)[0], first[("p3", 1)], atol=1e-3)
+
+
+def test_resume_key_names_the_weights_by_content_not_by_file_time(tmp_path):
+    """The key is a stage output: identical weights written again (a rerun, a DVC checkout) give the same key."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    settings = params({}).generate
+    key = resume_key(settings, tmp_path)
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))
+    assert resume_key(settings, tmp_path) == key
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert resume_key(settings, tmp_path)["weights_sha256"] != key["weights_sha256"]
 
 
 def test_short_or_non_finite_decodes_fail_loudly():

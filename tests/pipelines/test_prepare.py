@@ -27,7 +27,7 @@ def write_params(tmp_path, data: dict) -> str:
     return str(path)
 
 
-def test_synthetic_source(tmp_path):
+def test_synthetic_source(tmp_path, run_records):
     prepared = tmp_path / "prepared"
     params = write_params(
         tmp_path,
@@ -59,7 +59,8 @@ def test_synthetic_source(tmp_path):
         assert len(row["genre"]) == 1 and len(row["mood"]) == 1 and 1 <= len(row["instrument"]) <= 3
         assert humanise(row["genre"][0]) in row["caption"] and row["mood"][0] in row["caption"].lower()
     assert pq.read_table(prepared / "rejects.parquet").num_rows == 0
-    record = json.loads((prepared / "provenance.json").read_text())
+    assert not (prepared / "provenance.json").exists()  # run facts stay out of the (hashed) output
+    record = json.loads((run_records / "prepare.json").read_text())
     assert record["stage"] == "prepare" and record["counts"]["tracks"] == 10
     assert record["params"]["data"]["synthetic"]["seed"] == 3
 
@@ -177,7 +178,7 @@ def _folder(tmp_path):
     return root
 
 
-def test_folder_source_writes_tables_and_rejects(tmp_path):
+def test_folder_source_writes_tables_and_rejects(tmp_path, run_records):
     root, prepared = _folder(tmp_path), tmp_path / "prepared"
     folder = {"root": str(root), "validation_share": 0.0, "test_share": 0.0}
     main(
@@ -191,7 +192,8 @@ def test_folder_source_writes_tables_and_rejects(tmp_path):
     rejects = pl.read_parquet(prepared / "rejects.parquet").to_dicts()
     assert [r["audio_path"] for r in rejects] == [str(root / "broken.wav")]
     assert rejects[0]["reason"].startswith("unreadable:")
-    prov = json.loads((prepared / "provenance.json").read_text())
+    assert not (prepared / "provenance.json").exists()
+    prov = json.loads((run_records / "prepare.json").read_text())
     assert prov["counts"] == {"tracks": 3, "rejects": 1, "train": 3, "validation": 0, "test": 0}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -73,7 +75,7 @@ def htdemucs_section(root, weights_dir, workers: int) -> dict:
     }
 
 
-def test_passthrough_validates_and_rejects_bad_files(tmp_path):
+def test_passthrough_validates_and_rejects_bad_files(tmp_path, run_records):
     tracks = make_tracks(tmp_path)
     params = write_stage_inputs(
         tmp_path, tracks, {"model": "none", "workers": 2, "out_dir": str(tmp_path / "instrumental")}
@@ -87,7 +89,8 @@ def test_passthrough_validates_and_rejects_bad_files(tmp_path):
     np.testing.assert_allclose(manifest["seconds"].to_numpy(), 1.5, atol=0.01)
     reasons = dict(zip(rejects["track_id"], rejects["reason"], strict=True))
     assert "truncated" in reasons["track_0000900"] and "empty" in reasons["track_0000901"]
-    assert (tmp_path / "instrumental" / "provenance.json").exists()
+    assert not (tmp_path / "instrumental" / "provenance.json").exists()  # run facts: the run record
+    assert json.loads((run_records / "separate.json").read_text())["written"] == 3
 
 
 def test_htdemucs_interrupted_run_resumes_without_redoing_finished_files(tmp_path, weights_dir):

@@ -308,12 +308,13 @@ def _stage_inputs(tmp_path, best=None, scored=None):
     ), files
 
 
-def test_submit_stage_end_to_end(tmp_path):
+def test_submit_stage_end_to_end(tmp_path, run_records):
     params, files = _stage_inputs(tmp_path)
     out = run_stage(params)
     rules = config(SubmissionRules, "submit", team="t-1", track="performance")
     assert validate_submission(out, IDS, rules) == []
-    assert json.loads((out / "provenance.json").read_text())["stage"] == "submit"
+    assert not (out / "provenance.json").exists()  # run facts go to the run record, outside the hashed output
+    assert json.loads((run_records / "submit.json").read_text())["stage"] == "submit"
     count = json.loads((out / "parameter_count.json").read_text())
     assert (count["parameters"], count["track"], count["limit"]) == (100, "performance", None)
     with zipfile.ZipFile(out / "t-1_performance_1.zip") as zf:

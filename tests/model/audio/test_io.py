@@ -95,3 +95,14 @@ def test_bad_files_raise_audio_decode_error(tmp_path):
             load_audio(cut)
     with pytest.raises(ValueError, match="non-finite"):
         write_audio(tmp_path / "nan.wav", np.full((1, 10), np.nan, np.float32), SR)
+
+
+def test_written_wav_has_no_timestamped_chunk(tmp_path):
+    """libsndfile adds a PEAK chunk holding the write time to float WAVs; ours are PCM: fmt and data only."""
+    path = tmp_path / "x.wav"
+    write_audio(path, np.full((2, 441), 0.25, np.float32), 44100)
+    data, chunks, pos = path.read_bytes(), [], 12
+    while pos < len(data):
+        chunks.append(data[pos : pos + 4])
+        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little")
+    assert chunks == [b"fmt ", b"data"]

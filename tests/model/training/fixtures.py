@@ -213,8 +213,8 @@ PRINT_PEAK_RSS = """
 print(int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]) * 1024)
 """
 
-# run in a fresh process (python -c TRAIN_AND_MEASURE params.yaml live_dir): trains with the word-hash text encoder
-# and prints the process's peak RSS in bytes as the last line
+# run in a fresh process (python -c TRAIN_AND_MEASURE params.yaml live_dir): trains with the word-hash text encoder,
+# prints "steps_per_s <median over log windows>" and the process's peak RSS in bytes as the last line
 TRAIN_AND_MEASURE = (
     """
 import logging, sys
@@ -223,7 +223,8 @@ from model.training.setup import run_training
 from pipelines.common.params import load_params
 from pipelines.train import train_job
 from tests.model.training.fixtures import HashTextEncoder
-run_training(train_job(load_params(sys.argv[1])), live_dir=sys.argv[2], text_encoder=HashTextEncoder())
+result = run_training(train_job(load_params(sys.argv[1])), live_dir=sys.argv[2], text_encoder=HashTextEncoder())
+print("steps_per_s", result.steps_per_s)
 """
     + PRINT_PEAK_RSS
 )

@@ -85,6 +85,34 @@ def test_changed_config_starts_a_separate_run_and_switching_back_resumes(tmp_pat
     assert [p.name for p in CheckpointDir(first_run, 2).periodic()] == ["step-0000004.pt"]
 
 
+def test_a_shorter_run_sharing_the_directory_resumes_from_its_own_end_and_exports_the_same_bytes(tmp_path):
+    """Experiments share checkpoints: after an extended run moved last.pt on, rerunning the baseline's training
+    (a code change, a forced rerun) must find its own end state, and give byte-identical DVC outputs."""
+    write_fixture_shards(tmp_path)
+
+    def train(steps: int):
+        return run_training(
+            tiny_job(tmp_path, steps=steps, ckpt_every=2, keep=5),
+            live_dir=str(tmp_path / "live"),
+            text_encoder=HashTextEncoder(),
+        )
+
+    def outputs() -> dict[str, bytes]:
+        return {
+            str(p.relative_to(tmp_path)): p.read_bytes()
+            for folder in ("final", "live")
+            for p in sorted((tmp_path / folder).rglob("*"))
+            if p.is_file()
+        }
+
+    assert train(4).resumed_from == 0
+    baseline = outputs()
+    assert train(6).resumed_from == 4  # the extension
+    again = train(4)
+    assert (again.step, again.resumed_from) == (4, 4)
+    assert outputs() == baseline
+
+
 def test_checkpoint_from_other_settings_is_refused_with_the_differences(tmp_path):
     state = {"fingerprint": {"train": {"lr": 0.003}, "model": {"depth": 2}}}
     with pytest.raises(CheckpointMismatchError) as err:
