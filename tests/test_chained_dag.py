@@ -350,6 +350,9 @@ def test_an_encode_rerun_with_unchanged_code_does_not_cascade(pipeline):
         assert _ran(run) == {"encode", "generate", "evaluate"}, run.stdout[-3000:]
     finally:
         base.write_text(before)
+    # back to the committed code: the stages that ran with the comment come back from DVC's run cache
+    back = _dvc(root, "repro")
+    assert not _ran(back) & {"generate", "evaluate", "submit"}, back.stdout[-3000:]
     # a real re-encode of every shard (none kept from before), forced, with the code as committed
     shutil.rmtree(root / "data/latents/shards")
     _dvc(root, "repro", "-f", "-s", "encode")

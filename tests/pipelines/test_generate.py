@@ -97,7 +97,10 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(
         (p, k) for p in ("p1", "p2", "p3") for k in (0, 1)
     ]
     assert all(r["seconds"] == 10.0 and r["sample_rate"] == 44100 for r in manifest)
-    assert load_prompts(out / "prompts.jsonl") == prompts
+    # the stage writes the prompt set it used, with the concepts it extracted from each caption
+    assert [(p.prompt_id, p.caption) for p in load_prompts(out / "prompts.jsonl")] == [
+        (p.prompt_id, p.caption) for p in prompts
+    ]
     assert json.loads((run_records / "generate.json").read_text())["n_files"] == 6
     assert not (out / "provenance.json").exists()
     record = json.loads((run_records / "generate.json").read_text())

@@ -93,7 +93,7 @@ def build_trainer(root: Path, monkeypatch, depth: int = 1, accum_steps: int = 1,
         captured["trainer"] = self
         ready = [self.batches.next() for _ in range(steps * accum_steps)]
         captured["ready"] = ready
-        return TrainResult(0, 0, None, None)
+        return TrainResult(0, 0, None, None, 0, None, "")
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "fit", capture)
