@@ -39,7 +39,7 @@ from model.training.context import SINGLE, DistContext
 from model.training.data import LatentClips, TrainBatches, validation_batches
 from model.training.ema import EMA
 from model.training.log import MetricsLog
-from model.training.optimizer import build_optimizer, build_scheduler
+from model.training.optimizer import build_optimizer, build_scheduler, load_optimizer_state
 from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Trainer:
         null_text, null_mask = texts.null_condition()
         self.flow = FlowMatching(self.net, config.flow, null_text, null_mask).to(self.device)
         self.model = prepare(self.flow, self.device) if prepare is not None else self.flow
-        self.optimizer = build_optimizer(self.net, config.lr, config.weight_decay)
+        self.optimizer = build_optimizer(self.net, config.lr, config.weight_decay, self.device.type)
         self.scheduler = build_scheduler(self.optimizer, config.warmup, config.steps, config.min_lr_ratio)
         self.ema = EMA(self.net, config.ema_decay)
         self.ema_flow = FlowMatching(self.ema.module, config.flow, null_text, null_mask).to(self.device)
@@ -205,7 +205,7 @@ class Trainer:
             )
         self.net.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         mine = state["ranks"][self.dist.rank]
         self.batches.load_state_dict(mine["sampler"])
