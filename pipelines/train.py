@@ -11,6 +11,9 @@ same loop under Ray Train (DDP), on a private local Ray instance or on the clust
 
 from __future__ import annotations
 
+import pipelines.common.openmp  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
+# isort: split
 import json
 import logging
 from pathlib import Path
