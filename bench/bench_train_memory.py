@@ -34,7 +34,8 @@ from model.data.store import pack_store  # noqa: E402
 from tests.model.training.fixtures import TRAIN_AND_MEASURE, write_random_shards  # noqa: E402
 
 LOADING = re.compile(
-    r"data loading: ([\d.]+) ms/step waited, ([\d.]+) ms/batch assembled in the background; "
+    r"data loading: ([\d.]+) ms/step waited, ([\d.]+) ms/batch assembled (?:in the background|on the training "
+    r"thread); "
     r"([\d.]+) ms/step"
 )
 

@@ -9,6 +9,9 @@ Per block (h: (B, T, hidden); c = TimestepEmbedder(t); all three sub-layers resi
 
 Around the blocks: ``Conv1d(latent_dim -> hidden, in_kernel)`` on the masked input, and a final
 ``Linear(LN(h) * (1 + scale) + shift)`` (hidden -> latent_dim) with its own zero-init adaLN (shift, scale).
+With ``precondition`` the network's output F is turned into the velocity through a skip from its input,
+``v = c_skip(t) · x_t + c_out(t) · F`` (:func:`velocity_preconditioning`), so the noise that the velocity must cancel
+reaches the output exactly instead of through every layer.
 Padded frames are zeroed at the input, after the in-projection, after every block and at the output; the
 BiMamba is length-aware and the cross-attention only attends to text, so padding never reaches a valid frame.
 
@@ -34,7 +37,7 @@ from model.network.mamba import SCAN_BACKENDS
 # profiles/paper.yaml's model section must equal it (tests/model/network/test_backbone.py).
 PAPER_NETWORK: dict[str, Any] = {
     "hidden": 512, "depth": 24, "d_state": 16, "d_conv": 4, "expand": 2, "dt_rank": "auto",
-    "heads": 8, "mlp_ratio": 2.0, "time_dim": 256, "in_kernel": 3, "scan_backend": "auto",
+    "heads": 8, "mlp_ratio": 2.0, "time_dim": 256, "in_kernel": 3, "scan_backend": "auto", "precondition": False,
 }  # fmt: skip
 _POSITIVE_INT_KEYS = (
     "latent_dim",
@@ -70,6 +73,7 @@ class VelocityNetConfig:
     time_dim: int
     in_kernel: int
     scan_backend: str
+    precondition: bool
 
     def __post_init__(self) -> None:
         for key in _POSITIVE_INT_KEYS:
@@ -94,6 +98,10 @@ class VelocityNetConfig:
             raise ValueError(
                 f"params.yaml: model.mlp_ratio must be a positive number, got {self.mlp_ratio!r}"
             )
+        if not isinstance(self.precondition, bool):
+            raise ValueError(
+                f"params.yaml: model.precondition must be true or false, got {self.precondition!r}"
+            )
         if self.scan_backend not in SCAN_BACKENDS:
             raise ValueError(
                 f"params.yaml: model.scan_backend must be one of {SCAN_BACKENDS}, got {self.scan_backend!r}"
@@ -115,6 +123,8 @@ class VelocityNetConfig:
     def from_dict(cls, data: dict[str, Any]) -> VelocityNetConfig:
         """Inverse of ``to_dict`` (e.g. ``config.json`` of a trained model); unknown keys are an error."""
         names = {f.name for f in fields(cls)}
+        # artefacts written before the key existed were trained without preconditioning
+        data = {"precondition": False, **data}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(
@@ -136,6 +146,21 @@ def check_input_values(text_mask: torch.Tensor, mask: torch.Tensor | None = None
         raise ValueError("VelocityNet: every text_mask row needs at least one real token (use encode(['']))")
     if mask is not None:
         check_right_padded(mask)
+
+
+def velocity_preconditioning(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out), each shaped like t (B,), for v = c_skip · x_t + c_out · F on the path x_t = (1 - t)·z + t·x.
+
+    With unit-variance data x (the latents are standardised) and noise z, independent: c_skip is the regression
+    coefficient of the target v = x - z on x_t, Cov(v, x_t) / Var(x_t) = (2t - 1) / ((1 - t)² + t²), and c_out the
+    standard deviation of what is left, sqrt(2 - (2t - 1)² / ((1 - t)² + t²)), so the network's own target has unit
+    variance at every t. At t = 0, v = -x_t + F: the noise is cancelled exactly and F only predicts the data.
+    """
+    t = t.float()
+    var_xt = (1 - t).square() + t.square()
+    c_skip = (2 * t - 1) / var_xt
+    c_out = (2 - (2 * t - 1).square() / var_xt).clamp_min(0).sqrt()
+    return c_skip, c_out
 
 
 def _xavier(layer: nn.Linear) -> nn.Linear:
@@ -272,7 +297,10 @@ class VelocityNet(nn.Module):
         lengths = None if mask is None else lengths_from_mask(mask)  # once per batch, on the device
         for block in self.blocks:
             h = block(h, c, text, text_mask, mask, lengths)
-        v = self.final(h, c)
+        v = self.final(h, c).transpose(1, 2)  # (B, D, T)
+        if self.cfg.precondition:
+            c_skip, c_out = velocity_preconditioning(t)
+            v = c_skip[:, None, None].to(v.dtype) * x.to(v.dtype) + c_out[:, None, None].to(v.dtype) * v
         if pads is not None:
-            v = v.masked_fill(pads, 0.0)
-        return v.transpose(1, 2)  # (B, D, T)
+            v = v.masked_fill(pads.transpose(1, 2), 0.0)
+        return v

@@ -4,6 +4,8 @@ shadow <- d * shadow + (1 - d) * param after every optimiser step, with the warm
 d = min(decay, (1 + n) / (10 + n)) over n updates so that early averages are not dominated by the
 random initialisation. Buffers are copied, not averaged. Frozen parameters (``requires_grad`` False, e.g. the base
 weights under LoRA) never change, so the shadow shares them with the model instead of copying and averaging them.
+The update is one ``torch._foreach_lerp_`` over the trainable parameters (one dispatch instead of a Python loop
+over every tensor); it computes the same ``lerp_`` per tensor.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class EMA:
         self.num_updates = 0
         frozen = {id(p): p for p in model.parameters() if not p.requires_grad}  # deepcopy reuses memo entries
         self.module = copy.deepcopy(model, memo=frozen).eval().requires_grad_(False)
+        self._names = [name for name, p in model.named_parameters() if p.requires_grad]
+        shadow = dict(self.module.named_parameters())
+        self._shadow = [shadow[name] for name in self._names]
+        self._shadow_buffers = [buf for _, buf in self.module.named_buffers()]
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
@@ -33,14 +39,19 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """One EMA step towards ``model``'s current parameters (same architecture as the shadow)."""
         d = self.current_decay()
-        shadow = dict(self.module.named_parameters())
-        for name, param in model.named_parameters():
-            if not param.requires_grad:
-                continue
-            shadow[name].lerp_(param.detach().to(shadow[name].dtype), 1.0 - d)
-        shadow_buffers = dict(self.module.named_buffers())
-        for name, buf in model.named_buffers():
-            shadow_buffers[name].copy_(buf)
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        if [name for name, _ in named] != self._names:
+            raise ValueError("EMA.update: the model's trainable parameters are not those of the EMA's copy")
+        # under no_grad the parameters themselves are the lerp's sources (no detach copies)
+        targets = [
+            param if param.dtype == shadow.dtype else param.to(shadow.dtype)
+            for (_, param), shadow in zip(named, self._shadow, strict=True)
+        ]
+        if targets:
+            torch._foreach_lerp_(self._shadow, targets, 1.0 - d)
+        buffers = [buf for _, buf in model.named_buffers()]
+        if buffers:
+            torch._foreach_copy_(self._shadow_buffers, buffers)
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, Any]:

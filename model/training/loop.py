@@ -43,7 +43,7 @@ from model.training.context import SINGLE, DistContext
 from model.training.data import LatentClips, TrainBatches, validation_batches
 from model.training.ema import EMA
 from model.training.log import MetricsLog
-from model.training.optimizer import build_optimizer, build_scheduler
+from model.training.optimizer import build_optimizer, build_scheduler, load_optimizer_state
 from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class Trainer:
             )
         self.net.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         mine = state["ranks"][self.dist.rank]
         self.batches.load_state_dict(mine["sampler"])

@@ -3,6 +3,14 @@
 No decay on: biases, normalisation weights and other 1-d parameters, the SSM parameters ``A_log`` and ``D``
 (decaying them would pull the state dynamics towards A = -1, D = 0; mamba_ssm marks them the same way), and any
 parameter that carries ``_no_weight_decay = True``.
+
+Which AdamW implementation runs is chosen by device type (:data:`IMPLEMENTATION`). On CPU it is ``fused=True``:
+one pass over each tensor instead of torch's default there, a per-tensor loop of about ten operations (measured
+on the embedded network: 2.3 ms of CPU per step against 6.9 ms; ``foreach=True``, bit-identical to the loop, took
+7.5 ms, as torch's CPU foreach kernels loop over the tensors too). The fused kernel rounds differently from the loop
+(the same arithmetic in another order): one step from the same state agrees to 1e-6 absolute
+(tests/model/training/test_ema_optimizer.py). The implementation is not part of a run's state: restoring a
+checkpoint keeps this process's choice (:func:`load_optimizer_state`), so a run may resume on another device type.
 """
 
 from __future__ import annotations
@@ -14,6 +22,11 @@ import torch
 from torch import nn
 
 NO_DECAY_NAMES = ("A_log", "D")
+# AdamW implementation per device type; a device type not listed gets torch's default (foreach on CUDA).
+# The CUDA choice (fused=True) belongs to the GPU work (issue 23) and goes here.
+IMPLEMENTATION: dict[str, dict[str, bool]] = {"cpu": {"fused": True}, "cuda": {"fused": True}}
+# the param-group keys that say how, not what, AdamW computes
+IMPLEMENTATION_KEYS = ("foreach", "fused")
 
 
 def wants_weight_decay(name: str, param: nn.Parameter) -> bool:
@@ -46,9 +59,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def adamw_kernel_options(device_type: str) -> dict[str, bool]:
-    """AdamW's implementation per device type: ``fused`` on CUDA (one kernel for every parameter, the step counts
-    on the device: no per-tensor launches or host reads); torch's default elsewhere."""
-    return {"fused": True} if device_type == "cuda" else {}
+    """AdamW's implementation for a device type (:data:`IMPLEMENTATION`): ``fused`` on CUDA (one kernel for every
+    parameter, the step counts on the device: no per-tensor launches or host reads) and on CPU (measured above)."""
+    return dict(IMPLEMENTATION.get(device_type, {}))
 
 
 def build_optimizer(
@@ -61,6 +74,21 @@ def build_optimizer(
     groups = param_groups(model, weight_decay)
     options = adamw_kernel_options(torch.device(device).type)
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, **options)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)`` keeping ``optimizer``'s own implementation (foreach/fused).
+
+    torch restores every param-group key from the checkpoint, so a checkpoint written by another implementation
+    (or before this choice existed) would silently switch it; the saved groups get this optimizer's keys first.
+    """
+    saved_groups = []
+    for saved, current in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        group = dict(saved)
+        for key in IMPLEMENTATION_KEYS:
+            group[key] = current.get(key)
+        saved_groups.append(group)
+    optimizer.load_state_dict({**state, "param_groups": saved_groups})
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:

@@ -189,6 +189,7 @@ class ModelSection(Section):
     time_dim: Integer = Field(256, ge=2)
     in_kernel: Integer = Field(3, ge=1)
     scan_backend: str = "auto"
+    precondition: bool = False
 
 
 class LoraSection(Section):

@@ -11,6 +11,7 @@ from model.network.backbone import (
     VelocityNetConfig,
     check_input_values,
     count_parameters,
+    velocity_preconditioning,
 )
 from model.network.conditioning import AdaLNModulation, CrossAttention
 from tests.defaults import net_config
@@ -203,3 +204,34 @@ def test_bad_inputs_are_rejected_with_the_reason():
     with pytest.raises(ValueError, match="right-padded"):
         check_input_values(text_mask, torch.tensor([[False, True, True, True, True]] * 2))
     check_input_values(text_mask, torch.tensor([[True, True, True, False, False]] * 2))
+
+
+def test_preconditioning_coefficients_cancel_the_noise_and_give_f_a_unit_variance_target():
+    t = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+    c_skip, c_out = velocity_preconditioning(t)
+    torch.testing.assert_close(c_skip[[0, 2, 4]], torch.tensor([-1.0, 0.0, 1.0]))
+    torch.testing.assert_close(c_out[[0, 2, 4]], torch.tensor([1.0, 2**0.5, 1.0]))
+    gen = torch.Generator().manual_seed(0)
+    x, z = torch.randn(2, 200_000, generator=gen, dtype=torch.float64)
+    for i, ti in enumerate(t.tolist()):
+        x_t, v = (1 - ti) * z + ti * x, x - z
+        target = (v - c_skip[i].double() * x_t) / c_out[i].double()  # what F learns
+        assert abs(float(target.var()) - 1.0) < 0.02, ti
+        assert abs(float(torch.corrcoef(torch.stack([target, x_t]))[0, 1])) < 0.01, ti
+
+
+def test_preconditioned_net_is_the_skip_when_its_output_layer_is_zero_and_keeps_pads_at_zero():
+    net = VelocityNet(tiny_config(precondition=True)).double()
+    with torch.no_grad():
+        net.final.linear.weight.zero_()
+        net.final.linear.bias.zero_()
+    x, t, text, text_mask = inputs(3, 12, 5)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 8:] = False
+    v = net(x, t, text, text_mask, mask)
+    c_skip, _ = velocity_preconditioning(t)
+    want = (c_skip[:, None, None].double() * x).masked_fill(~mask[:, None, :], 0.0)
+    torch.testing.assert_close(v, want)
+    assert not VelocityNetConfig.from_dict({**tiny_config().to_dict(), "precondition": True}) == tiny_config()
+    legacy = {k: v for k, v in tiny_config().to_dict().items() if k != "precondition"}
+    assert VelocityNetConfig.from_dict(legacy).precondition is False

@@ -110,6 +110,7 @@ TINY_MODEL = {
     "time_dim": 8,
     "in_kernel": 3,
     "scan_backend": "torch",
+    "precondition": False,
 }
 
 
