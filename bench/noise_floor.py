@@ -18,7 +18,8 @@ floor turns every quieter bin into the same value, a point mass the model has to
 Per set and band: levels in dB (10·log10 of mel power, guarded at -100 dB) of every frame; the floor is the 10th
 percentile over all frames of the set. The figure is the excess floor ``floor(set) - floor(reference)`` in dB per
 band, summarised as the mean over bands and over the low / middle / high third of the bands; the latent sets are
-compared with ``reference_latent``. Writes JSON (``--out``) and prints a table.
+compared with ``reference_latent``. Writes JSON (``--out``), an SVG of the audio sets' excess floor per band
+(``--figure``; docs/images/noise_floor.svg) and prints a table.
 
     PYTHONPATH=. .venv/bin/python bench/noise_floor.py --root . --sample --prompts 24
 """
@@ -194,6 +195,22 @@ def print_report(out: dict) -> None:
             print(f"  {name:<26} " + " ".join(f"{v:.3f}" for v in row["floor_mass"].values()))
 
 
+def excess_figure(out: dict, names: list[str] | None = None) -> str:
+    """Excess floor (dB over the reference's) per mel band of the audio sets (not the latent ones)."""
+    from evaluation.report.figures import svg_line_plot
+
+    names = names or [
+        n for n, row in out["sets"].items() if row["compared_with"] == "reference" and n != "reference"
+    ]
+    curves = {}
+    for name in names:
+        excess = np.array(out["sets"][name]["excess_db"])
+        curves[name] = (np.arange(len(excess), dtype=float), excess)
+    return svg_line_plot(
+        curves, width=720, x_label="mel band (excess floor, dB)", label="noise floor per band"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -206,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--variants", nargs="*", default=["ab2:4:1.5", "ab2:4:1.0", "euler:32:1.5"])
     parser.add_argument("--out", default="")
+    parser.add_argument("--figure", default="", help="SVG of the audio sets' excess floor per mel band")
+    parser.add_argument(
+        "--figure-sets", nargs="*", default=None, help="sets drawn (default: every audio set)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     root = Path(args.root).resolve()
@@ -220,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     out = report(sets, masses)
     out["codec"] = {"log_floor": codec.cfg.log_floor, "log_floor_db": 10 * math.log10(codec.cfg.log_floor)}
     print_report(out)
+    if args.figure:
+        Path(args.figure).write_text(excess_figure(out, args.figure_sets) + "\n")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -272,7 +272,7 @@ def profile(args: argparse.Namespace) -> dict:
         "stage_wall_s": wall,
         "stage_cpu_s": cpu,
         "steps_per_s_in_steps": steps / step_wall,
-        "stage_steps_per_s_median": result.steps_per_s,  # what the train stage's run record reports
+        "stage_steps_per_s_median": getattr(result, "steps_per_s", None),  # the run record (older code: none)
         "parts_ms_per_step": parts,
         "thread_cpu_s": threads_cpu,
         "load_average": os.getloadavg(),

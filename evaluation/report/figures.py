@@ -125,6 +125,7 @@ def svg_line_plot(
     width: int = 640,
     height: int = 260,
     x_label: str = "step",
+    label: str = "training loss",
 ) -> str:
     """An inline ``<svg>`` with one polyline per curve, axes, ticks and a legend; log y over > 1 decade."""
     if not curves:
@@ -148,7 +149,7 @@ def svg_line_plot(
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="training loss">',
+        f'aria-label="{html.escape(label)}">',
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
     ]
     for t in _ticks(x0, x1):

@@ -8,7 +8,9 @@ from model.training.optimizer import adamw_kernel_options, build_optimizer
 
 def test_fused_adamw_on_cuda_and_cpu_default_elsewhere():
     assert adamw_kernel_options("cuda") == {"fused": True}
-    assert adamw_kernel_options("cpu") == {"fused": True}  # measured faster there too (model/training/optimizer.py)
+    assert adamw_kernel_options("cpu") == {
+        "fused": True
+    }  # measured faster there too (model/training/optimizer.py)
     assert adamw_kernel_options("mps") == {}
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
     assert build_optimizer(net, 1e-3, 0.01, torch.device("cuda", 0)).defaults["fused"] is True

@@ -35,14 +35,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mib(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of a process, MiB."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
-    )
-    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
-
-
 def cli_env() -> dict[str, str]:
     """The environment of a command a user types: this checkout first, no thread settings of the test process."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
