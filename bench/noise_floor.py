@@ -133,7 +133,7 @@ def sample_variants(
     from model.flow.sampling import SamplerConfig, noise_generator
     from model.flow.text_to_music import TextToMusic
 
-    t2m = TextToMusic.from_dir(root / params.train.out_dir, device="cpu")
+    t2m = TextToMusic.from_dir(root / params.train.out_dir, device="cpu", precision="fp32")
     prompts = load_prompts(root / params.generate.out_dir / "prompts.jsonl")[:n_prompts]
     sets: dict[str, list[np.ndarray]] = {}
     for variant in variants:

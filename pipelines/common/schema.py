@@ -203,7 +203,7 @@ class LoraSection(Section):
 
 
 class TrainSection(Section):
-    steps: Integer = Field(4200, ge=1)
+    steps: Integer = Field(6300, ge=1)
     batch_size: Integer = Field(8, ge=1)
     accum_steps: Integer = Field(1, ge=1)
     frames: Integer = Field(64, ge=1)
@@ -244,9 +244,9 @@ class GenerateSection(Section):
     seconds: Real = Field(
         10.0, ge=10.0, description="the challenge scores the first 10 s and refuses shorter clips"
     )
-    steps: Integer = Field(4, ge=1)
+    steps: Integer = Field(16, ge=1)
     cfg_scale: Real = Field(1.5, allow_inf_nan=False)
-    method: str = "ab2"
+    method: str = "euler"
     seeds: Integer = Field(2, ge=1)
     seed: Integer = 0
     batch_size: Integer = Field(16, ge=1)
