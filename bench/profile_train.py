@@ -40,10 +40,6 @@ from pathlib import Path
 # CODE_ROOT: profile another checkout's code (e.g. the commit before a change) with this script
 sys.path.insert(0, os.environ.get("CODE_ROOT", str(Path(__file__).resolve().parents[1])))
 USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")  # variants start from the caller's environment
-try:  # as the train stage does, before torch loads (checkouts from before the module existed lack it)
-    import pipelines.common.openmp  # noqa: F401, E402
-except ImportError:
-    pass
 
 import torch  # noqa: E402
 

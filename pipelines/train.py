@@ -15,8 +15,6 @@ instance or on the cluster at ``ray.address`` / ``RAY_ADDRESS``, with Ray Train'
 
 from __future__ import annotations
 
-import pipelines.common.openmp  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-
 # isort: split
 import json
 import logging
