@@ -38,7 +38,7 @@ class GenerateRun:
 # what the generate stage runs: the paper profile's generate section and the params schema's defaults
 # (tests/bench/test_gpu_check.py checks both against profiles/paper.yaml and pipelines/common/schema.py)
 PAPER_GENERATE = GenerateRun("euler", 100, 3.5, "bf16")
-DEFAULT_GENERATE = GenerateRun("ab2", 4, 1.5, "fp32")
+DEFAULT_GENERATE = GenerateRun("euler", 16, 1.5, "fp32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +74,7 @@ def sizes_for(dry_run: bool) -> Sizes:
             dt_rank="auto",
             in_kernel=3,
             scan_backend="auto",
+            precondition=False,
         )
         runs = {
             "paper": dataclasses.replace(PAPER_GENERATE, steps=3),

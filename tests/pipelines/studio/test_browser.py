@@ -100,7 +100,7 @@ def test_generate_continue_and_a_bad_upload_in_chromium(server, tmp_path):
         assert (sr, audio.shape) == (44100, (2, 10 * 44100))
         assert np.sqrt(np.mean(audio**2)) > 1e-3
         settings = _text(driver, "#take-0-settings")
-        assert "seed 1234" in settings and "ab2 4 steps" in settings
+        assert "seed 1234" in settings and "euler 16 steps" in settings
         image = driver.find_element("css selector", "#take-0-spectrogram img")
         assert image.get_attribute("naturalWidth") == str(1 + (10 * 44100 - N_FFT) // HOP)  # the whole clip
         assert driver.save_screenshot(str(shots / "studio.png"))
