@@ -30,7 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.flow.lora import LoraSettings, add_lora  # noqa: E402
 from model.network.backbone import VelocityNet, VelocityNetConfig  # noqa: E402
 from model.training.config import TrainConfig  # noqa: E402
-from model.training.data import LatentClips, Standardiser, TrainBatches  # noqa: E402
 from model.training.loop import Trainer  # noqa: E402
-from model.training.text_bank import TextBank  # noqa: E402
 from pipelines.common.params import config_of, load_params  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import random_batches  # noqa: E402
 
 CONFIGS = {
     "embedded": {"latent_dim": 64, "text_dim": 384, "batch": 8, "frames": 64, "network": {}},
@@ -77,24 +77,7 @@ def build_trainer(name: str, mode: str, params_path: str, tmp: Path) -> Trainer:
         frames=spec["frames"],
         ckpt_dir=str(tmp / "ck"),
     )
-    rng = np.random.default_rng(0)
-    frames = spec["frames"]
-    clips = 32
-    latents = tuple(
-        rng.standard_normal((net_cfg.latent_dim, 2 * frames)).astype(np.float16) for _ in range(clips)
-    )
-    data = LatentClips(
-        latents,
-        tuple(f"caption {i % 8}" for i in range(clips)),
-        tuple(map(str, range(clips))),
-        net_cfg.latent_dim,
-        10.0,
-    )
-    gen = torch.Generator().manual_seed(0)
-    bank = {f"caption {i}": torch.randn(12, net_cfg.text_dim, generator=gen) for i in range(8)}
-    texts = TextBank.from_tensors(bank, torch.randn(2, net_cfg.text_dim, generator=gen), net_cfg.text_dim)
-    stats = Standardiser((0.0,) * net_cfg.latent_dim, (1.0,) * net_cfg.latent_dim)
-    batches = TrainBatches(data, texts, stats, train.batch_size, frames, seed=0)
+    batches, texts, stats = random_batches(net_cfg, train.batch_size, spec["frames"], clips=32)
     torch.manual_seed(0)
     net = VelocityNet(net_cfg)
     with torch.no_grad():  # "base" weights: off the zero-initialised gates, so every block carries gradient

@@ -34,10 +34,11 @@ TEXT_DIMS = {"minilm": 384, "flan-t5": 768}
 CAPTION_TOKENS = 12
 
 
-def make_trainer(
-    net_cfg: VelocityNetConfig, train: TrainConfig, batch_size: int, frames: int, clips: int, tmp: Path
-) -> Trainer:
-    """A Trainer over random in-memory clips (twice ``frames`` long, so crops are real crops)."""
+def random_batches(
+    net_cfg: VelocityNetConfig, batch_size: int, frames: int, clips: int, tokens: int = CAPTION_TOKENS
+) -> tuple[TrainBatches, TextBank, Standardiser]:
+    """Batches over ``clips`` seeded random in-memory clips twice ``frames`` long (so crops are real crops), with 8
+    captions of ``tokens`` random text tokens and identity statistics."""
     rng = np.random.default_rng(0)
     latents = tuple(
         rng.standard_normal((net_cfg.latent_dim, 2 * frames)).astype(np.float16) for _ in range(clips)
@@ -50,13 +51,20 @@ def make_trainer(
         10.0,
     )
     gen = torch.Generator().manual_seed(0)
-    bank = {f"caption {i}": torch.randn(CAPTION_TOKENS, net_cfg.text_dim, generator=gen) for i in range(8)}
+    bank = {f"caption {i}": torch.randn(tokens, net_cfg.text_dim, generator=gen) for i in range(8)}
     texts = TextBank.from_tensors(bank, torch.randn(2, net_cfg.text_dim, generator=gen), net_cfg.text_dim)
     stats = Standardiser((0.0,) * net_cfg.latent_dim, (1.0,) * net_cfg.latent_dim)
+    return TrainBatches(data, texts, stats, batch_size, frames, seed=0), texts, stats
+
+
+def make_trainer(
+    net_cfg: VelocityNetConfig, train: TrainConfig, batch_size: int, frames: int, clips: int, tmp: Path
+) -> Trainer:
+    """A Trainer over random in-memory clips (twice ``frames`` long, so crops are real crops)."""
+    batches, texts, stats = random_batches(net_cfg, batch_size, frames, clips)
     cfg = dataclasses.replace(
         train, steps=10_000, batch_size=batch_size, frames=frames, ckpt_dir=str(tmp / "ck")
     )
-    batches = TrainBatches(data, texts, stats, batch_size, frames, seed=0)
     torch.manual_seed(0)
     return Trainer(
         VelocityNet(net_cfg),
