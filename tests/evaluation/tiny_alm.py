@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SPECIAL_TOKENS = [
@@ -179,3 +180,19 @@ def save_tiny_omni(directory: Path, seed: int = 0, thinker_only: bool = False):
     (directory / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
     (directory / "chat_template.jinja").write_text(OMNI_CHAT_TEMPLATE)
     return model
+
+
+def write_tone_clips(root: Path) -> np.ndarray:
+    """Two 10.5 s stereo 44.1 kHz WAVs in ``root`` (220 and 550 Hz tones with a little seeded noise): the clips the
+    judge tests score. Returns their paths."""
+    from model.audio.io import write_audio
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(44100 * 10.5)) / 44100
+    paths = []
+    for i, freq in enumerate((220.0, 550.0)):
+        tone = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+        path = root / f"clip{i}.wav"
+        write_audio(path, np.stack([tone, tone]).astype(np.float32), 44100)
+        paths.append(str(path))
+    return np.array(paths)

@@ -8,9 +8,8 @@ import torch
 
 from evaluation.metrics.alm_judge import AlmJudge, load_alm, question
 from evaluation.metrics.alm_models import AlmWeightsError, answer_token_ids
-from model.audio.io import write_audio
 from tests.defaults import config
-from tests.evaluation.tiny_alm import save_tiny_alm
+from tests.evaluation.tiny_alm import save_tiny_alm, write_tone_clips
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +26,7 @@ def judge(alm_dir):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clips")
-    rng = np.random.default_rng(0)
-    t = np.arange(int(44100 * 10.5)) / 44100
-    paths = []
-    for i, freq in enumerate((220.0, 550.0)):
-        tone = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
-        path = root / f"clip{i}.wav"
-        write_audio(path, np.stack([tone, tone]).astype(np.float32), 44100)
-        paths.append(str(path))
-    return np.array(paths)
+    return write_tone_clips(tmp_path_factory.mktemp("clips"))
 
 
 def test_missing_model_directory_names_the_param(tmp_path):

@@ -11,8 +11,7 @@ import torch
 
 from evaluation.metrics.alm_judge import AlmJudge, load_alm, question
 from evaluation.metrics.alm_models import AlmWeightsError
-from model.audio.io import write_audio
-from tests.evaluation.tiny_alm import save_tiny_alm, save_tiny_omni
+from tests.evaluation.tiny_alm import save_tiny_alm, save_tiny_omni, write_tone_clips
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +28,7 @@ def judge(omni_dir):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clips")
-    rng = np.random.default_rng(0)
-    t = np.arange(int(44100 * 10.5)) / 44100
-    paths = []
-    for i, freq in enumerate((220.0, 550.0)):
-        tone = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
-        path = root / f"clip{i}.wav"
-        write_audio(path, np.stack([tone, tone]).astype(np.float32), 44100)
-        paths.append(str(path))
-    return np.array(paths)
+    return write_tone_clips(tmp_path_factory.mktemp("clips"))
 
 
 def test_the_config_chooses_the_qwen3_omni_thinker_and_its_processor(judge, omni_dir):
