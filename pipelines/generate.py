@@ -37,6 +37,7 @@ from model.network.scan_cuda import CudaScanUnavailableError
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from model.runtime.errors import InputError
 from pipelines.common.cli import run_main
+from pipelines.common.cpu_turn import cpu_turn
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsError, ParamsSchema, load_params, stage_arg_parser
 from pipelines.common.provenance import write_run_record
@@ -183,7 +184,8 @@ def run_stage(params: ParamsSchema) -> None:
             path.unlink()
     write_json_atomic(out / RESUME_FILE, key)
     save_prompts(out / "prompts.jsonl", prompts)
-    manifest = generate_prompt_set(engine, prompts, settings)
+    with cpu_turn("generate", on_cpu=engine.device.type == "cpu") as turn:
+        manifest = generate_prompt_set(engine, prompts, settings)
     write_parquet_atomic(out / "manifest.parquet", manifest)
     write_run_record(
         "generate",
@@ -196,6 +198,7 @@ def run_stage(params: ParamsSchema) -> None:
         device=str(engine.device),
         precision=settings.precision,
         scan_backend=engine.scan.as_dict() if engine.scan else None,
+        cpu_turn=turn.as_dict(),
     )
     log.info("wrote %d files and %s", manifest.num_rows, out / "manifest.parquet")
 

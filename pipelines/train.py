@@ -27,6 +27,7 @@ from model.training.loop import TrainResult
 from model.training.ray_train import run_ray_training
 from model.training.setup import run_training
 from pipelines.common.cli import run_main
+from pipelines.common.cpu_turn import Turn, cpu_turn
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import write_run_record
@@ -63,10 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     config = job.train
     result: TrainResult | None = None
     scan = None
+    turn = Turn()
     if config.workers > 1 or config.use_gpu:
         scan = run_ray_training(job, params.ray.storage, live_dir=args.live_dir, address=params.ray.address)
-    else:
-        result = run_training(job, live_dir=args.live_dir)
+    else:  # in-process, on the CPU: one such stage at a time per checkout (pipelines.common.cpu_turn)
+        with cpu_turn("train") as turn:
+            result = run_training(job, live_dir=args.live_dir)
         scan = result.scan
     out_dir = Path(config.out_dir)
     artefact = json.loads((out_dir / "config.json").read_text())
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         resumed_from_step=result.resumed_from if result else None,
         steps_per_s=result.steps_per_s if result else None,
         scan_backend=scan,
+        cpu_turn=turn.as_dict(),
     )
     log.info(
         "trained model in %s (step %d, val loss %s -> %s)",

@@ -15,6 +15,7 @@ from pipelines.common.params import ParamsError
 from pipelines.generate import main, resume_key, run_stage, sampler_of
 from tests.cli import user_error
 from tests.defaults import params
+from tests.pipelines.common.turn_holder import hold_turn
 
 
 def _read(path):
@@ -215,3 +216,27 @@ def test_bf16_precision_samples_close_to_fp32_and_is_part_of_the_resume_key(mode
     assert resume_key(settings, model_dir)["precision"] == "bf16"
     with pytest.raises(ParamsError, match=r"generate\.precision = 'fp16'"):
         sampler_of(params({"generate": {"precision": "fp16"}}).generate)
+
+
+def test_stage_renders_in_its_turn_for_the_cpu(model_dir, tmp_path, monkeypatch, run_records):
+    """Under DVC a CPU generate waits while another experiment's stage of the same checkout holds the cores."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
+    save_prompts(tmp_path / "prompts.jsonl", [Prompt("p1", "calm piano ballad")])
+    tree = {
+        "generate": {
+            "prompts": str(tmp_path / "prompts.jsonl"),
+            "n_prompts": 0,
+            "steps": 1,
+            "seeds": 1,
+            "device": "cpu",
+            "out_dir": str(tmp_path / "generated"),
+        },
+        "train": {"out_dir": str(model_dir)},
+    }
+    holder = hold_turn(tmp_path, 3.0)
+    run_stage(params(tree))
+    holder.wait()
+    turn = json.loads((run_records / "generate.json").read_text())["cpu_turn"]
+    assert turn["lock"] == str(tmp_path / ".dvc" / "tmp" / "flowjam-cpu.lock")
+    assert turn["waited_s"] > 0.5

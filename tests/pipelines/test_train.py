@@ -14,6 +14,7 @@ from tests.model.training.fixtures import (
     tiny_params,
     write_fixture_shards,
 )
+from tests.pipelines.common.turn_holder import hold_turn
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +52,25 @@ def test_stage_trains_and_writes_artefact_and_run_record(tmp_path, monkeypatch, 
     assert metrics["step"] == 6 and {"loss", "lr", "grad_norm"} <= set(metrics["train"])
     assert "steps_per_s" not in metrics["train"]
     assert (tmp_path / "dvclive" / "plots" / "metrics" / "val" / "loss.tsv").exists()
+
+
+def test_in_process_training_takes_the_checkouts_cpu_turn(tmp_path, monkeypatch, run_records):
+    """Under DVC a CPU training waits while another experiment's stage of the same checkout holds the cores."""
+    import model.text
+    from pipelines import train as stage
+
+    write_fixture_shards(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path, steps=2)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(model.text, "build_text_encoder", lambda section, device="cpu": HashTextEncoder())
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
+    holder = hold_turn(tmp_path, 2.0)
+    stage.main(["--params", str(tmp_path / "params.yaml")])
+    holder.wait()
+    turn = json.loads((run_records / "train.json").read_text())["cpu_turn"]
+    assert turn["lock"] == str(tmp_path / ".dvc" / "tmp" / "flowjam-cpu.lock")
+    assert turn["waited_s"] > 1.0
 
 
 def test_stage_rejects_unknown_train_key(tmp_path):
