@@ -203,7 +203,7 @@ class LoraSection(Section):
 
 
 class TrainSection(Section):
-    steps: Integer = Field(4200, ge=1)
+    steps: Integer = Field(8000, ge=1)
     batch_size: Integer = Field(8, ge=1)
     accum_steps: Integer = Field(1, ge=1)
     frames: Integer = Field(64, ge=1)
