@@ -36,6 +36,7 @@ from model.audio.io import resample, to_channels
 from model.codec import build_codec
 from model.runtime.atomic_io import write_json_atomic, write_parquet_atomic
 from pipelines.common.cli import run_main
+from pipelines.common.cpu_turn import cpu_turn
 from pipelines.common.logs import setup_logging
 from pipelines.common.params import ParamsSchema, config_of, load_params, stage_arg_parser
 from pipelines.common.provenance import write_run_record
@@ -82,35 +83,39 @@ def run_stage(params: ParamsSchema, live_dir: str = LIVE_DIR) -> EvaluationOutpu
     codec = params.codec.model_dump()  # the ceiling's codec: the one the model was trained with
     roundtrip = CodecRoundTrip(codec) if settings.ceiling else None
     package = config_of(PackageFormat, params.submit)  # score what the submit stage will send
-    outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip, package)
-    out = Path(settings.out_dir)
-    write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
-    write_json_atomic(out / "best_seeds.json", outputs.best_seeds)
-    write_json_atomic(out / "evaluate_rejects.json", outputs.rejects)
-    write_json_atomic(out / "details.json", outputs.details)
-    write_json_atomic(out / "metrics.json", outputs.metrics)
-    used = {
-        "evaluate": params.evaluate.model_dump(),
-        "generate.out_dir": generated_dir,
-        "tracks": tracks,
-        "instrumental_manifest": instrumental,
-        "codec": codec,
-    }
-    started = time.perf_counter()
-    page = write_report(
-        out,
-        outputs.metrics,
-        outputs.details,
-        outputs.per_prompt,
-        read_training_curves(live_dir),
-        roundtrip=roundtrip,
-    )  # the showcase's references through the codec (evaluate.ceiling)
+    # scoring and the report in the checkout's CPU turn: beside another experiment's generate they would stall its
+    # OpenMP threads (pipelines.common.cpu_turn)
+    with cpu_turn("evaluate", on_cpu=not torch.cuda.is_available()) as turn:
+        outputs = run_evaluation(settings, generated_dir, tracks, instrumental, roundtrip, package)
+        out = Path(settings.out_dir)
+        write_parquet_atomic(out / "per_prompt.parquet", outputs.per_prompt)
+        write_json_atomic(out / "best_seeds.json", outputs.best_seeds)
+        write_json_atomic(out / "evaluate_rejects.json", outputs.rejects)
+        write_json_atomic(out / "details.json", outputs.details)
+        write_json_atomic(out / "metrics.json", outputs.metrics)
+        used = {
+            "evaluate": params.evaluate.model_dump(),
+            "generate.out_dir": generated_dir,
+            "tracks": tracks,
+            "instrumental_manifest": instrumental,
+            "codec": codec,
+        }
+        started = time.perf_counter()
+        page = write_report(
+            out,
+            outputs.metrics,
+            outputs.details,
+            outputs.per_prompt,
+            read_training_curves(live_dir),
+            roundtrip=roundtrip,
+        )  # the showcase's references through the codec (evaluate.ceiling)
     write_run_record(
         "evaluate",
         used,
         embedder=outputs.details["embedder"],
         text_audio_model=outputs.details["text_audio_model"],
         judge=outputs.details["judge"],
+        cpu_turn=turn.as_dict(),
         report_seconds=round(time.perf_counter() - started, 2),
         **outputs.run_facts,
     )

@@ -17,6 +17,7 @@ from pipelines.evaluate import main
 from tests.defaults import config
 from tests.evaluation.synthetic_fixture import build_world
 from tests.evaluation.tiny_clap import save_tiny_clap
+from tests.pipelines.common.turn_holder import hold_turn
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def world(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_stage_writes_metrics_table_and_best_seeds(world, run_records):
+def test_stage_writes_metrics_table_and_best_seeds(world, run_records, monkeypatch):
     main(["--params", str(world / "params.yaml")])
     reports = world / "reports"
     metrics_bytes = (reports / "metrics.json").read_bytes()
@@ -103,9 +104,16 @@ def test_stage_writes_metrics_table_and_best_seeds(world, run_records):
     assert json.loads((run_records / "evaluate.json").read_text())["stage"] == "evaluate"
     assert not (reports / "evaluate_provenance.json").exists()
 
-    main(["--params", str(world / "params.yaml")])  # rerun: reference statistics come from the cache
+    # rerun under DVC while another experiment's stage holds the checkout's cores: it scores in its turn, and
+    # reference statistics come from the cache
+    monkeypatch.setenv("DVC_ROOT", str(world))
+    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
+    holder = hold_turn(world, 2.0)
+    main(["--params", str(world / "params.yaml")])
+    holder.wait()
     again = json.loads((reports / "metrics.json").read_text())
     record = json.loads((run_records / "evaluate.json").read_text())
+    assert record["cpu_turn"]["waited_s"] > 1.0
     assert record["reference_cache_hit"] is True and record["ceiling_cache_hit"] is True
     assert again["fad"] == pytest.approx(metrics["fad"], rel=1e-12)
     # identical work, identical outputs: a cache hit leaves no trace in them
