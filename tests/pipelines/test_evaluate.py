@@ -17,7 +17,7 @@ from pipelines.evaluate import main
 from tests.defaults import config
 from tests.evaluation.synthetic_fixture import build_world
 from tests.evaluation.tiny_clap import save_tiny_clap
-from tests.pipelines.common.turn_holder import hold_turn
+from tests.pipelines.common.turn_holder import hold_turn, under_dvc
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +106,7 @@ def test_stage_writes_metrics_table_and_best_seeds(world, run_records, monkeypat
 
     # rerun under DVC while another experiment's stage holds the checkout's cores: it scores in its turn, and
     # reference statistics come from the cache
-    monkeypatch.setenv("DVC_ROOT", str(world))
-    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
-    holder = hold_turn(world, 2.0)
+    holder = hold_turn(under_dvc(monkeypatch, world), 2.0)
     main(["--params", str(world / "params.yaml")])
     holder.wait()
     again = json.loads((reports / "metrics.json").read_text())

@@ -15,7 +15,20 @@ from pipelines.common.params import ParamsError
 from pipelines.generate import main, resume_key, run_stage, sampler_of
 from tests.cli import user_error
 from tests.defaults import params
-from tests.pipelines.common.turn_holder import hold_turn
+from tests.pipelines.common.turn_holder import hold_turn, under_dvc
+
+
+def stage_tree(tmp_path, model_dir, prompts, **generate):
+    """The generate stage's params for ``prompts`` (written to ``tmp_path/prompts.jsonl``) and the tiny model, CPU,
+    output in ``tmp_path/generated``; ``generate`` overrides the section's keys."""
+    save_prompts(tmp_path / "prompts.jsonl", prompts)
+    section = {
+        "prompts": str(tmp_path / "prompts.jsonl"),
+        "n_prompts": 0,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "generated"),
+    }
+    return {"generate": {**section, **generate}, "train": {"out_dir": str(model_dir)}}
 
 
 def _read(path):
@@ -74,24 +87,19 @@ def test_stage_renders_every_prompt_and_seed_batch_independently_and_resumes(
         Prompt("p2", "fast loud rock with distorted guitar and drums"),
         Prompt("p3", "sad strings"),
     ]
-    save_prompts(tmp_path / "prompts.jsonl", prompts)
     out = tmp_path / "generated"
-    tree = {
-        "generate": {
-            "prompts": str(tmp_path / "prompts.jsonl"),
-            "n_prompts": 0,
-            "seconds": 10.0,
-            "steps": 2,
-            "cfg_scale": 3.5,
-            "method": "heun",
-            "seeds": 2,
-            "seed": 0,
-            "batch_size": 4,
-            "device": "cpu",
-            "out_dir": str(out),
-        },
-        "train": {"out_dir": str(model_dir)},
-    }
+    tree = stage_tree(
+        tmp_path,
+        model_dir,
+        prompts,
+        seconds=10.0,
+        steps=2,
+        cfg_scale=3.5,
+        method="heun",
+        seeds=2,
+        seed=0,
+        batch_size=4,
+    )
     run_stage(params(tree))
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     assert [(r["prompt_id"], r["seed"]) for r in manifest] == [
@@ -220,21 +228,8 @@ def test_bf16_precision_samples_close_to_fp32_and_is_part_of_the_resume_key(mode
 
 def test_stage_renders_in_its_turn_for_the_cpu(model_dir, tmp_path, monkeypatch, run_records):
     """Under DVC a CPU generate waits while another experiment's stage of the same checkout holds the cores."""
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
-    save_prompts(tmp_path / "prompts.jsonl", [Prompt("p1", "calm piano ballad")])
-    tree = {
-        "generate": {
-            "prompts": str(tmp_path / "prompts.jsonl"),
-            "n_prompts": 0,
-            "steps": 1,
-            "seeds": 1,
-            "device": "cpu",
-            "out_dir": str(tmp_path / "generated"),
-        },
-        "train": {"out_dir": str(model_dir)},
-    }
-    holder = hold_turn(tmp_path, 3.0)
+    tree = stage_tree(tmp_path, model_dir, [Prompt("p1", "calm piano ballad")], steps=1, seeds=1)
+    holder = hold_turn(under_dvc(monkeypatch, tmp_path), 3.0)
     run_stage(params(tree))
     holder.wait()
     turn = json.loads((run_records / "generate.json").read_text())["cpu_turn"]

@@ -14,7 +14,7 @@ from tests.model.training.fixtures import (
     tiny_params,
     write_fixture_shards,
 )
-from tests.pipelines.common.turn_holder import hold_turn
+from tests.pipelines.common.turn_holder import hold_turn, under_dvc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,9 +63,7 @@ def test_in_process_training_takes_the_checkouts_cpu_turn(tmp_path, monkeypatch,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path, steps=2)))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(model.text, "build_text_encoder", lambda section, device="cpu": HashTextEncoder())
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
-    holder = hold_turn(tmp_path, 2.0)
+    holder = hold_turn(under_dvc(monkeypatch, tmp_path), 2.0)
     stage.main(["--params", str(tmp_path / "params.yaml")])
     holder.wait()
     turn = json.loads((run_records / "train.json").read_text())["cpu_turn"]

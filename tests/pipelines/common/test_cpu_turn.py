@@ -6,15 +6,13 @@ import time
 import pytest
 
 from pipelines.common.cpu_turn import LOCK_NAME, cpu_turn, lock_path
-from tests.pipelines.common.turn_holder import hold_turn
+from tests.pipelines.common.turn_holder import hold_turn, under_dvc
 
 
 @pytest.fixture
 def checkout(tmp_path, monkeypatch):
     """A stage's environment under DVC: $DVC_ROOT names the user's checkout."""
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
-    return tmp_path
+    return under_dvc(monkeypatch, tmp_path)
 
 
 def test_a_stage_waits_while_another_experiment_holds_the_turn_and_names_it(checkout, caplog):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.conftest import REPO
 
 HOLD = """
 import sys, time
@@ -16,6 +16,13 @@ with cpu_turn("train"):
     print("held", flush=True)
     time.sleep(float(sys.argv[1]))
 """
+
+
+def under_dvc(monkeypatch, dvc_root: Path) -> Path:
+    """Make this process look like a stage DVC runs for ``dvc_root`` (``$DVC_ROOT``), with the CPU turn on."""
+    monkeypatch.setenv("DVC_ROOT", str(dvc_root))
+    monkeypatch.delenv("FLOWJAM_CPU_TURN", raising=False)
+    return dvc_root
 
 
 def hold_turn(dvc_root: Path, seconds: float, experiment: str = "q-other") -> subprocess.Popen:
