@@ -15,9 +15,10 @@ from model.flow.lora import LoraSettings
 from model.flow.objective import FlowConfig
 
 FLOW_KEYS = ("t_mean", "t_std", "cond_drop")
-# fingerprinted by model.training.setup instead: the base model by the sha256 of its weights (not its path), and
-# these keys only when a base is used / LoRA is on, so runs from scratch keep their run directory
-INIT_KEYS = ("init_from", "init_strict", "init_stats", "lora")
+# fingerprinted by model.training.setup instead: the base model by the sha256 of its weights (not its path), the
+# replay store by its shard listing (not its path), and these keys only when a base is used / LoRA or replay is on,
+# so runs from scratch keep their run directory
+INIT_KEYS = ("init_from", "init_strict", "init_stats", "lora", "replay")
 INIT_STATS = ("base", "data")
 # settings that select how, not what, is computed: a checkpoint moves freely between them
 PLACEMENT_KEYS = ("device", "scan_backend")
@@ -28,6 +29,49 @@ RESUME_SAFE_KEYS = (
     "steps", "val_every", "ckpt_every", "keep", "log_every", "resume", "ckpt_dir", "out_dir",
     "val_batch_size", "val_clips",
 )  # fmt: skip
+
+
+def _settings(cls: type[Any], section: Any) -> Any:
+    """``section`` (a params schema section, a dict, or already ``cls``) as ``cls``."""
+    if isinstance(section, cls):
+        return section
+    return cls(
+        **{
+            f.name: section[f.name] if isinstance(section, dict) else getattr(section, f.name)
+            for f in fields(cls)
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """``train.replay`` in params.yaml: ``share`` of every training batch drawn from the training split of another
+    packed store (``store``, e.g. the base model's ``pack.out_dir``), the rest from this run's data. Meaning and
+    why: docs/finetune.md; defaults: the params schema."""
+
+    store: str
+    share: float
+
+    def __post_init__(self) -> None:
+        if self.store and not 0.0 < self.share < 1.0:
+            raise ValueError(
+                f"params.yaml: train.replay.share must be in (0, 1) when train.replay.store is set, got {self.share}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.store)
+
+    def rows(self, batch_size: int) -> int:
+        """Replay rows per batch: ``share`` of ``batch_size``, rounded; at least one row of each source."""
+        rows = round(self.share * batch_size)
+        if not 1 <= rows <= batch_size - 1:
+            raise ValueError(
+                f"params.yaml: train.replay.share {self.share} of train.batch_size {batch_size} leaves "
+                f"{rows} replay rows; each batch needs at least one row of each source: raise train.batch_size "
+                "or move train.replay.share towards 0.5"
+            )
+        return rows
 
 
 @dataclass(frozen=True)
@@ -61,15 +105,12 @@ class TrainConfig:
     init_strict: bool
     init_stats: str
     lora: LoraSettings
+    replay: ReplaySettings
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lora, LoraSettings):  # the typed ``train.lora`` section (or a dict of it)
-            lora = self.lora
-            values = {
-                f.name: lora[f.name] if isinstance(lora, dict) else getattr(lora, f.name)
-                for f in fields(LoraSettings)
-            }
-            object.__setattr__(self, "lora", LoraSettings(**values))
+        # the typed ``train.lora`` / ``train.replay`` sections (or dicts of them)
+        object.__setattr__(self, "lora", _settings(LoraSettings, self.lora))
+        object.__setattr__(self, "replay", _settings(ReplaySettings, self.replay))
         positive = (
             "steps", "batch_size", "accum_steps", "frames", "val_every", "val_batch_size", "ckpt_every", "keep",
             "log_every", "workers",
@@ -93,6 +134,8 @@ class TrainConfig:
                 "params.yaml: train.lora.rank > 0 adapts a trained model: set train.init_from to its directory "
                 "(or train.lora.rank: 0 to train every weight)"
             )
+        if self.replay.enabled:
+            self.replay.rows(self.batch_size)  # refuses a share that leaves a source without rows
 
     @property
     def flow(self) -> FlowConfig:

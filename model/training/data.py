@@ -9,6 +9,8 @@
   memory when training runs on CUDA (``pin_memory``), so the step copies them with ``non_blocking=True``.
 * :func:`collate` checks the values the network's forward no longer reads (every row has a valid frame and a
   real text token; masks are right-padded by construction), on CPU, where that costs no device sync.
+* Replay (``train.replay``): :class:`TrainBatches` can fill ``replay_rows`` of every batch from a second set of
+  clips (another store's train split) with its own sampler; :class:`JoinedClips` numbers them after this run's.
 * :class:`ClipSampler` is an endless, seeded, epoch-wise shuffle whose state is (epoch, position); each of
   ``world_size`` ranks walks its own disjoint slice of every epoch. Crops are a pure function of
   (seed, epoch, clip), so restoring the sampler state restores the exact batch sequence.
@@ -24,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -176,8 +178,54 @@ def collate(
     return Batch(x, mask, text, text_mask, tuple(i for i, _ in items))
 
 
+@dataclass(frozen=True)
+class JoinedClips:
+    """``first`` then ``second`` as one set of clips: index ``len(first) + i`` is ``second``'s clip i."""
+
+    first: Clips
+    second: Clips
+
+    def __post_init__(self) -> None:
+        if self.first.dim != self.second.dim:
+            raise ValueError(f"cannot join clips of {self.first.dim} and {self.second.dim} latent channels")
+
+    @property
+    def dim(self) -> int:
+        return self.first.dim
+
+    @property
+    def frame_rate(self) -> float:
+        return self.first.frame_rate
+
+    @property
+    def captions(self) -> tuple[str, ...]:
+        return (*self.first.captions, *self.second.captions)
+
+    def _locate(self, index: int) -> tuple[Clips, int]:
+        n = len(self.first)
+        return (self.first, index) if index < n else (self.second, index - n)
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def length(self, index: int) -> int:
+        clips, i = self._locate(index)
+        return clips.length(i)
+
+    def window(self, index: int, start: int, frames: int) -> np.ndarray:
+        clips, i = self._locate(index)
+        return clips.window(i, start, frames)
+
+    def head(self, n: int) -> Clips:
+        raise NotImplementedError("JoinedClips serves training batches only")
+
+
 class TrainBatches:
     """The endless training stream: ``next()`` -> Batch of ``batch_size`` random crops; resumable.
+
+    With ``replay`` clips, the last ``replay_rows`` rows of every batch come from them, drawn by a second sampler
+    (same seed and ranks, its own epochs), the first ``batch_size - replay_rows`` from ``clips``; the state then
+    holds both samplers' positions.
 
     With ``prefetch`` > 0 a background thread assembles the next ``prefetch`` batches while the caller trains on
     the current one. The item order is drawn on the caller's thread, so ``state_dict`` is the state after the
@@ -198,19 +246,32 @@ class TrainBatches:
         world_size: int = 1,
         prefetch: int = 0,
         pin_memory: bool = False,
+        replay: Clips | None = None,
+        replay_rows: int = 0,
     ):
         if len(clips) == 0:
             raise ValueError("no training clips: the shards have no rows with split == 'train'")
         if standardiser.dim != clips.dim:
             raise ValueError(f"stats.json has {standardiser.dim} channels but the shards have {clips.dim}")
-        self.clips, self.texts, self.standardiser = clips, texts, standardiser
+        if replay is not None and not 0 < replay_rows < batch_size:
+            raise ValueError(f"{replay_rows} replay rows do not fit a batch of {batch_size}")
+        self.texts, self.standardiser = texts, standardiser
         self.batch_size, self.frames, self.seed = batch_size, frames, seed
         self.sampler = ClipSampler(len(clips), seed, rank, world_size)
+        self.clips: Clips = clips
+        self.replay: ClipSampler | None = None
+        self.replay_rows = 0
+        if replay is not None:
+            if len(replay) == 0:
+                raise ValueError("no replay clips: train.replay.store has no train split rows")
+            self.clips = JoinedClips(clips, replay)
+            self.replay = ClipSampler(len(replay), seed, rank, world_size)
+            self.replay_rows, self._offset = replay_rows, len(clips)
         self.prefetch = max(0, int(prefetch))
         self.pin_memory = pin_memory
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="batches") if self.prefetch else None
-        self._pending: deque[tuple[Future, dict[str, int]]] = deque()
-        self._handed_out = self.sampler.state_dict()
+        self._pending: deque[tuple[Future, dict[str, Any]]] = deque()
+        self._handed_out = self._state()
         self._lock = threading.Lock()
         self.wait_s = self.load_s = 0.0
         self.served = 0
@@ -224,15 +285,28 @@ class TrainBatches:
             self.load_s += time.perf_counter() - started
         return batch
 
+    def _take(self) -> list[tuple[int, int]]:
+        """The next batch's (clip index, epoch) items: this run's clips, then the replay rows (indices after them)."""
+        if self.replay is None:
+            return self.sampler.take(self.batch_size)
+        own = self.sampler.take(self.batch_size - self.replay_rows)
+        return own + [(self._offset + i, epoch) for i, epoch in self.replay.take(self.replay_rows)]
+
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.sampler.state_dict()
+        if self.replay is not None:
+            state["replay"] = self.replay.state_dict()
+        return state
+
     def next(self) -> Batch:
         started = time.perf_counter()
         if self._pool is None:
-            batch = self._assemble(self.sampler.take(self.batch_size))
-            self._handed_out = self.sampler.state_dict()
+            batch = self._assemble(self._take())
+            self._handed_out = self._state()
         else:
             while len(self._pending) < self.prefetch + 1:
-                items = self.sampler.take(self.batch_size)
-                self._pending.append((self._pool.submit(self._assemble, items), self.sampler.state_dict()))
+                items = self._take()
+                self._pending.append((self._pool.submit(self._assemble, items), self._state()))
             future, state = self._pending.popleft()
             batch = future.result()
             self._handed_out = state
@@ -240,18 +314,25 @@ class TrainBatches:
         self.served += 1
         return batch
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, Any]:
         return dict(self._handed_out)
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for future, _ in self._pending:
             future.cancel()
         for future, _ in self._pending:
             if not future.cancelled():
                 future.result()
         self._pending.clear()
-        self.sampler.load_state_dict(state)
-        self._handed_out = self.sampler.state_dict()
+        if (self.replay is not None) != ("replay" in state):
+            raise ValueError(
+                "the checkpoint's sampler state and this run disagree on train.replay.store (one replays, the "
+                "other does not); resume with the checkpoint's train.replay settings"
+            )
+        self.sampler.load_state_dict({k: v for k, v in state.items() if k != "replay"})
+        if self.replay is not None:
+            self.replay.load_state_dict(state["replay"])
+        self._handed_out = self._state()
 
     def close(self) -> None:
         """Stop the background thread (batches in flight are dropped)."""

@@ -140,7 +140,11 @@ def absolute_job(job: TrainJob) -> TrainJob:
         return str(Path(path).resolve()) if path else path
 
     train = dataclasses.replace(
-        job.train, ckpt_dir=absolute(job.train.ckpt_dir), out_dir=absolute(job.train.out_dir)
+        job.train,
+        ckpt_dir=absolute(job.train.ckpt_dir),
+        out_dir=absolute(job.train.out_dir),
+        init_from=absolute(job.train.init_from),
+        replay=dataclasses.replace(job.train.replay, store=absolute(job.train.replay.store)),
     )
     return dataclasses.replace(
         job,

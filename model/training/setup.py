@@ -9,6 +9,7 @@ Fine-tuning (docs/finetune.md): with ``train.init_from`` the network starts from
 (``model.training.init_from``; a new optimiser and schedule) and, with ``train.init_stats: base``, standardises the
 data with the base's latent statistics; with ``train.lora.rank > 0`` only LoRA adapters are trained
 (``model.flow.lora``) and the export holds them merged or as ``adapter.safetensors`` beside a reference to the base.
+With ``train.replay.store`` a share of every batch comes from another store's train split (``model.training.replay``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from model.training.init_from import (
     load_init,
 )
 from model.training.loop import Trainer, TrainResult
+from model.training.replay import open_replay
 from model.training.text_bank import TextBank
 
 logger = logging.getLogger(__name__)
@@ -75,9 +77,11 @@ def run_fingerprint(
     clips: Clips,
     standardiser: Standardiser,
     init: InitSource | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint; a base model (``init``) by the
-    sha256 of its weights, so a changed base starts a new run directory (keys absent when not fine-tuning)."""
+    sha256 of its weights, so a changed base starts a new run directory, and replayed data (``replay``) by the
+    identity :func:`~model.training.replay.open_replay` gives (keys absent when not used)."""
     stats_digest = hashlib.sha256(json.dumps([standardiser.mean, standardiser.var]).encode()).hexdigest()[:16]
     fingerprint = {
         "train": config.resume_fingerprint(),
@@ -94,6 +98,8 @@ def run_fingerprint(
         }
     if config.lora.enabled:
         fingerprint["lora"] = config.lora.identity()
+    if replay is not None:
+        fingerprint["replay"] = {**replay, "share": config.replay.share}
     return fingerprint
 
 
@@ -142,6 +148,9 @@ def run_training(
         check_conditioning(init, job.codec, job.text)
     if check_store:
         check_current(store_dir, job.shards_dir)
+    replay_clips, replay = (
+        open_replay(config.replay.store, store_dir) if config.replay.enabled else (None, None)
+    )
     train_clips = PackedClips.open(store_dir, "train")
     val_store = PackedClips.open(store_dir, "validation")
     val_clips: Clips = val_store
@@ -155,7 +164,7 @@ def run_training(
         text_encoder = build_text_encoder(job.text, device=str(device))
     texts = TextBank.cached(
         text_encoder,
-        list(train_clips.captions) + list(val_clips.captions),
+        [*train_clips.captions, *val_clips.captions, *(replay_clips.captions if replay_clips else ())],
         Path(config.ckpt_dir) / TEXT_CACHE,
         _without_placement(job.text),
     )
@@ -174,6 +183,8 @@ def run_training(
         dist.world_size,
         prefetch=PREFETCH_BATCHES.get(device.type, PREFETCH_BATCHES_DEFAULT),
         pin_memory=device.type == "cuda",  # so the step's copies to the GPU are asynchronous
+        replay=replay_clips,
+        replay_rows=config.replay.rows(config.batch_size) if replay_clips else 0,
     )
     seed_everything(config.seed)
     net, net_config = build_net(job.network, train_clips.dim, texts.dim)
@@ -181,6 +192,14 @@ def run_training(
     report = apply_init(net, init, config.init_strict) if init is not None else None
     lora_modules = _add_lora(net, config, report) if config.lora.enabled else []
     n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    if replay_clips is not None:
+        logger.info(
+            "replay: %d of every %d rows from %d clips of %s",
+            batches.replay_rows,
+            config.batch_size,
+            len(replay_clips),
+            config.replay.store,
+        )
     logger.info(
         "VelocityNet: %.2fM trainable parameters (of %.2fM); %d train clips; device %s; worker %d/%d",
         n_trainable / 1e6,
@@ -190,7 +209,7 @@ def run_training(
         dist.rank + 1,
         dist.world_size,
     )
-    fingerprint = run_fingerprint(job, config, train_clips, standardiser, init)
+    fingerprint = run_fingerprint(job, config, train_clips, standardiser, init, replay)
     config = dataclasses.replace(config, ckpt_dir=str(run_dir(config.ckpt_dir, fingerprint)))
     logger.info("checkpoints: %s", config.ckpt_dir)
     trainer = trainer_cls(
@@ -203,6 +222,8 @@ def run_training(
         batches.close()
         train_clips.close()
         val_store.close()
+        if replay_clips is not None:
+            replay_clips.close()
     if batches.served:  # one batch per step
         logger.info(
             "data loading: %.2f ms/step waited, %.2f ms/batch assembled %s; %.1f ms/step",
@@ -213,6 +234,8 @@ def run_training(
         )
     if dist.is_main:
         state, fine_tune = _export_state(trainer.ema.module, config, init, report, lora_modules, n_trainable)
+        if replay is not None:
+            fine_tune["replay"] = {"store": config.replay.store, "share": config.replay.share, **replay}
         export_trained(
             config.out_dir,
             state,

@@ -202,6 +202,14 @@ class LoraSection(Section):
     merge: Flag = True
 
 
+class ReplaySection(Section):
+    store: str = Field(
+        "",
+        description="a packed store (pack.out_dir of the base's data) whose train split is mixed in; '' = none",
+    )
+    share: Real = Field(0.0, ge=0, lt=1, description="share of each batch drawn from train.replay.store")
+
+
 class TrainSection(Section):
     steps: Integer = Field(8000, ge=1)
     batch_size: Integer = Field(8, ge=1)
@@ -236,6 +244,7 @@ class TrainSection(Section):
     init_strict: Flag = True
     init_stats: str = "base"  # base | data: whose latent statistics standardise the data
     lora: LoraSection = LoraSection()
+    replay: ReplaySection = ReplaySection()
 
 
 class GenerateSection(Section):

@@ -25,6 +25,7 @@ TYPOS = [
     ({"model": {"hiden": 128}}, "model.hiden", "model.hidden"),
     ({"train": {"stepz": 10}}, "train.stepz", "train.steps"),
     ({"train": {"lora": {"rnak": 8}}}, "train.lora.rnak", "train.lora.rank"),
+    ({"train": {"replay": {"shares": 0.5}}}, "train.replay.shares", "train.replay.share"),
     ({"generate": {"cfg": 3.5}}, "generate.cfg", "generate.cfg_scale"),
     ({"evaluate": {"embeder": "spectral"}}, "evaluate.embeder", "evaluate.embedder"),
     ({"submit": {"rms_flor": 1e-4}}, "submit.rms_flor", "submit.rms_floor"),
