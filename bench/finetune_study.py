@@ -12,11 +12,13 @@ clone of the repository: its data/, models/, generated/ and reports/ fill up), w
 3. the user's folder: ``--clips`` clips of the held-out genre rendered by the synthetic renderer from seeds the
    built-in set does not use, written as ``<root>/user/<genre>/*.wav`` + ``captions.csv`` (path, caption, tags),
    exactly as a user lays out a folder; prepare (``data.source: folder``) → … → pack;
-4. fine-tunes from ``models/base`` (``train.init_from``) on the folder: full and LoRA, ``train.seed`` 0 and 1;
+4. fine-tunes from ``models/base`` (``train.init_from``) on the folder: full and LoRA, ``train.seed`` 0 and 1, and
+   the same with replay (``full+replay``, ``lora+replay``: ``train.replay.store`` = the base's packed store, a
+   ``--replay-share`` of every batch);
 5. generate (every test prompt × 2 clips) and evaluate each model: the base with ``generate.seed`` 0 and 1, a
    fine-tune of ``train.seed`` s with ``generate.seed`` s. CLAP (text_audio) and CCS per genre group are means over
-   the per-clip rows of the evaluate stage's ``per_prompt.parquet`` (checked to reproduce metrics.json's
-   ``all_seeds`` over all rows).
+   the per-clip rows of the evaluate stage's ``per_prompt.parquet``, ranked and out-of-distribution prompts alike
+   (checked to reproduce metrics.json's ``all_seeds`` over the ranked prompts' rows); FAD is ``all_seeds``'.
 
 Writes ``<root>/study/finetune_study.json`` and prints the table. Steps whose outputs exist are skipped, so a
 killed study continues. About an hour on the shared 2-core machine.
@@ -49,7 +51,10 @@ from model.datasets.voices import SAMPLE_RATE  # noqa: E402
 
 FOLDER_SEED = 12345  # the built-in set uses data.synthetic.seed 0: these clips are new audio
 SEEDS = (0, 1)
-MODES = ("full", "lora")
+MODES = ("full", "lora", "full+replay", "lora+replay")
+BASE_STORE = (
+    "data/base/latents/store"  # the base's training data (pack.out_dir of step 2): what replay mixes in
+)
 
 
 def mode_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -58,10 +63,10 @@ def mode_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     lora = {"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank, "merge": True}
     if args.lora_targets:
         lora["targets"] = args.lora_targets
-    return {
-        "full": {"lr": args.full_lr, "warmup": 20, "steps": args.ft_steps},
-        "lora": {"lr": args.lora_lr, "warmup": 20, "steps": args.ft_steps, "lora": lora},
-    }
+    full = {"lr": args.full_lr, "warmup": 20, "steps": args.ft_steps}
+    adapters = {"lr": args.lora_lr, "warmup": 20, "steps": args.ft_steps, "lora": lora}
+    replay = {"replay": {"store": BASE_STORE, "share": args.replay_share}}
+    return {"full": full, "lora": adapters, "full+replay": full | replay, "lora+replay": adapters | replay}
 
 
 def deep_update(base: dict, over: dict) -> dict:
@@ -199,7 +204,7 @@ class Study:
         return over
 
     def fine_tune(self, data: dict[str, Any], mode: str, seed: int) -> Path:
-        name = f"ft{self.tag}-{mode}-s{seed}"
+        name = f"ft{self.tag}-{mode.replace('+', '-')}-s{seed}"
         out = self.root / "models" / name
         if not (out / "config.json").exists():
             train = {"init_from": "models/base", "seed": seed, "out_dir": f"models/{name}"}
@@ -236,10 +241,11 @@ class Study:
             genres[record["prompt_id"]] = (record["concepts"].get("genre") or ["?"])[0]
         clips = clips.with_columns(pl.col("prompt_id").replace_strict(genres).alias("genre"))
         metrics = json.loads((reports / "metrics.json").read_text())
-        assert abs(clips["text_audio"].mean() - metrics["all_seeds"]["clap"]) < 1e-9, (
+        ranked = clips.filter(pl.col("split") == "ranked")  # all_seeds scores the ranked prompts' clips
+        assert abs(ranked["text_audio"].mean() - metrics["all_seeds"]["clap"]) < 1e-9, (
             "per-clip CLAP != all_seeds"
         )
-        assert abs(clips["ccs"].mean() - metrics["all_seeds"]["ccs"]) < 1e-9, "per-clip CCS != all_seeds"
+        assert abs(ranked["ccs"].mean() - metrics["all_seeds"]["ccs"]) < 1e-9, "per-clip CCS != all_seeds"
 
         def group(frame: Any) -> dict[str, float]:
             # the judge's verdict on the clip's own genre concept (CCS also counts instruments and mood)
@@ -294,7 +300,7 @@ class Study:
             "genre": self.genre,
             "base_steps": self.base_steps,
             "clips": self.clips,
-            "modes": self.modes,
+            "modes": {mode: self.modes[mode] for mode in modes},
             "folder_latents_in_base_space": self.latent_shift(),
             "results": results,
             "seconds": self.timings,
@@ -328,6 +334,9 @@ def main() -> None:
     parser.add_argument("--full-lr", type=float, default=5e-4)
     parser.add_argument("--lora-lr", type=float, default=2e-3)
     parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument(
+        "--replay-share", type=float, default=0.5, help="train.replay.share of the replay modes"
+    )
     parser.add_argument("--lora-targets", nargs="+", help="train.lora.targets (default: the params default)")
     parser.add_argument(
         "--tag", default="", help="names this set of fine-tunes: models/ft<tag>-<mode>-s<seed>"
