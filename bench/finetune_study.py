@@ -21,10 +21,10 @@ clone of the repository: its data/, models/, generated/ and reports/ fill up), w
    (checked to reproduce metrics.json's ``all_seeds`` over the ranked prompts' rows); FAD is ``all_seeds``'.
 
 Writes ``<root>/study/finetune_study.json`` and prints the table. Steps whose outputs exist are skipped, so a
-killed study continues. About an hour on the shared 2-core machine.
+killed study continues. About 50 minutes on the shared 2-core machine with ``--threads 2`` when nothing else runs.
 
     git clone /path/to/flowjam /tmp/ft-study && cd /tmp/ft-study
-    nice python bench/finetune_study.py --root /tmp/ft-study
+    nice python bench/finetune_study.py --root /tmp/ft-study --threads 2
 """
 
 from __future__ import annotations
@@ -329,7 +329,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="a scratch clone of the repository")
     parser.add_argument("--genre", default="jazz", choices=GENRE_TAGS)
-    parser.add_argument("--base-steps", type=int, default=2000)
+    parser.add_argument("--base-steps", type=int, default=6000)
     parser.add_argument("--ft-steps", type=int, default=400)
     parser.add_argument("--full-lr", type=float, default=5e-4)
     parser.add_argument("--lora-lr", type=float, default=2e-3)

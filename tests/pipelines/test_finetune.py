@@ -1,5 +1,6 @@
 """The fine-tuning path end to end on a tiny config: a user's folder of audio + captions.csv → prepare → separate →
-encode → stats → pack → train a base → train again with ``train.init_from`` + LoRA (adapter export) → generate.
+encode → stats → pack → train a base → train again with ``train.init_from`` + LoRA (adapter export), replaying the
+base's packed data (``train.replay``) → generate.
 
 Real stages (their ``main``), real offline components (mel codec, the packaged all-MiniLM-L6-v2), peft; seconds of
 audio and a handful of steps.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -88,6 +90,7 @@ def test_folder_to_lora_fine_tune_to_generated_audio(tmp_path, monkeypatch, ray_
     assert {t["split"] for t in tracks} == {"train", "validation", "test"}
     assert all(t["genre"] == ["rock"] and t["caption"].startswith("A ") for t in tracks)
     train.main(args)
+    shutil.copytree("data/latents/store", "data/base-store")  # the base's data, kept aside for replay
 
     tuned = json.loads(json.dumps(TINY))
     tuned["train"].update(
@@ -95,6 +98,7 @@ def test_folder_to_lora_fine_tune_to_generated_audio(tmp_path, monkeypatch, ray_
             "init_from": "models/base",
             "out_dir": "models/final",
             "lora": {"rank": 2, "alpha": 4.0, "merge": False},
+            "replay": {"store": "data/base-store", "share": 0.5},
         }
     )
     tuned_params = tmp_path / "params.yaml"
@@ -105,6 +109,7 @@ def test_folder_to_lora_fine_tune_to_generated_audio(tmp_path, monkeypatch, ray_
     assert final.info["adapter"]["base_sha256"] == artefact_sha256("models/base")
     assert final.stats == load_trained("models/base").stats  # train.init_stats: base
     assert final.info["lora"]["trainable"] < final.info["parameters"]
+    assert final.info["replay"]["clips"] == 5 and final.info["replay"]["share"] == 0.5
 
     generate.main(["--params", str(tuned_params)])
     manifest = pq.read_table("generated/manifest.parquet").to_pylist()
