@@ -79,6 +79,7 @@ class Study:
     def __init__(self, root: Path, args: argparse.Namespace):
         self.root, self.genre, self.clips, self.threads = root, args.genre, args.clips, args.threads
         self.base_steps, self.tag, self.modes = args.base_steps, args.tag, mode_settings(args)
+        self.focus_clips = args.focus_clips
         self.dir = root / "study"
         self.dir.mkdir(exist_ok=True)
         self.defaults = yaml.safe_load((root / "params.yaml").read_text())
@@ -230,8 +231,43 @@ class Study:
             self.run(name, "evaluate", params)
         return reports
 
+    def focus_prompts(self) -> Path:
+        """The held-out genre's prompts of the built-in set, as a prompt file (concepts given, split ranked)."""
+        path = self.dir / f"prompts-{self.genre}.jsonl"
+        if not path.exists():
+            records = [json.loads(line) for line in (self.root / "generated/base-g0/prompts.jsonl").open()]
+            chosen = [r for r in records if self.genre in (r["concepts"].get("genre") or [])]
+            path.write_text("".join(json.dumps({**r, "split": "ranked"}) + "\n" for r in chosen))
+        return path
+
+    def evaluate_focus(self, world: dict[str, Any], model: str, seed: int) -> Path:
+        """``--focus-clips`` clips for each of the held-out genre's prompts, scored by the evaluate stage: the same
+        CLAP and CCS with ``focus_clips / 2`` times the clips of the 100-prompt run, so less of the seed-to-seed
+        spread comes from which clips happened to be drawn."""
+        name = f"{model}-g{seed}-focus"
+        reports = self.root / "reports" / name
+        if not (reports / "per_prompt.parquet").exists():
+            over = deep_update(
+                json.loads(json.dumps(world)),
+                {
+                    "train": {"out_dir": f"models/{model}"},
+                    "generate": {
+                        "prompts": str(self.focus_prompts()),
+                        "n_prompts": 0,
+                        "seeds": self.focus_clips,
+                        "seed": seed,
+                        "out_dir": f"generated/{name}",
+                    },
+                    "evaluate": {"ceiling": False, "out_dir": f"reports/{name}"},
+                },
+            )
+            params = self.params(f"eval-{name}", over)
+            self.run(name, "generate", params)
+            self.run(name, "evaluate", params)
+        return reports
+
     # ---- scores ------------------------------------------------------------------------------------------
-    def scores(self, reports: Path, generated: Path) -> dict[str, Any]:
+    def scores(self, reports: Path, generated: Path, focus: bool = False) -> dict[str, Any]:
         import polars as pl
 
         clips = pl.read_parquet(reports / "per_prompt.parquet")
@@ -261,6 +297,8 @@ class Study:
                 "clips": frame.height,
             }
 
+        if focus:
+            return {"held_out": group(clips)}
         held = clips.filter(pl.col("genre") == self.genre)
         others = clips.filter(pl.col("genre") != self.genre)
         return {"held_out": group(held), "others": group(others), "fad_all": metrics["all_seeds"]["fad"]}
@@ -296,6 +334,17 @@ class Study:
                 results[label][f"seed{seed}"] = self.scores(
                     reports, self.root / "generated" / f"{model}-g{seed}"
                 )
+        focus: dict[str, Any] = {}
+        if self.focus_clips:
+            for label, runs in models.items():
+                focus[label] = {
+                    f"seed{seed}": self.scores(
+                        self.evaluate_focus(world, model, seed),
+                        self.root / "generated" / f"{model}-g{seed}-focus",
+                        focus=True,
+                    )
+                    for model, seed in runs
+                }
         summary = {
             "genre": self.genre,
             "base_steps": self.base_steps,
@@ -303,6 +352,8 @@ class Study:
             "modes": {mode: self.modes[mode] for mode in modes},
             "folder_latents_in_base_space": self.latent_shift(),
             "results": results,
+            "focus_clips": self.focus_clips,
+            "focus": focus,
             "seconds": self.timings,
         }
         (self.dir / f"finetune_study{self.tag}.json").write_text(json.dumps(summary, indent=2))
@@ -310,19 +361,51 @@ class Study:
         return summary
 
 
+def cell(values: list[float], digits: int = 3) -> str:
+    """mean (each seed's value; noise = their range)."""
+    each = " / ".join(f"{v:.{digits}f}" for v in values)
+    noise = f"; noise {max(values) - min(values):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f} ({each}{noise})"
+
+
 def print_table(summary: dict[str, Any]) -> None:
-    genre = summary["genre"]
-    heads = [f"{part} {metric}" for part in (genre, "others") for metric in ("CLAP", "CCS", "genre heard")]
-    print("| model | " + " | ".join(heads) + " |")
-    print("|---" * (len(heads) + 1) + "|")
-    for label, seeds in summary["results"].items():
-        cells = []
-        for part in ("held_out", "others"):
-            for metric in ("clap", "ccs", "genre_heard"):
-                values = [r[part][metric] for r in seeds.values()]
-                spread = f", noise {max(values) - min(values):.3f}" if len(values) > 1 else ""
-                cells.append(f"{np.mean(values):.3f} ({' / '.join(f'{v:.3f}' for v in values)}{spread})")
+    genre, results = summary["genre"], summary["results"]
+    print(
+        f"| model | {genre} CLAP | {genre} CCS | {genre} genre heard | others CLAP | others CCS | FAD (ranked) |"
+    )
+    print("|---" * 7 + "|")
+    for label, seeds in results.items():
+        cells = [
+            cell([r[part][metric] for r in seeds.values()])
+            for part, metric in (
+                ("held_out", "clap"), ("held_out", "ccs"), ("held_out", "genre_heard"),
+                ("others", "clap"), ("others", "ccs"),
+            )
+        ]  # fmt: skip
+        cells.append(cell([r["fad_all"] for r in seeds.values()], 1))
         print(f"| {label} | " + " | ".join(cells) + " |")
+    tables = [("100 prompts x 2 clips", results)]
+    if summary.get("focus"):
+        focus = summary["focus"]
+        print(f"\n{genre} prompts only, {summary['focus_clips']} clips each:")
+        print(f"| model | {genre} CLAP | {genre} CCS | {genre} genre heard |\n|---|---|---|---|")
+        for label, seeds in focus.items():
+            cells = [cell([r["held_out"][m] for r in seeds.values()]) for m in ("clap", "ccs", "genre_heard")]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        tables.append((f"{genre} prompts x {summary['focus_clips']} clips", focus))
+    for title, table in tables:  # the rise over the base against the seed noise (range over seeds)
+        print(f"\nrise over the base, {title}:")
+        for metric in ("clap", "ccs"):
+            base = [r["held_out"][metric] for r in table["base"].values()]
+            for label, seeds in table.items():
+                if label == "base":
+                    continue
+                tuned = [r["held_out"][metric] for r in seeds.values()]
+                print(
+                    f"  {metric} {label}: +{np.mean(tuned) - np.mean(base):.3f}; noise base "
+                    f"{max(base) - min(base):.3f}, {label} {max(tuned) - min(tuned):.3f}; every seed above "
+                    f"every base seed: {min(tuned) > max(base)}"
+                )
 
 
 def main() -> None:
@@ -344,6 +427,12 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument(
+        "--focus-clips",
+        type=int,
+        default=10,
+        help="clips per prompt of a second evaluation on the held-out genre's prompts only (0 = skip it)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per stage process")
     args = parser.parse_args()
     Study(args.root.resolve(), args).main(args.modes, args.seeds)
