@@ -214,15 +214,22 @@ class Study:
             self.run(name, "train", params, "--live-dir", f"dvclive-{name}")
         return out
 
-    def evaluate(self, world: dict[str, Any], model: str, seed: int) -> Path:
-        name = f"{model}-g{seed}"
+    def evaluate(self, world: dict[str, Any], model: str, seed: int, focus: bool = False) -> Path:
+        """Generate with ``model`` (``generate.seed`` = ``seed``) and score it with the evaluate stage: 2 clips for
+        each of the 100 test prompts, or with ``focus`` ``--focus-clips`` clips for each of the held-out genre's
+        prompts — the same CLAP and CCS on ``focus_clips / 2`` times the clips, so less of the seed-to-seed spread
+        comes from which clips happened to be drawn."""
+        name = f"{model}-g{seed}" + ("-focus" if focus else "")
         reports = self.root / "reports" / name
         if not (reports / "per_prompt.parquet").exists():
+            generate: dict[str, Any] = {"n_prompts": 0, "seed": seed, "out_dir": f"generated/{name}"}
+            if focus:
+                generate.update({"prompts": str(self.focus_prompts()), "seeds": self.focus_clips})
             over = deep_update(
                 json.loads(json.dumps(world)),
                 {
                     "train": {"out_dir": f"models/{model}"},
-                    "generate": {"n_prompts": 0, "seed": seed, "out_dir": f"generated/{name}"},
+                    "generate": generate,
                     "evaluate": {"ceiling": False, "out_dir": f"reports/{name}"},
                 },
             )
@@ -239,32 +246,6 @@ class Study:
             chosen = [r for r in records if self.genre in (r["concepts"].get("genre") or [])]
             path.write_text("".join(json.dumps({**r, "split": "ranked"}) + "\n" for r in chosen))
         return path
-
-    def evaluate_focus(self, world: dict[str, Any], model: str, seed: int) -> Path:
-        """``--focus-clips`` clips for each of the held-out genre's prompts, scored by the evaluate stage: the same
-        CLAP and CCS with ``focus_clips / 2`` times the clips of the 100-prompt run, so less of the seed-to-seed
-        spread comes from which clips happened to be drawn."""
-        name = f"{model}-g{seed}-focus"
-        reports = self.root / "reports" / name
-        if not (reports / "per_prompt.parquet").exists():
-            over = deep_update(
-                json.loads(json.dumps(world)),
-                {
-                    "train": {"out_dir": f"models/{model}"},
-                    "generate": {
-                        "prompts": str(self.focus_prompts()),
-                        "n_prompts": 0,
-                        "seeds": self.focus_clips,
-                        "seed": seed,
-                        "out_dir": f"generated/{name}",
-                    },
-                    "evaluate": {"ceiling": False, "out_dir": f"reports/{name}"},
-                },
-            )
-            params = self.params(f"eval-{name}", over)
-            self.run(name, "generate", params)
-            self.run(name, "evaluate", params)
-        return reports
 
     # ---- scores ------------------------------------------------------------------------------------------
     def scores(self, reports: Path, generated: Path, focus: bool = False) -> dict[str, Any]:
@@ -339,7 +320,7 @@ class Study:
             for label, runs in models.items():
                 focus[label] = {
                     f"seed{seed}": self.scores(
-                        self.evaluate_focus(world, model, seed),
+                        self.evaluate(world, model, seed, focus=True),
                         self.root / "generated" / f"{model}-g{seed}-focus",
                         focus=True,
                     )

@@ -157,6 +157,26 @@ def tiny_job(root: Path, **train: Any) -> TrainJob:
     return train_job(params(tiny_params(root, **train)))
 
 
+def run_killed_at(monkeypatch: Any, step: int, job: TrainJob, live_dir: str) -> None:
+    """Run ``job`` and stop it as a kill would when it reaches ``step`` (what it checkpointed before stays)."""
+    import pytest
+
+    from model.training.loop import Trainer
+    from model.training.setup import run_training
+
+    real_step = Trainer.train_step
+
+    def dying_step(self):
+        if self.step == step:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", dying_step)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(job, live_dir=live_dir, text_encoder=HashTextEncoder())
+
+
 def run_checkpoints(root) -> Path:
     """The one run directory that training under ``root`` wrote (``checkpoints/run-<hash>``)."""
     runs = sorted((Path(root) / "checkpoints").glob("run-*"))

@@ -18,6 +18,7 @@ from tests.model.training.fixtures import (
     TINY_MODEL,
     HashTextEncoder,
     run_checkpoints,
+    run_killed_at,
     tiny_job,
     write_fixture_shards,
 )
@@ -34,18 +35,9 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
         write_fixture_shards(root)
     run_training(tiny_job(straight), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder())
 
-    real_step = Trainer.train_step
-
-    def dying_step(self):
-        if self.step == 12:  # two steps past the step-10 checkpoint: their work is lost
-            raise KeyboardInterrupt("simulated kill")
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_job(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
+    # killed two steps past the step-10 checkpoint: their work is lost
+    run_killed_at(monkeypatch, 12, tiny_job(resumed), str(resumed / "dvclive"))
     assert torch.load(run_checkpoints(resumed) / "last.pt", weights_only=False)["step"] == 10
-    monkeypatch.setattr(Trainer, "train_step", real_step)
     result = run_training(
         tiny_job(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
     )

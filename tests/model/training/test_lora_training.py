@@ -16,9 +16,14 @@ from model.flow.trained import (
     artefact_sha256,
     load_trained,
 )
-from model.training.loop import Trainer
 from model.training.setup import run_training
-from tests.model.training.fixtures import HashTextEncoder, run_checkpoints, tiny_job, write_fixture_shards
+from tests.model.training.fixtures import (
+    HashTextEncoder,
+    run_checkpoints,
+    run_killed_at,
+    tiny_job,
+    write_fixture_shards,
+)
 
 LORA = {"rank": 2, "alpha": 4.0, "dropout": 0.1}  # dropout draws from the global RNG: resume must restore it
 
@@ -41,19 +46,7 @@ def test_only_adapters_train_and_resume_is_bit_identical(tmp_path, base, monkeyp
         write_fixture_shards(root, seed=2)
     run_training(lora_job(straight, base), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder())
 
-    real_step = Trainer.train_step
-
-    def dying_step(self):
-        if self.step == 12:
-            raise KeyboardInterrupt("simulated kill")
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(
-            lora_job(resumed, base), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()
-        )
-    monkeypatch.setattr(Trainer, "train_step", real_step)
+    run_killed_at(monkeypatch, 12, lora_job(resumed, base), str(resumed / "dvclive"))
     assert (
         run_training(
             lora_job(resumed, base), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()

@@ -16,7 +16,6 @@ from model.data.stats import Standardiser
 from model.data.store import PackedClips
 from model.training.config import ReplaySettings
 from model.training.data import TrainBatches
-from model.training.loop import Trainer
 from model.training.replay import ReplayMismatchError, open_replay
 from model.training.setup import run_training
 from model.training.text_bank import TextBank
@@ -24,6 +23,7 @@ from tests.cli import user_error
 from tests.model.training.fixtures import (
     HashTextEncoder,
     run_checkpoints,
+    run_killed_at,
     tiny_job,
     tiny_params,
     write_fixture_shards,
@@ -127,17 +127,7 @@ def test_fine_tune_with_replay_resumes_bit_identically_and_records_the_store(tmp
         return tiny_job(root, init_from=str(base_dir), replay={"store": str(base_store), "share": 0.5})
 
     run_training(job(straight), live_dir=str(straight / "dvclive"), text_encoder=HashTextEncoder())
-    real_step = Trainer.train_step
-
-    def dying_step(self):
-        if self.step == 12:
-            raise KeyboardInterrupt("simulated kill")
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(job(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder())
-    monkeypatch.setattr(Trainer, "train_step", real_step)
+    run_killed_at(monkeypatch, 12, job(resumed), str(resumed / "dvclive"))
     assert (
         run_training(job(resumed), live_dir=str(resumed / "dvclive"), text_encoder=HashTextEncoder()).step
         == 20
