@@ -180,7 +180,8 @@ def collate(
 
 @dataclass(frozen=True)
 class JoinedClips:
-    """``first`` then ``second`` as one set of clips: index ``len(first) + i`` is ``second``'s clip i."""
+    """``first`` then ``second`` as one set of clips (index ``len(first) + i`` is ``second``'s clip i), for the
+    training stream (no ``head``)."""
 
     first: Clips
     second: Clips
@@ -215,9 +216,6 @@ class JoinedClips:
     def window(self, index: int, start: int, frames: int) -> np.ndarray:
         clips, i = self._locate(index)
         return clips.window(i, start, frames)
-
-    def head(self, n: int) -> Clips:
-        raise NotImplementedError("JoinedClips serves training batches only")
 
 
 class TrainBatches:

@@ -203,10 +203,7 @@ class LoraSection(Section):
 
 
 class ReplaySection(Section):
-    store: str = Field(
-        "",
-        description="a packed store (pack.out_dir of the base's data) whose train split is mixed in; '' = none",
-    )
+    store: str = ""  # a packed store (the base's pack.out_dir) whose train split is mixed in; "" = none
     share: Real = Field(0.0, ge=0, lt=1, description="share of each batch drawn from train.replay.store")
 
 
