@@ -202,3 +202,14 @@ def test_store_of_other_codec_settings_or_latent_size_is_refused_naming_both_val
     assert "train.replay.share must be in (0, 1)" in user_error(
         capsys, stage.main, ["--params", str(tmp_path / "params.yaml")]
     )
+
+
+def test_ray_workers_get_absolute_base_and_replay_paths(tmp_path, monkeypatch):
+    from model.training.ray_train import absolute_job
+
+    monkeypatch.chdir(tmp_path)
+    job = tiny_job(tmp_path, init_from="models/base", replay={"store": "data/base-store", "share": 0.5})
+    job = absolute_job(job)  # a worker may run in another directory: relative paths would not resolve there
+    assert job.train.init_from == str(tmp_path / "models/base")
+    assert job.train.replay.store == str(tmp_path / "data/base-store") and job.train.replay.share == 0.5
+    assert absolute_job(tiny_job(tmp_path)).train.replay.store == ""  # no replay stays no replay
